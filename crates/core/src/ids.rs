@@ -1,0 +1,251 @@
+//! Routable artifacts: `<kind>_<region>_<random>`.
+//!
+//! User ids and session ids carry a ULID (time-ordered); refresh tokens carry
+//! 32 random bytes in unpadded base64url. The region part lets the edge route
+//! any of them without a lookup.
+
+use crate::{RegionCode, UnixSeconds};
+use base64::Engine as _;
+use std::fmt;
+
+/// The kinds of routable artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArtifactKind {
+    User,
+    Session,
+    RefreshToken,
+}
+
+impl ArtifactKind {
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            ArtifactKind::User => "usr",
+            ArtifactKind::Session => "ses",
+            ArtifactKind::RefreshToken => "rt",
+        }
+    }
+
+    fn from_prefix(p: &str) -> Option<Self> {
+        match p {
+            "usr" => Some(ArtifactKind::User),
+            "ses" => Some(ArtifactKind::Session),
+            "rt" => Some(ArtifactKind::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+/// Why a string is not a well-formed artifact of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidArtifact {
+    #[error("malformed {expected} identifier")]
+    Malformed { expected: &'static str },
+    #[error("expected a {expected} identifier, got a {got} one")]
+    WrongKind {
+        expected: &'static str,
+        got: &'static str,
+    },
+}
+
+/// Longest artifact we accept anywhere (refresh tokens are the longest: ~66 bytes).
+pub const MAX_ARTIFACT_LEN: usize = 128;
+
+/// Splits `<kind>_<region>_<rest>` and validates the kind and region.
+pub fn parse_artifact(s: &str) -> Option<(ArtifactKind, RegionCode, &str)> {
+    if s.len() > MAX_ARTIFACT_LEN {
+        return None;
+    }
+    let mut parts = s.splitn(3, '_');
+    let kind = ArtifactKind::from_prefix(parts.next()?)?;
+    let region = RegionCode::parse(parts.next()?).ok()?;
+    let rest = parts.next()?;
+    let rest_ok = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    rest_ok.then_some((kind, region, rest))
+}
+
+macro_rules! ulid_artifact {
+    ($name:ident, $kind:expr, $label:literal) => {
+        #[doc = concat!("A ", $label, " id: `", stringify!($kind), "`-prefixed, region-tagged ULID.")]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            text: String,
+            region: RegionCode,
+        }
+
+        impl $name {
+            /// A new id; `now_ms` and `random` are passed in.
+            pub fn new(region: &RegionCode, now_ms: u64, random: u128) -> Self {
+                let ulid = ulid::Ulid::from_parts(now_ms, random);
+                Self {
+                    text: format!("{}_{}_{}", $kind.prefix(), region, ulid),
+                    region: region.clone(),
+                }
+            }
+
+            /// Parses an id and checks its kind, region shape and ULID.
+            pub fn parse(s: &str) -> Result<Self, InvalidArtifact> {
+                let malformed = InvalidArtifact::Malformed { expected: $label };
+                let (kind, region, rest) = parse_artifact(s).ok_or(malformed.clone())?;
+                if kind != $kind {
+                    return Err(InvalidArtifact::WrongKind {
+                        expected: $label,
+                        got: kind.prefix(),
+                    });
+                }
+                ulid::Ulid::from_string(rest).map_err(|_| malformed)?;
+                Ok(Self {
+                    text: s.to_owned(),
+                    region,
+                })
+            }
+
+            /// The home region named in the id.
+            pub fn region(&self) -> &RegionCode {
+                &self.region
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.text
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+    };
+}
+
+ulid_artifact!(UserId, ArtifactKind::User, "user");
+ulid_artifact!(SessionId, ArtifactKind::Session, "session");
+
+/// A refresh token as the client holds it: `rt_<region>_<43 chars base64url>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshToken(String);
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret part.
+        write!(
+            f,
+            "RefreshToken({}…)",
+            self.0.chars().take(8).collect::<String>()
+        )
+    }
+}
+
+impl RefreshToken {
+    /// A new token from 32 random bytes (passed in).
+    pub fn new(region: &RegionCode, random: [u8; 32]) -> Self {
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+        Self(format!("rt_{region}_{body}"))
+    }
+
+    /// Checks the shape of a presented token.
+    pub fn parse(s: &str) -> Result<Self, InvalidArtifact> {
+        let malformed = InvalidArtifact::Malformed {
+            expected: "refresh token",
+        };
+        let (kind, _, rest) = parse_artifact(s).ok_or(malformed.clone())?;
+        if kind != ArtifactKind::RefreshToken {
+            return Err(InvalidArtifact::WrongKind {
+                expected: "refresh token",
+                got: kind.prefix(),
+            });
+        }
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(rest)
+            .map_err(|_| malformed.clone())?;
+        if raw.len() != 32 {
+            return Err(malformed);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn region(&self) -> Option<RegionCode> {
+        parse_artifact(&self.0).map(|(_, r, _)| r)
+    }
+
+    /// What the store keeps: SHA-256 of the whole token, so a stolen store
+    /// reveals no usable token.
+    pub fn storage_hash(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.0.as_bytes()).into()
+    }
+
+    /// The token text, to hand to the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Milliseconds for ULIDs from Unix seconds plus a sub-second part.
+pub fn ulid_ms(now: UnixSeconds, subsec_ms: u32) -> u64 {
+    u64::try_from(now).unwrap_or(0).saturating_mul(1000) + u64::from(subsec_ms.min(999))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn eu() -> RegionCode {
+        RegionCode::parse("eu").unwrap()
+    }
+
+    #[test]
+    fn user_ids_round_trip_and_name_their_region() {
+        let id = UserId::new(&eu(), 1_700_000_000_000, 42);
+        assert!(id.as_str().starts_with("usr_eu_"), "{id}");
+        assert_eq!(UserId::parse(id.as_str()), Ok(id.clone()));
+        assert_eq!(id.region().as_str(), "eu");
+    }
+
+    fn check(input: &str, expected: Option<(&str, &str)>) {
+        let got = parse_artifact(input).map(|(k, r, _)| (k.prefix(), r.as_str().to_owned()));
+        let expected = expected.map(|(k, r)| (k, r.to_owned()));
+        assert_eq!(got, expected, "{input:?}");
+    }
+
+    #[test]
+    fn artifacts() {
+        check("usr_eu_01JD0000000000000000000000", Some(("usr", "eu")));
+        check("ses_ap_01JD0000000000000000000000", Some(("ses", "ap")));
+        check("rt_us_abc-def_ghi", Some(("rt", "us")));
+        check("usr_EU_01JD", None);
+        check("usr_eu_", None);
+        check("usr_eu", None);
+        check("foo_eu_123", None);
+        check("usr_eu_a b", None);
+        check(&format!("rt_eu_{}", "a".repeat(200)), None);
+    }
+
+    #[test]
+    fn wrong_kinds_are_named() {
+        let s = SessionId::new(&eu(), 1, 2);
+        assert_eq!(
+            UserId::parse(s.as_str()),
+            Err(InvalidArtifact::WrongKind {
+                expected: "user",
+                got: "ses"
+            })
+        );
+    }
+
+    #[test]
+    fn refresh_tokens() {
+        let t = RefreshToken::new(&eu(), [7; 32]);
+        assert_eq!(RefreshToken::parse(t.expose()), Ok(t.clone()));
+        assert_eq!(t.region().map(|r| r.to_string()), Some("eu".into()));
+        assert!(RefreshToken::parse("rt_eu_short").is_err());
+        assert!(!format!("{t:?}").contains(&t.expose()[10..]));
+        assert_ne!(
+            t.storage_hash(),
+            RefreshToken::new(&eu(), [8; 32]).storage_hash()
+        );
+    }
+}

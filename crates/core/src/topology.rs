@@ -1,0 +1,902 @@
+//! The federation topology: `regions.toml`, parsed once into a validated
+//! [`Topology`].
+//!
+//! Every error names the file, the key (a dotted path such as
+//! `regions.eu.nodes[0].address`) and the reason. The caller reads the file;
+//! this module only parses text, so it does no I/O. Relative paths in the file
+//! are resolved against the file's directory.
+
+use crate::{RegionCode, email::normalize_domain, password::HashParams};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+/// A configuration error: file, key and reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {key}: {reason}", file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+// ---- The file as written (every field documented; unknown fields refused) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Federation-wide settings.
+    federation: RawFederation,
+    /// The global home-region index.
+    index: RawIndex,
+    /// Token lifetimes.
+    #[serde(default)]
+    tokens: RawTokens,
+    /// Password hashing policy.
+    #[serde(default)]
+    passwords: RawPasswords,
+    /// The regions, by region code.
+    regions: BTreeMap<String, RawRegion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    /// Human name of the federation.
+    name: String,
+    /// Public issuer URL (the one hostname apps use); `iss` of every token.
+    issuer: String,
+    /// Region for users nothing else places.
+    default_region: String,
+    /// Audience of access tokens; defaults to the issuer.
+    #[serde(default)]
+    audience: Option<String>,
+    /// Whether a user may choose their region at registration.
+    #[serde(default = "yes")]
+    allow_region_preference: bool,
+    /// MaxMind-format country database for GeoIP placement.
+    #[serde(default)]
+    geoip_database: Option<PathBuf>,
+    /// Peers whose X-Forwarded-For / Forwarded headers are believed (CIDRs).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    /// Region whose nodes serve the index in an embedded deployment.
+    host_region: String,
+    /// File holding the federation's index secret (≥ 32 bytes).
+    secret_file: PathBuf,
+    /// Create the secret file with random bytes if it does not exist
+    /// (for local federations; production provisions it).
+    #[serde(default)]
+    create_secret: bool,
+    /// Seconds a registration's pending claim holds an identifier.
+    #[serde(default = "default_claim_ttl")]
+    claim_ttl_seconds: u64,
+    /// Where the index is stored.
+    store: RawStore,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    /// Access token lifetime in seconds.
+    #[serde(default = "default_access_ttl")]
+    access_ttl_seconds: u64,
+    /// Refresh token idle lifetime in seconds (each rotation starts it again).
+    #[serde(default = "default_refresh_ttl")]
+    refresh_ttl_seconds: u64,
+    /// Absolute session lifetime in seconds.
+    #[serde(default = "default_session_ttl")]
+    session_ttl_seconds: u64,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            access_ttl_seconds: default_access_ttl(),
+            refresh_ttl_seconds: default_refresh_ttl(),
+            session_ttl_seconds: default_session_ttl(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPasswords {
+    /// Argon2id memory in KiB.
+    #[serde(default = "default_memory")]
+    memory_kib: u32,
+    /// Argon2id passes.
+    #[serde(default = "default_iterations")]
+    iterations: u32,
+    /// Argon2id lanes.
+    #[serde(default = "default_parallelism")]
+    parallelism: u32,
+    /// Hashes run at once; 0 = one per CPU core.
+    #[serde(default)]
+    hash_workers: usize,
+    /// Hash requests allowed to wait; beyond that RESOURCE_EXHAUSTED.
+    #[serde(default = "default_hash_queue")]
+    hash_queue: usize,
+}
+
+impl Default for RawPasswords {
+    fn default() -> Self {
+        Self {
+            memory_kib: default_memory(),
+            iterations: default_iterations(),
+            parallelism: default_parallelism(),
+            hash_workers: 0,
+            hash_queue: default_hash_queue(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    /// Legal residency label shown to compliance (e.g. "EU").
+    residency: String,
+    /// ISO 3166-1 alpha-2 countries whose new users are homed here.
+    #[serde(default)]
+    countries: Vec<String>,
+    /// Email domains pinned here (`example.de`, or `*.example.de` for subdomains).
+    #[serde(default)]
+    email_domains: Vec<String>,
+    /// The region's nodes.
+    nodes: Vec<RawNode>,
+    /// The region's store.
+    store: RawStore,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    /// Name of the node, unique in the region (defaults to `<region>-<i>`).
+    #[serde(default)]
+    name: Option<String>,
+    /// gRPC and HTTP address (host:port).
+    address: String,
+    /// Share of traffic (canary weights); 0 = drained.
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// `embedded` (the default backend).
+    backend: String,
+    /// Data directory of the embedded backend.
+    #[serde(default)]
+    path: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_claim_ttl() -> u64 {
+    120
+}
+fn default_access_ttl() -> u64 {
+    600
+}
+fn default_refresh_ttl() -> u64 {
+    14 * 86_400
+}
+fn default_session_ttl() -> u64 {
+    30 * 86_400
+}
+fn default_memory() -> u32 {
+    HashParams::OWASP.memory_kib
+}
+fn default_iterations() -> u32 {
+    HashParams::OWASP.iterations
+}
+fn default_parallelism() -> u32 {
+    HashParams::OWASP.parallelism
+}
+fn default_hash_queue() -> usize {
+    64
+}
+fn default_weight() -> u32 {
+    100
+}
+
+// ---- The validated topology ----
+
+/// The validated federation.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// The file it came from.
+    pub source: PathBuf,
+    pub federation: Federation,
+    pub index: IndexSettings,
+    pub tokens: TokenPolicy,
+    pub passwords: PasswordPolicy,
+    pub regions: BTreeMap<RegionCode, Region>,
+    countries: HashMap<String, RegionCode>,
+    exact_domains: HashMap<String, RegionCode>,
+    wildcard_domains: Vec<(String, RegionCode)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Federation {
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub default_region: RegionCode,
+    pub allow_region_preference: bool,
+    pub geoip_database: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IndexSettings {
+    pub host_region: RegionCode,
+    pub secret_file: PathBuf,
+    pub create_secret: bool,
+    pub claim_ttl_seconds: i64,
+    pub store: StoreConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenPolicy {
+    pub access_ttl_seconds: i64,
+    pub refresh_ttl_seconds: i64,
+    pub session_ttl_seconds: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub params: HashParams,
+    /// 0 = one per CPU core.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Region {
+    pub code: RegionCode,
+    pub residency: String,
+    pub countries: Vec<String>,
+    pub email_domains: Vec<String>,
+    pub nodes: Vec<NodeEndpoint>,
+    pub store: StoreConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    pub name: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    Embedded { path: PathBuf },
+}
+
+impl Topology {
+    /// Parses and validates `text`, which was read from `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| err(&syntax_location(text, e.span()), e.message().to_owned()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let key = if key == "." {
+                syntax_location(text, inner.span())
+            } else {
+                key
+            };
+            err(&key, inner.message().to_owned())
+        })?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        Builder { file, base }.build(raw)
+    }
+
+    /// The region a country is assigned to (ISO alpha-2, any case).
+    pub fn region_for_country(&self, iso: &str) -> Option<&RegionCode> {
+        self.countries.get(&iso.to_ascii_uppercase())
+    }
+
+    /// The region an email domain rule pins a (normalized, ASCII) domain to:
+    /// an exact rule first, then the longest matching `*.` rule.
+    pub fn region_for_domain(&self, domain: &str) -> Option<&RegionCode> {
+        if let Some(r) = self.exact_domains.get(domain) {
+            return Some(r);
+        }
+        self.wildcard_domains
+            .iter()
+            .filter(|(suffix, _)| {
+                domain.len() > suffix.len() + 1
+                    && domain.ends_with(suffix.as_str())
+                    && domain.as_bytes()[domain.len() - suffix.len() - 1] == b'.'
+            })
+            .max_by_key(|(suffix, _)| suffix.len())
+            .map(|(_, r)| r)
+    }
+
+    pub fn region(&self, code: &RegionCode) -> Option<&Region> {
+        self.regions.get(code)
+    }
+
+    /// Parses a region code and checks it belongs to the federation.
+    pub fn known_region(&self, code: &str) -> Option<&RegionCode> {
+        RegionCode::parse(code)
+            .ok()
+            .and_then(|c| self.regions.get_key_value(&c))
+            .map(|(k, _)| k)
+    }
+}
+
+fn syntax_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(s) => {
+            let before = &text[..s.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line} column {col}")
+        }
+        None => "(document)".into(),
+    }
+}
+
+struct Builder<'a> {
+    file: &'a Path,
+    base: PathBuf,
+}
+
+impl Builder<'_> {
+    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn region_code(&self, key: &str, s: &str) -> Result<RegionCode, ConfigError> {
+        RegionCode::parse(s).map_err(|e| self.err(key, e.to_string()))
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn ttl(&self, key: &str, v: u64, max: u64) -> Result<i64, ConfigError> {
+        if v == 0 || v > max {
+            return Err(self.err(key, format!("must be between 1 and {max} seconds, got {v}")));
+        }
+        i64::try_from(v).map_err(|_| self.err(key, "too large"))
+    }
+
+    fn store(&self, key: &str, raw: &RawStore) -> Result<StoreConfig, ConfigError> {
+        match raw.backend.as_str() {
+            "embedded" => {
+                let path = raw.path.as_ref().ok_or_else(|| {
+                    self.err(
+                        format!("{key}.path"),
+                        "the embedded backend needs a data directory",
+                    )
+                })?;
+                Ok(StoreConfig::Embedded {
+                    path: self.path(path),
+                })
+            }
+            other => Err(self.err(
+                format!("{key}.backend"),
+                format!("unknown store backend {other:?}; expected \"embedded\""),
+            )),
+        }
+    }
+
+    fn build(&self, raw: RawConfig) -> Result<Topology, ConfigError> {
+        if raw.regions.is_empty() {
+            return Err(self.err("regions", "at least one region is required"));
+        }
+        let f = &raw.federation;
+        if f.name.trim().is_empty() {
+            return Err(self.err("federation.name", "must not be empty"));
+        }
+        if !(f.issuer.starts_with("https://") || f.issuer.starts_with("http://"))
+            || f.issuer.len() < 10
+        {
+            return Err(self.err(
+                "federation.issuer",
+                format!("must be an http(s) URL, got {:?}", f.issuer),
+            ));
+        }
+        let mut regions = BTreeMap::new();
+        let mut countries: HashMap<String, RegionCode> = HashMap::new();
+        let mut exact_domains = HashMap::new();
+        let mut wildcard_domains = Vec::new();
+        let mut domain_owner: HashMap<String, RegionCode> = HashMap::new();
+        let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
+        for (name, r) in &raw.regions {
+            let key = format!("regions.{name}");
+            let code = self.region_code(&key, name)?;
+            if r.residency.trim().is_empty() {
+                return Err(self.err(format!("{key}.residency"), "must not be empty"));
+            }
+            let mut region_countries = Vec::new();
+            for (i, c) in r.countries.iter().enumerate() {
+                let k = format!("{key}.countries[{i}]");
+                let up = c.to_ascii_uppercase();
+                if up.len() != 2 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(self.err(
+                        k,
+                        format!("{c:?} is not an ISO 3166-1 alpha-2 country code"),
+                    ));
+                }
+                if let Some(other) = countries.insert(up.clone(), code.clone()) {
+                    return Err(self.err(
+                        k,
+                        format!("country {up} is already assigned to region {other}"),
+                    ));
+                }
+                region_countries.push(up);
+            }
+            let mut region_domains = Vec::new();
+            for (i, d) in r.email_domains.iter().enumerate() {
+                let k = format!("{key}.email_domains[{i}]");
+                let (wild, bare) = match d.strip_prefix("*.") {
+                    Some(rest) => (true, rest),
+                    None => (false, d.as_str()),
+                };
+                let norm = normalize_domain(bare)
+                    .ok_or_else(|| self.err(&k, format!("{d:?} is not a valid domain")))?;
+                let rule = if wild {
+                    format!("*.{norm}")
+                } else {
+                    norm.clone()
+                };
+                if let Some(other) = domain_owner.insert(rule.clone(), code.clone()) {
+                    return Err(self.err(
+                        k,
+                        format!("email domain rule {rule} is already assigned to region {other}"),
+                    ));
+                }
+                if wild {
+                    wildcard_domains.push((norm, code.clone()));
+                } else {
+                    exact_domains.insert(norm, code.clone());
+                }
+                region_domains.push(rule);
+            }
+            if r.nodes.is_empty() {
+                return Err(self.err(format!("{key}.nodes"), "a region needs at least one node"));
+            }
+            let mut nodes = Vec::new();
+            for (i, n) in r.nodes.iter().enumerate() {
+                let k = format!("{key}.nodes[{i}]");
+                let address: SocketAddr = n.address.parse().map_err(|_| {
+                    self.err(
+                        format!("{k}.address"),
+                        format!("{:?} is not an address of the form ip:port", n.address),
+                    )
+                })?;
+                let node_name = n
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{code}-{}", i + 1));
+                if address.port() != 0
+                    && let Some(other) = addresses.insert(address, format!("{k}.address"))
+                {
+                    return Err(self.err(
+                        format!("{k}.address"),
+                        format!("{address} is already used by {other}"),
+                    ));
+                }
+                if nodes.iter().any(|x: &NodeEndpoint| x.name == node_name) {
+                    return Err(self.err(
+                        format!("{k}.name"),
+                        format!("node name {node_name:?} is used twice in region {code}"),
+                    ));
+                }
+                nodes.push(NodeEndpoint {
+                    name: node_name,
+                    address,
+                    weight: n.weight,
+                });
+            }
+            if nodes.iter().all(|n| n.weight == 0) {
+                return Err(self.err(
+                    format!("{key}.nodes"),
+                    "at least one node needs a weight above 0",
+                ));
+            }
+            let store = self.store(&format!("{key}.store"), &r.store)?;
+            regions.insert(
+                code.clone(),
+                Region {
+                    code,
+                    residency: r.residency.clone(),
+                    countries: region_countries,
+                    email_domains: region_domains,
+                    nodes,
+                    store,
+                },
+            );
+        }
+        let default_region = self.region_code("federation.default_region", &f.default_region)?;
+        if !regions.contains_key(&default_region) {
+            return Err(self.err(
+                "federation.default_region",
+                format!(
+                    "unknown region {default_region}; the file defines {}",
+                    list(&regions)
+                ),
+            ));
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, c) in f.trusted_proxies.iter().enumerate() {
+            let net = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        format!("federation.trusted_proxies[{i}]"),
+                        format!("{c:?} is not a CIDR or IP address"),
+                    )
+                })?;
+            trusted_proxies.push(net);
+        }
+        let federation = Federation {
+            name: f.name.clone(),
+            issuer: f.issuer.trim_end_matches('/').to_owned(),
+            audience: f
+                .audience
+                .clone()
+                .unwrap_or_else(|| f.issuer.trim_end_matches('/').to_owned()),
+            default_region,
+            allow_region_preference: f.allow_region_preference,
+            geoip_database: f.geoip_database.as_deref().map(|p| self.path(p)),
+            trusted_proxies,
+        };
+        let host_region = self.region_code("index.host_region", &raw.index.host_region)?;
+        if !regions.contains_key(&host_region) {
+            return Err(self.err(
+                "index.host_region",
+                format!(
+                    "unknown region {host_region}; the file defines {}",
+                    list(&regions)
+                ),
+            ));
+        }
+        let index = IndexSettings {
+            host_region,
+            secret_file: self.path(&raw.index.secret_file),
+            create_secret: raw.index.create_secret,
+            claim_ttl_seconds: self.ttl(
+                "index.claim_ttl_seconds",
+                raw.index.claim_ttl_seconds,
+                86_400,
+            )?,
+            store: self.store("index.store", &raw.index.store)?,
+        };
+        let t = &raw.tokens;
+        let tokens = TokenPolicy {
+            access_ttl_seconds: self.ttl(
+                "tokens.access_ttl_seconds",
+                t.access_ttl_seconds,
+                86_400,
+            )?,
+            refresh_ttl_seconds: self.ttl(
+                "tokens.refresh_ttl_seconds",
+                t.refresh_ttl_seconds,
+                400 * 86_400,
+            )?,
+            session_ttl_seconds: self.ttl(
+                "tokens.session_ttl_seconds",
+                t.session_ttl_seconds,
+                400 * 86_400,
+            )?,
+        };
+        let p = &raw.passwords;
+        let params = HashParams {
+            memory_kib: p.memory_kib,
+            iterations: p.iterations,
+            parallelism: p.parallelism,
+        };
+        params
+            .validate()
+            .map_err(|e| self.err("passwords", e.to_string()))?;
+        if p.hash_queue > 100_000 {
+            return Err(self.err("passwords.hash_queue", "must be at most 100000"));
+        }
+        let passwords = PasswordPolicy {
+            params,
+            hash_workers: p.hash_workers,
+            hash_queue: p.hash_queue,
+        };
+        Ok(Topology {
+            source: self.file.to_owned(),
+            federation,
+            index,
+            tokens,
+            passwords,
+            regions,
+            countries,
+            exact_domains,
+            wildcard_domains,
+        })
+    }
+}
+
+fn list(regions: &BTreeMap<RegionCode, Region>) -> String {
+    regions
+        .keys()
+        .map(RegionCode::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+[federation]
+name = "test"
+issuer = "https://id.example.com"
+default_region = "eu"
+trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+
+[index]
+host_region = "eu"
+secret_file = "secret.key"
+store = { backend = "embedded", path = "data/index" }
+
+[regions.eu]
+residency = "EU"
+countries = ["DE", "fr"]
+email_domains = ["example.de", "*.corp.example.eu"]
+nodes = [{ address = "127.0.0.1:7101" }]
+store = { backend = "embedded", path = "data/eu" }
+
+[regions.us]
+residency = "US"
+countries = ["US"]
+email_domains = ["example.com"]
+nodes = [{ address = "127.0.0.1:7201", weight = 95 }, { name = "canary", address = "127.0.0.1:7202", weight = 5 }]
+store = { backend = "embedded", path = "/var/lib/domicile/us" }
+"#;
+
+    fn parse(text: &str) -> Result<Topology, ConfigError> {
+        Topology::parse(Path::new("conf/regions.toml"), text)
+    }
+
+    /// Applies `edit` (a search and its replacement) to VALID and expects an
+    /// error at `key` whose reason contains `reason`.
+    fn check(from: &str, to: &str, key: &str, reason: &str) {
+        assert!(VALID.contains(from), "fixture lacks {from:?}");
+        let text = VALID.replacen(from, to, 1);
+        match parse(&text) {
+            Ok(_) => panic!("expected an error at {key} for {to:?}"),
+            Err(e) => {
+                assert_eq!(e.file, Path::new("conf/regions.toml"));
+                assert_eq!(e.key, key, "{e}");
+                assert!(
+                    e.reason.contains(reason),
+                    "reason {:?} lacks {reason:?}",
+                    e.reason
+                );
+                assert!(e.to_string().starts_with("conf/regions.toml: "), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_valid_file() {
+        let t = parse(VALID).unwrap();
+        let eu = RegionCode::parse("eu").unwrap();
+        let us = RegionCode::parse("us").unwrap();
+        assert_eq!(t.federation.default_region, eu);
+        assert_eq!(t.federation.audience, "https://id.example.com");
+        assert_eq!(t.region_for_country("FR"), Some(&eu));
+        assert_eq!(t.region_for_country("us"), Some(&us));
+        assert_eq!(t.region_for_country("JP"), None);
+        assert_eq!(t.region_for_domain("example.de"), Some(&eu));
+        assert_eq!(t.region_for_domain("mail.corp.example.eu"), Some(&eu));
+        assert_eq!(t.region_for_domain("corp.example.eu"), None);
+        assert_eq!(t.region_for_domain("sub.example.de"), None);
+        assert_eq!(t.region_for_domain("example.com"), Some(&us));
+        assert_eq!(t.regions[&us].nodes[1].name, "canary");
+        assert_eq!(t.regions[&us].nodes[0].name, "us-1");
+        assert_eq!(
+            t.regions[&eu].store,
+            StoreConfig::Embedded {
+                path: PathBuf::from("conf/data/eu")
+            }
+        );
+        assert_eq!(
+            t.regions[&us].store,
+            StoreConfig::Embedded {
+                path: PathBuf::from("/var/lib/domicile/us")
+            }
+        );
+        assert_eq!(t.passwords.params, HashParams::OWASP);
+        assert_eq!(t.federation.trusted_proxies.len(), 2);
+        assert_eq!(t.known_region("us"), Some(&us));
+        assert_eq!(t.known_region("ap"), None);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        check(
+            "default_region = \"eu\"",
+            "default_region = \"mars\"",
+            "federation.default_region",
+            "unknown region mars",
+        );
+        check(
+            "default_region = \"eu\"",
+            "default_region = \"EU\"",
+            "federation.default_region",
+            "invalid region code",
+        );
+        check(
+            "countries = [\"US\"]",
+            "countries = [\"de\"]",
+            "regions.us.countries[0]",
+            "country DE is already assigned to region eu",
+        );
+        check(
+            "countries = [\"US\"]",
+            "countries = [\"USA\"]",
+            "regions.us.countries[0]",
+            "not an ISO 3166-1",
+        );
+        check(
+            "email_domains = [\"example.com\"]",
+            "email_domains = [\"Example.DE\"]",
+            "regions.us.email_domains[0]",
+            "example.de is already assigned to region eu",
+        );
+        check(
+            "email_domains = [\"example.com\"]",
+            "email_domains = [\"not a domain\"]",
+            "regions.us.email_domains[0]",
+            "not a valid domain",
+        );
+        check(
+            "127.0.0.1:7101",
+            "127.0.0.1",
+            "regions.eu.nodes[0].address",
+            "not an address",
+        );
+        check(
+            "127.0.0.1:7101",
+            "localhost:99999",
+            "regions.eu.nodes[0].address",
+            "not an address",
+        );
+        check(
+            "127.0.0.1:7202",
+            "127.0.0.1:7201",
+            "regions.us.nodes[1].address",
+            "already used by regions.us.nodes[0].address",
+        );
+        check(
+            "[regions.us]",
+            "[regions.US]",
+            "regions.US",
+            "invalid region code",
+        );
+        check(
+            "[regions.us]",
+            "[regions.u-s]",
+            "regions.u-s",
+            "invalid region code",
+        );
+        check(
+            "name = \"test\"",
+            "name = \"test\"\ncolour = \"blue\"",
+            "federation.colour",
+            "unknown field `colour`",
+        );
+        check(
+            "residency = \"US\"",
+            "residency = \"US\"\nzone = 1",
+            "regions.us.zone",
+            "unknown field `zone`",
+        );
+        check(
+            "weight = 95",
+            "weight = \"heavy\"",
+            "regions.us.nodes[0].weight",
+            "invalid type",
+        );
+        check(
+            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]",
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "federation.trusted_proxies[0]",
+            "not a CIDR",
+        );
+        check(
+            "host_region = \"eu\"",
+            "host_region = \"ap\"",
+            "index.host_region",
+            "unknown region ap",
+        );
+        check(
+            "backend = \"embedded\", path = \"data/eu\"",
+            "backend = \"cassandra\"",
+            "regions.eu.store.backend",
+            "unknown store backend",
+        );
+        check(
+            "backend = \"embedded\", path = \"data/eu\"",
+            "backend = \"embedded\"",
+            "regions.eu.store.path",
+            "needs a data directory",
+        );
+        check(
+            "nodes = [{ address = \"127.0.0.1:7101\" }]",
+            "nodes = []",
+            "regions.eu.nodes",
+            "at least one node",
+        );
+        check(
+            "issuer = \"https://id.example.com\"",
+            "issuer = \"id.example.com\"",
+            "federation.issuer",
+            "http(s) URL",
+        );
+        check(
+            "[federation]",
+            "[federation\n",
+            "line 2 column 12",
+            "unclosed table",
+        );
+        check(
+            "[index]",
+            "[index]\nclaim_ttl_seconds = 0",
+            "index.claim_ttl_seconds",
+            "between 1 and",
+        );
+        check(
+            "[index]",
+            "[passwords]\nmemory_kib = 1\n[index]",
+            "passwords",
+            "invalid argon2 parameters",
+        );
+    }
+
+    #[test]
+    fn missing_sections_are_named() {
+        let no_index = VALID.replace("[index]", "[ignored]");
+        let e = parse(&no_index).unwrap_err();
+        assert!(
+            e.reason.contains("unknown field `ignored`") || e.reason.contains("missing field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_regions_toml_is_valid() {
+        let text = include_str!("../../../regions.toml");
+        let t = Topology::parse(Path::new("regions.toml"), text).unwrap();
+        let codes: Vec<&str> = t.regions.keys().map(RegionCode::as_str).collect();
+        assert_eq!(codes, ["ap", "eu", "us"]);
+    }
+}
