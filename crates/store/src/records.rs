@@ -1,0 +1,86 @@
+//! What the region store keeps. Each record is stored in a versioned format
+//! (see `codec`): add fields with `#[serde(default)]`, and bump the format with
+//! a migration when a change is not backward compatible.
+
+use domicile_core::UnixSeconds;
+use serde::{Deserialize, Serialize};
+
+/// A user: all of it is personal data and lives only in the home region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub user_id: String,
+    /// Normalized email.
+    pub email: String,
+    pub email_verified: bool,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    #[serde(default)]
+    pub given_name: String,
+    #[serde(default)]
+    pub family_name: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub locale: String,
+    pub created_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+    /// Optimistic concurrency: every update increments it.
+    pub version: u64,
+}
+
+/// A login session (the family of its refresh tokens).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub session_id: String,
+    pub user_id: String,
+    pub created_at: UnixSeconds,
+    /// Absolute end of the session.
+    pub expires_at: UnixSeconds,
+    /// Set by logout or by refresh-token reuse.
+    #[serde(default)]
+    pub revoked_at: Option<UnixSeconds>,
+    #[serde(default)]
+    pub revoked_reason: Option<RevokeReason>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    Logout,
+    RefreshReuse,
+}
+
+/// A refresh token, stored by the SHA-256 of its text (never the text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub token_hash: [u8; 32],
+    pub session_id: String,
+    pub user_id: String,
+    pub issued_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    /// When it was exchanged; a second exchange is reuse.
+    #[serde(default)]
+    pub used_at: Option<UnixSeconds>,
+}
+
+/// A region's signing key. The seed is a secret: it never leaves the region.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    /// `<region>-<n>`
+    pub kid: String,
+    pub seed: [u8; 32],
+    pub created_at: UnixSeconds,
+    /// After this, the key no longer signs (it stays published until its
+    /// last token has expired).
+    #[serde(default)]
+    pub retire_at: Option<UnixSeconds>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}

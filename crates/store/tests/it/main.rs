@@ -1,0 +1,4 @@
+//! Store integration tests: the conformance suite against every backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod embedded;
