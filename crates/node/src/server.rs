@@ -1,0 +1,281 @@
+//! Assembles and runs a node: opens the region's store (and the index on the
+//! index host), loads the signing keys, serves gRPC and HTTP on one port.
+
+use crate::{
+    Clock, Entropy,
+    env::random,
+    error::NodeError,
+    hashing::HashPool,
+    http,
+    index::{IndexAccess, IndexService},
+    keys::KeyRing,
+    service::{IdentityCore, IdentityService},
+};
+use domicile_core::{
+    RegionCode,
+    index::IndexSecret,
+    password,
+    topology::{StoreConfig, Topology},
+};
+use domicile_proto::v1::{home_index_server::HomeIndexServer, identity_server::IdentityServer};
+use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// Largest gRPC request a node decodes (identity messages are small).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How often expired sessions and refresh tokens are swept.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// What a node needs to start.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub topology: Arc<Topology>,
+    pub region: RegionCode,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+pub struct Node;
+
+/// A started node.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub region: RegionCode,
+    /// The region's store (for reports and tests; the node owns it).
+    pub store: Arc<dyn RegionStore>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    purge: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops accepting, finishes in-flight calls, and returns.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.purge.abort();
+        let _ = self.shutdown.send(());
+        Self::join(self.task).await
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> Result<(), NodeError> {
+        Self::join(self.task).await
+    }
+
+    async fn join(task: JoinHandle<Result<(), tonic::transport::Error>>) -> Result<(), NodeError> {
+        match task.await {
+            Ok(r) => r.map_err(|e| NodeError::Internal(format!("server: {e}"))),
+            Err(e) => Err(NodeError::Internal(format!("server task: {e}"))),
+        }
+    }
+
+    /// A sender whose message stops the server (e.g. from a signal handler).
+    pub fn into_parts(
+        self,
+    ) -> (
+        oneshot::Sender<()>,
+        JoinHandle<Result<(), tonic::transport::Error>>,
+    ) {
+        (self.shutdown, self.task)
+    }
+}
+
+/// Reads the federation's index secret; creates it first when allowed and absent.
+pub fn load_or_create_secret(
+    path: &Path,
+    create: bool,
+    entropy: &dyn Entropy,
+) -> Result<IndexSecret, NodeError> {
+    let fail =
+        |what: String| NodeError::Internal(format!("index secret {}: {what}", path.display()));
+    if create && !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        }
+        let hex: String = random::<32>(entropy)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        write_private(&tmp, hex.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        // A hard link never replaces an existing file: of several nodes
+        // starting at once, one secret wins and all read it.
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = linked
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(fail(e.to_string()));
+        }
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(format!(
+            "{e} (provision it, or set index.create_secret for a local federation)"
+        ))
+    })?;
+    let trimmed = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
+    IndexSecret::new(trimmed).map_err(|e| fail(e.to_string()))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn open_region_store(
+    cfg: &StoreConfig,
+    region: &RegionCode,
+) -> Result<Arc<dyn RegionStore>, NodeError> {
+    match cfg {
+        StoreConfig::Embedded { path } => Ok(Arc::new(EmbeddedRegion::open(path, region)?)),
+    }
+}
+
+fn open_index_store(cfg: &StoreConfig) -> Result<Arc<dyn IndexStore>, NodeError> {
+    match cfg {
+        StoreConfig::Embedded { path } => Ok(Arc::new(EmbeddedIndex::open(path)?)),
+    }
+}
+
+impl Node {
+    /// Starts a node of `opts.region` on an already bound listener.
+    pub async fn start(opts: NodeOptions, listener: TcpListener) -> Result<RunningNode, NodeError> {
+        let NodeOptions {
+            topology,
+            region,
+            clock,
+            entropy,
+        } = opts;
+        let region_cfg = topology.region(&region).ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "region {region} is not in {}",
+                topology.source.display()
+            ))
+        })?;
+        let store = open_region_store(&region_cfg.store, &region)?;
+        let secret = load_or_create_secret(
+            &topology.index.secret_file,
+            topology.index.create_secret,
+            entropy.as_ref(),
+        )?;
+        let hosts_index = topology.index.host_region == region;
+        let (index, index_service) = if hosts_index {
+            let ix = open_index_store(&topology.index.store)?;
+            let access = IndexAccess::Local {
+                store: ix.clone(),
+                clock: clock.clone(),
+            };
+            let svc = IndexService {
+                store: ix,
+                clock: clock.clone(),
+                claim_ttl: topology.index.claim_ttl_seconds,
+                topology: topology.clone(),
+            };
+            (access, Some(svc))
+        } else {
+            let host = topology
+                .region(&topology.index.host_region)
+                .ok_or_else(|| NodeError::Internal("index host region vanished".into()))?;
+            let addrs: Vec<SocketAddr> = host
+                .nodes
+                .iter()
+                .filter(|n| n.weight > 0)
+                .map(|n| n.address)
+                .collect();
+            (IndexAccess::remote(&addrs)?, None)
+        };
+        let keys =
+            KeyRing::load_or_create(store.as_ref(), &region, entropy.as_ref(), clock.now()).await?;
+        let pool = HashPool::new(
+            topology.passwords.hash_workers,
+            topology.passwords.hash_queue,
+        );
+        let params = topology.passwords.params;
+        let salt = random::<16>(entropy.as_ref());
+        let dummy_hash = pool
+            .run(move || password::hash("domicile-dummy-password", &params, salt))
+            .await?
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let core = Arc::new(IdentityCore {
+            region: region.clone(),
+            topology: topology.clone(),
+            store: store.clone(),
+            index,
+            secret,
+            keys,
+            pool,
+            dummy_hash,
+            clock: clock.clone(),
+            entropy,
+        });
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<IdentityServer<IdentityService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(domicile_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Internal(format!("reflection: {e}")))?;
+        let identity = IdentityServer::new(IdentityService(core.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let mut routes = tonic::service::Routes::from(http::router(core.clone()))
+            .add_service(identity)
+            .add_service(health_service)
+            .add_service(reflection);
+        if let Some(svc) = index_service {
+            health.set_serving::<HomeIndexServer<IndexService>>().await;
+            routes = routes.add_service(
+                HomeIndexServer::new(svc).max_decoding_message_size(MAX_REQUEST_BYTES),
+            );
+        }
+
+        let addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = rx.await;
+                health
+                    .set_not_serving::<IdentityServer<IdentityService>>()
+                    .await;
+            });
+        let task = tokio::spawn(server);
+        let purge_store = store.clone();
+        let purge = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            loop {
+                tick.tick().await;
+                match purge_store.purge_expired(clock.now()).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(removed = n, "purged expired sessions and refresh tokens")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+            }
+        });
+        tracing::info!(%region, %addr, index_host = hosts_index, "node serving");
+        Ok(RunningNode {
+            addr,
+            region,
+            store,
+            shutdown: tx,
+            task,
+            purge,
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! Starts a federation of real nodes in-process.
+
+use domicile_core::{RegionCode, topology::Topology};
+use domicile_node::{HOME_REGION_METADATA, ManualClock, Node, NodeOptions, OsEntropy, RunningNode};
+use domicile_proto::v1::{self as pb, identity_client::IdentityClient};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use tonic::{Code, Status, transport::Channel};
+
+/// Argon2 parameters cheap enough for many hashes in debug tests. The
+/// shipped defaults are OWASP's; tests that need real cost ask for them.
+pub const CHEAP_PASSWORDS: &str =
+    "[passwords]\nmemory_kib = 256\niterations = 1\nparallelism = 1\n";
+pub const OWASP_PASSWORDS: &str =
+    "[passwords]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n";
+
+pub const START: i64 = 1_800_000_000;
+
+/// A test federation: eu (index host), us and ap, with email domains
+/// example.de → eu, example.com → us, example.jp → ap.
+pub struct Fed {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub topology: Arc<Topology>,
+    pub nodes: BTreeMap<String, RunningNode>,
+    passwords: String,
+}
+
+fn config(addrs: &BTreeMap<String, std::net::SocketAddr>, passwords: &str) -> String {
+    let mut t = format!(
+        "[federation]\nname = \"test\"\nissuer = \"https://id.test\"\ndefault_region = \"eu\"\n\n\
+         [index]\nhost_region = \"eu\"\nsecret_file = \"index.key\"\ncreate_secret = true\nclaim_ttl_seconds = 60\n\
+         store = {{ backend = \"embedded\", path = \"data/index\" }}\n\n{passwords}\n"
+    );
+    for (region, addr) in addrs {
+        let (countries, domains) = match region.as_str() {
+            "eu" => ("\"DE\", \"FR\"", "\"example.de\""),
+            "us" => ("\"US\"", "\"example.com\""),
+            _ => ("\"JP\"", "\"example.jp\""),
+        };
+        t += &format!(
+            "[regions.{region}]\nresidency = \"{}\"\ncountries = [{countries}]\nemail_domains = [{domains}]\n\
+             nodes = [{{ address = \"{addr}\" }}]\nstore = {{ backend = \"embedded\", path = \"data/{region}\" }}\n\n",
+            region.to_uppercase()
+        );
+    }
+    t
+}
+
+impl Fed {
+    /// Starts eu, us and ap nodes with cheap password hashing.
+    pub async fn start() -> Self {
+        Self::with_passwords(CHEAP_PASSWORDS).await
+    }
+
+    pub async fn with_passwords(passwords: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(START);
+        let mut fed = Fed {
+            dir,
+            clock,
+            topology: Arc::new(placeholder()),
+            nodes: BTreeMap::new(),
+            passwords: passwords.into(),
+        };
+        fed.boot(&["eu", "us", "ap"], BTreeMap::new()).await;
+        fed
+    }
+
+    /// (Re)starts `regions`, keeping the others' addresses.
+    async fn boot(&mut self, regions: &[&str], mut addrs: BTreeMap<String, std::net::SocketAddr>) {
+        let mut listeners = BTreeMap::new();
+        for r in regions {
+            let bind = addrs
+                .get(*r)
+                .copied()
+                .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+            let l = tokio::net::TcpListener::bind(bind).await.unwrap();
+            addrs.insert((*r).to_owned(), l.local_addr().unwrap());
+            listeners.insert((*r).to_owned(), l);
+        }
+        let text = config(&addrs, &self.passwords);
+        let path = self.dir.path().join("regions.toml");
+        std::fs::write(&path, &text).unwrap();
+        self.topology = Arc::new(Topology::parse(&path, &text).unwrap());
+        // The index host first, so the others find it.
+        let mut order: Vec<String> = listeners.keys().cloned().collect();
+        order.sort_by_key(|r| r != "eu");
+        for r in order {
+            let l = listeners.remove(&r).unwrap();
+            let opts = NodeOptions {
+                topology: self.topology.clone(),
+                region: RegionCode::parse(&r).unwrap(),
+                clock: Arc::new(self.clock.clone()),
+                entropy: Arc::new(OsEntropy),
+            };
+            self.nodes.insert(r, Node::start(opts, l).await.unwrap());
+        }
+    }
+
+    /// Stops a region's node and starts it again on the same port and data.
+    pub async fn restart(&mut self, region: &str, passwords: Option<&str>) {
+        if let Some(p) = passwords {
+            self.passwords = p.into();
+        }
+        let addrs: BTreeMap<String, std::net::SocketAddr> = self
+            .nodes
+            .iter()
+            .map(|(r, n)| (r.clone(), n.addr))
+            .collect();
+        self.nodes.remove(region).unwrap().shutdown().await.unwrap();
+        self.boot(&[region], addrs).await;
+    }
+
+    pub async fn client(&self, region: &str) -> IdentityClient<Channel> {
+        IdentityClient::connect(format!("http://{}", self.nodes[region].addr))
+            .await
+            .unwrap()
+    }
+
+    pub fn url(&self, region: &str, path: &str) -> String {
+        format!("http://{}{path}", self.nodes[region].addr)
+    }
+
+    pub async fn users(&self, region: &str) -> u64 {
+        self.nodes[region].store.count_users().await.unwrap()
+    }
+
+    /// Users per region, to prove a refused request wrote nothing.
+    pub async fn census(&self) -> Vec<u64> {
+        let mut v = Vec::new();
+        for r in self.nodes.keys() {
+            v.push(self.users(r).await);
+        }
+        v
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+fn placeholder() -> Topology {
+    let text = config(
+        &BTreeMap::from([("eu".to_owned(), "127.0.0.1:1".parse().unwrap())]),
+        CHEAP_PASSWORDS,
+    );
+    Topology::parse(std::path::Path::new("placeholder.toml"), &text).unwrap()
+}
+
+pub fn register_req(email: &str) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        email: email.into(),
+        password: "correct horse battery".into(),
+        ..Default::default()
+    }
+}
+
+pub fn login_req(email: &str, password: &str) -> pb::LoginRequest {
+    pb::LoginRequest {
+        email: email.into(),
+        password: password.into(),
+    }
+}
+
+pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Asserts a status code and that its message mentions `text`.
+pub fn expect_status<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, text: &str) -> Status {
+    match r {
+        Ok(v) => panic!("expected {code:?} ({text}), got {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{s:?}");
+            assert!(
+                s.message().contains(text),
+                "message {:?} lacks {text:?}",
+                s.message()
+            );
+            s
+        }
+    }
+}
+
+/// Asserts FAILED_PRECONDITION naming `region` in the response metadata.
+pub fn expect_wrong_region<T: std::fmt::Debug>(r: Result<T, Status>, region: &str) {
+    let s = expect_status(r, Code::FailedPrecondition, region);
+    assert_eq!(
+        s.metadata()
+            .get(HOME_REGION_METADATA)
+            .and_then(|v| v.to_str().ok()),
+        Some(region),
+        "{s:?}"
+    );
+}
+
+/// A plain HTTP GET (blocking client, run off the test's runtime thread).
+pub async fn http_get(url: String) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut resp = agent.get(&url).call().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+/// This region's JWKS as a key set, fetched over HTTP like any app would.
+pub async fn jwks(fed: &Fed, region: &str) -> domicile_core::token::KeySet {
+    use base64::Engine as _;
+    let (status, body) = http_get(fed.url(region, "/.well-known/jwks.json")).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut set = domicile_core::token::KeySet::default();
+    for k in v["keys"].as_array().unwrap() {
+        assert_eq!(
+            (k["kty"].as_str(), k["crv"].as_str(), k["alg"].as_str()),
+            (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+        );
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(k["x"].as_str().unwrap())
+            .unwrap();
+        let kid = domicile_core::token::Kid::parse(k["kid"].as_str().unwrap()).unwrap();
+        set.insert(&kid, x.try_into().unwrap());
+    }
+    set
+}

@@ -1,0 +1,270 @@
+//! Residency: a node never creates or reads data for a user it does not home,
+//! and an identifier belongs to exactly one account in the federation.
+
+use crate::harness::*;
+use domicile_proto::v1::{self as pb, home_index_client::HomeIndexClient};
+use tonic::Code;
+
+#[tokio::test]
+async fn compliance_pins_and_preferences_are_enforced_by_the_node() {
+    let fed = Fed::start().await;
+    let mut eu = fed.client("eu").await;
+    let before = fed.census().await;
+    // example.com is pinned to us: eu refuses it, whatever the user prefers.
+    expect_wrong_region(eu.register(register_req("pinned@example.com")).await, "us");
+    let prefer_eu = pb::RegisterRequest {
+        region_preference: "eu".into(),
+        ..register_req("pinned@example.com")
+    };
+    expect_wrong_region(eu.register(prefer_eu.clone()).await, "us");
+    // A preference for another region is honoured by refusing here...
+    let prefer_ap = pb::RegisterRequest {
+        region_preference: "ap".into(),
+        ..register_req("chooser@example.org")
+    };
+    expect_wrong_region(eu.register(prefer_ap.clone()).await, "ap");
+    // ...and an unknown region is bad input.
+    let prefer_mars = pb::RegisterRequest {
+        region_preference: "mars".into(),
+        ..register_req("chooser@example.org")
+    };
+    expect_status(
+        eu.register(prefer_mars).await,
+        Code::InvalidArgument,
+        "unknown region",
+    );
+    assert_eq!(fed.census().await, before, "refusals wrote nothing");
+
+    // The right regions accept them (the pin beats the preference).
+    let us_user = fed
+        .client("us")
+        .await
+        .register(prefer_eu)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(us_user.user_id.starts_with("usr_us_"));
+    let ap_user = fed
+        .client("ap")
+        .await
+        .register(prefer_ap)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ap_user.region, "ap");
+    // No preference and no pin: any region may take the user (GeoIP and the
+    // default region are the edge's hints, not rules).
+    fed.client("us")
+        .await
+        .register(register_req("free@example.org"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn requests_about_users_homed_elsewhere_are_refused_with_their_region() {
+    let fed = Fed::start().await;
+    let us_user = fed
+        .client("us")
+        .await
+        .register(register_req("homed@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    let free = fed
+        .client("ap")
+        .await
+        .register(register_req("taken@example.org"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut eu = fed.client("eu").await;
+    let before = fed.census().await;
+    expect_wrong_region(
+        eu.login(login_req("homed@example.com", "correct horse battery"))
+            .await,
+        "us",
+    );
+    expect_wrong_region(
+        eu.login(login_req("homed@example.com", "wrong password!"))
+            .await,
+        "us",
+    );
+    expect_wrong_region(
+        eu.refresh(pb::RefreshRequest {
+            refresh_token: us_user.refresh_token.clone(),
+        })
+        .await,
+        "us",
+    );
+    expect_wrong_region(
+        eu.logout(pb::LogoutRequest {
+            refresh_token: us_user.refresh_token.clone(),
+        })
+        .await,
+        "us",
+    );
+    expect_wrong_region(
+        eu.get_profile(bearer(pb::GetProfileRequest {}, &us_user.access_token))
+            .await,
+        "us",
+    );
+    let change = pb::UpdateProfileRequest {
+        given_name: Some("Mallory".into()),
+        ..Default::default()
+    };
+    expect_wrong_region(
+        eu.update_profile(bearer(change, &us_user.access_token))
+            .await,
+        "us",
+    );
+    // Registering the same email in another region is refused there too
+    // (no domain rule: the index says where it lives).
+    expect_wrong_region(eu.register(register_req("TAKEN@example.org")).await, "ap");
+    assert_eq!(fed.census().await, before, "nothing written in eu");
+    // At home the user works, and the profile was not touched.
+    let p = fed
+        .client("us")
+        .await
+        .get_profile(bearer(pb::GetProfileRequest {}, &us_user.access_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.given_name, "");
+    expect_status(
+        fed.client("ap")
+            .await
+            .register(register_req("taken@example.org"))
+            .await,
+        Code::AlreadyExists,
+        "already exists",
+    );
+    assert!(free.user_id.starts_with("usr_ap_"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_of_one_email_in_two_regions_make_one_account() {
+    let fed = Fed::start().await;
+    let emails: Vec<String> = (0..12).map(|i| format!("race{i}@example.org")).collect();
+    let mut tasks = Vec::new();
+    for email in &emails {
+        for region in ["eu", "us"] {
+            let mut c = fed.client(region).await;
+            let req = register_req(email);
+            tasks.push(tokio::spawn(async move { c.register(req).await }));
+        }
+    }
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(s) => assert!(
+                matches!(s.code(), Code::AlreadyExists | Code::FailedPrecondition),
+                "losers are told the account exists or where it lives: {s:?}"
+            ),
+        }
+    }
+    assert_eq!(winners, emails.len(), "exactly one account per email");
+    assert_eq!(
+        fed.users("eu").await + fed.users("us").await,
+        emails.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn an_orphaned_claim_expires_and_the_email_can_be_taken() {
+    let fed = Fed::start().await;
+    let key = email_key(&fed, "orphan@example.org");
+    // A registration in us claimed the email and crashed before confirming.
+    let mut index = HomeIndexClient::connect(format!("http://{}", fed.nodes["eu"].addr))
+        .await
+        .unwrap();
+    let crashed = pb::IndexClaimRequest {
+        key: key.clone(),
+        region: "us".into(),
+        user_id: "usr_us_01JD0000000000000000000009".into(),
+    };
+    assert!(index.claim(crashed).await.unwrap().into_inner().applied);
+    // While the claim is live, the email is held.
+    expect_wrong_region(
+        fed.client("ap")
+            .await
+            .register(register_req("orphan@example.org"))
+            .await,
+        "us",
+    );
+    assert_eq!(fed.users("ap").await, 0);
+    // After the claim TTL (60 s here) it can be taken again.
+    fed.clock.advance(61);
+    let lookup = index
+        .lookup(pb::IndexLookupRequest { key: key.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(lookup.entry.is_none(), "expired claim is gone: {lookup:?}");
+    let user = fed
+        .client("ap")
+        .await
+        .register(register_req("orphan@example.org"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(user.user_id.starts_with("usr_ap_"));
+    let entry = index
+        .lookup(pb::IndexLookupRequest { key })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(
+        (entry.region.as_str(), entry.user_id.as_str(), entry.state),
+        ("ap", user.user_id.as_str(), pb::IndexState::Active as i32)
+    );
+    assert_eq!(entry.expires_at, 0, "an active entry does not expire");
+}
+
+/// The index key of an email, computed like a node does, from the federation
+/// secret file.
+fn email_key(fed: &Fed, email: &str) -> Vec<u8> {
+    use domicile_core::{email::Email, index::IndexSecret};
+    let secret = std::fs::read_to_string(fed.dir.path().join("index.key")).unwrap();
+    let secret = IndexSecret::new(secret.trim().as_bytes().to_vec()).unwrap();
+    secret.email_key(&Email::parse(email).unwrap()).0.to_vec()
+}
+
+#[tokio::test]
+async fn the_index_holds_no_personal_data() {
+    let fed = Fed::start().await;
+    let emails = ["priv1@example.org", "priv2@example.com", "priv3@example.de"];
+    for (email, region) in emails.iter().zip(["ap", "us", "eu"]) {
+        fed.client(region)
+            .await
+            .register(register_req(email))
+            .await
+            .unwrap();
+    }
+    let index_file = std::fs::read(fed.data_dir().join("index/index.redb")).unwrap();
+    for email in emails {
+        let local = email.split('@').next().unwrap();
+        assert!(
+            !contains(&index_file, email.as_bytes()) && !contains(&index_file, local.as_bytes()),
+            "{email} found in the index"
+        );
+    }
+    // Each region's file holds its own users' emails and no one else's.
+    for (email, region) in emails.iter().zip(["ap", "us", "eu"]) {
+        for other in ["eu", "us", "ap"] {
+            let file = std::fs::read(fed.data_dir().join(format!("{other}/region.redb"))).unwrap();
+            assert_eq!(
+                contains(&file, email.as_bytes()),
+                other == region,
+                "{email} in {other}"
+            );
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
