@@ -1,0 +1,166 @@
+//! The `domicile` command: runs a regional identity node (and, as the
+//! product grows, the edge and the local federation).
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use domicile_core::{RegionCode, topology::Topology};
+use domicile_node::{Node, NodeOptions, OsEntropy, SystemClock};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+#[derive(Parser)]
+#[command(
+    name = "domicile",
+    version,
+    about = "Geo-federated customer identity: every user's data in its home region."
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the identity node of one region.
+    Node {
+        /// Region this node serves (e.g. eu).
+        #[arg(long)]
+        region: String,
+        /// The federation's regions.toml.
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// Which of the region's nodes this is (its `name`); default the first.
+        #[arg(long)]
+        node: Option<String>,
+        /// Listen here instead of the configured address (e.g. 127.0.0.1:0).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate regions.toml and print the federation it describes.
+    CheckConfig {
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+    },
+}
+
+fn load(config: &PathBuf) -> anyhow::Result<Topology> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    Ok(Topology::parse(config, &text)?)
+}
+
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let t = load(&config)?;
+            println!(
+                "{}: federation {:?}, issuer {}, default region {}",
+                config.display(),
+                t.federation.name,
+                t.federation.issuer,
+                t.federation.default_region
+            );
+            for r in t.regions.values() {
+                let nodes: Vec<String> = r
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{}={} (weight {})", n.name, n.address, n.weight))
+                    .collect();
+                println!(
+                    "  {} [{}]: {} countries, domains {:?}, nodes {}",
+                    r.code,
+                    r.residency,
+                    r.countries.len(),
+                    r.email_domains,
+                    nodes.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Node {
+            region,
+            config,
+            node,
+            listen,
+        } => {
+            let topology = Arc::new(load(&config)?);
+            let region = RegionCode::parse(&region)?;
+            let Some(r) = topology.region(&region) else {
+                bail!("{}: regions.{region}: no such region", config.display());
+            };
+            let endpoint = match &node {
+                Some(name) => r.nodes.iter().find(|n| &n.name == name).with_context(|| {
+                    format!(
+                        "{}: regions.{region}.nodes: no node named {name:?}",
+                        config.display()
+                    )
+                })?,
+                None => r.nodes.first().context("region has no nodes")?,
+            };
+            let addr = listen.unwrap_or(endpoint.address);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let opts = NodeOptions {
+                topology,
+                region,
+                clock: Arc::new(SystemClock),
+                entropy: Arc::new(OsEntropy),
+            };
+            let running = Node::start(opts, listener).await?;
+            println!(
+                "domicile node {} listening on {}",
+                running.region, running.addr
+            );
+            let (stop, task) = running.into_parts();
+            tokio::pin!(task);
+            tokio::select! {
+                r = &mut task => { r??; }
+                _ = shutdown_signal() => {
+                    tracing::info!("shutting down: finishing in-flight calls");
+                    let _ = stop.send(());
+                    (&mut task).await??;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,241 @@
+//! Project chores, as one Rust program (`cargo xtask <task>`):
+//!
+//! - `test`: install what the build needs, run the tidy checks and the whole
+//!   test suite (what CI runs).
+//! - `up`: install what the build needs, build, and start the local
+//!   federation from `regions.toml` until Ctrl-C.
+//! - `doctor`: say what is missing on this machine, install nothing.
+//! - `tidy`: the house-style checks only.
+
+use anyhow::{Context, Result, bail};
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus},
+};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root()?;
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => {
+            prerequisites(&root, true)?;
+            tidy(&root)?;
+            test(&args[1..])
+        }
+        Some("up") => {
+            prerequisites(&root, true)?;
+            up(&root)
+        }
+        Some("doctor") => prerequisites(&root, false),
+        Some("tidy") => tidy(&root),
+        _ => {
+            eprintln!("usage: cargo xtask <test|up|doctor|tidy>");
+            eprintln!("  test    install build prerequisites, run tidy checks and every test");
+            eprintln!("  up      start the local federation (regions.toml) until Ctrl-C");
+            eprintln!("  doctor  report missing build prerequisites");
+            eprintln!("  tidy    house-style checks");
+            bail!("unknown task")
+        }
+    }
+}
+
+fn root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
+}
+
+/// A system tool a dependency needs, the crate that needs it, and its Debian package.
+struct Prerequisite {
+    tool: &'static str,
+    needed_by: &'static str,
+    package: &'static str,
+}
+
+/// pingora-core builds zlib-ng (libz-ng-sys) with cmake.
+const PREREQUISITES: &[Prerequisite] = &[Prerequisite {
+    tool: "cmake",
+    needed_by: "libz-ng-sys",
+    package: "cmake",
+}];
+
+fn has_tool(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs (with apt-get, as root) or reports each system tool that
+/// `Cargo.lock` shows the build needs.
+fn prerequisites(root: &Path, install: bool) -> Result<()> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+    let missing: Vec<&Prerequisite> = PREREQUISITES
+        .iter()
+        .filter(|p| lock.contains(&format!("name = \"{}\"", p.needed_by)) && !has_tool(p.tool))
+        .collect();
+    if missing.is_empty() {
+        println!("xtask: build prerequisites present");
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
+    let command = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if install && is_root && has_tool("apt-get") {
+        println!("xtask: installing {}", packages.join(", "));
+        run(Command::new("sh").args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {command}")]))?;
+        return Ok(());
+    }
+    for p in &missing {
+        eprintln!(
+            "xtask: missing `{}` (needed to build {})",
+            p.tool, p.needed_by
+        );
+    }
+    bail!("install them first: sudo sh -c '{command}'")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status: ExitStatus = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    if has_nextest() {
+        run(Command::new("cargo")
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(extra))?;
+        // nextest does not run doctests.
+        run(Command::new("cargo").args(["test", "--workspace", "--doc", "--quiet"]))
+    } else {
+        run(Command::new("cargo")
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(extra))
+    }
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// House-style checks: every library opens with a `//!` doc saying its job,
+/// and no stubs in non-test code.
+fn tidy(root: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(root.join("crates"))? {
+        let dir = entry?.path();
+        for file in ["src/lib.rs", "src/main.rs"] {
+            let path = dir.join(file);
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.trim_start().starts_with("//!")
+            {
+                problems.push(format!(
+                    "{}: must open with a //! doc saying the crate's job",
+                    path.display()
+                ));
+            }
+        }
+        scan_stubs(&dir.join("src"), &mut problems)?;
+    }
+    if problems.is_empty() {
+        println!("xtask: tidy ok");
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("tidy: {p}");
+    }
+    bail!("{} tidy problem(s)", problems.len())
+}
+
+fn scan_stubs(dir: &Path, problems: &mut Vec<String>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            scan_stubs(&path, problems)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path)?;
+            for (i, line) in text.lines().enumerate() {
+                let stub = ["todo!(", "unimplemented!("]
+                    .iter()
+                    .any(|s| line.contains(s));
+                if stub && !line.trim_start().starts_with("//") {
+                    problems.push(format!("{}:{}: stub left in code", path.display(), i + 1));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds `domicile` and starts one node per region of `regions.toml`.
+fn up(root: &Path) -> Result<()> {
+    run(Command::new("cargo").args(["build", "--quiet", "--bin", "domicile"]))?;
+    let exe = root.join("target/debug/domicile");
+    let config = root.join("regions.toml");
+    let regions = regions_of(&config)?;
+    // Ctrl-C reaches the whole foreground process group: the nodes drain and
+    // exit, and this process stays to wait for them.
+    ctrlc::set_handler(|| eprintln!("xtask: stopping the federation"))
+        .context("cannot handle Ctrl-C")?;
+    // The index host starts first; its region is named in [index].
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for region in &regions {
+        let child = Command::new(&exe)
+            .args(["node", "--region", region, "--config"])
+            .arg(&config)
+            .spawn()
+            .with_context(|| format!("cannot start node {region}"))?;
+        children.push((region.clone(), child));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    println!(
+        "xtask: local federation up ({}); data in .domicile/. Ctrl-C to stop.",
+        regions.join(", ")
+    );
+    println!(
+        "xtask: try `grpcurl -plaintext -d '{{\"email\":\"ada@example.eu\",\"password\":\"analytical engine\"}}' 127.0.0.1:7101 domicile.v1.Identity/Register`"
+    );
+    let mut failed = false;
+    for (region, mut child) in children {
+        let status = child.wait()?;
+        if !status.success() {
+            eprintln!("xtask: node {region} exited with {status}");
+            failed = true;
+        }
+    }
+    if failed {
+        bail!("a node failed");
+    }
+    Ok(())
+}
+
+/// Region codes in `regions.toml` (validated like the nodes do), the index host first.
+fn regions_of(config: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let topology = domicile_core::topology::Topology::parse(config, &text)?;
+    let host = topology.index.host_region.to_string();
+    let mut regions: Vec<String> = topology.regions.keys().map(ToString::to_string).collect();
+    regions.sort_by_key(|r| *r != host);
+    Ok(regions)
+}
