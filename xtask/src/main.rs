@@ -1,7 +1,7 @@
 //! Project chores, as one Rust program (`cargo xtask <task>`):
 //!
-//! - `test`: install what the build needs, run the tidy checks and the whole
-//!   test suite (what CI runs).
+//! - `test`: install what the build needs, run the tidy checks, clippy with
+//!   the house lints, and the whole test suite (what CI runs).
 //! - `up`: install what the build needs, build, and start the local
 //!   federation from `regions.toml` until Ctrl-C.
 //! - `doctor`: say what is missing on this machine, install nothing.
@@ -115,6 +115,8 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    // The house lints (no unwrap/expect/panic in server code, …) are part of the suite.
+    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]))?;
     if has_nextest() {
         run(Command::new("cargo")
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
