@@ -116,7 +116,15 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     // The house lints (no unwrap/expect/panic in server code, …) are part of the suite.
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     if has_nextest() {
         run(Command::new("cargo")
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])

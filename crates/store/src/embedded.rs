@@ -19,18 +19,21 @@ use domicile_core::{
     ids::UserId,
     index::{IdentifierKey, IndexEntry, IndexState},
 };
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::{path::Path, sync::Arc};
 
-type Bytes = &'static [u8];
+/// Every table maps bytes to a versioned record (see `codec`).
+type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const USERS: TableDefinition<&str, Bytes> = TableDefinition::new("users");
-const IDENTIFIERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("users_by_identifier");
-const SESSIONS: TableDefinition<&str, Bytes> = TableDefinition::new("sessions");
-const REFRESH: TableDefinition<Bytes, Bytes> = TableDefinition::new("refresh_tokens");
-const KEYS: TableDefinition<&str, Bytes> = TableDefinition::new("signing_keys");
-const INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("home_index");
+const USERS: Def = TableDefinition::new("users");
+const IDENTIFIERS: Def = TableDefinition::new("users_by_identifier");
+const SESSIONS: Def = TableDefinition::new("sessions");
+const REFRESH: Def = TableDefinition::new("refresh_tokens");
+const KEYS: Def = TableDefinition::new("signing_keys");
+const INDEX: Def = TableDefinition::new("home_index");
 
 /// Version of the database layout (tables and keys). Records carry their own
 /// format version (see `codec`).
@@ -39,7 +42,7 @@ const LAYOUT_VERSION: u64 = 1;
 /// Errors inside a transaction closure.
 enum Fail {
     Db(redb::Error),
-    Corrupt(&'static str, String),
+    Corrupt(String, String),
 }
 
 macro_rules! from_redb {
@@ -60,12 +63,24 @@ from_redb!(
     redb::DatabaseError
 );
 
-fn enc<T: Serialize>(table: &'static str, v: &T) -> Result<Vec<u8>, Fail> {
-    codec::encode(v).map_err(|e| Fail::Corrupt(table, e))
+fn load<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    def: Def,
+    key: &[u8],
+) -> Result<Option<T>, Fail> {
+    match t.get(key)? {
+        Some(v) => codec::decode(v.value())
+            .map(Some)
+            .map_err(|e| Fail::Corrupt(def.name().to_owned(), e)),
+        None => Ok(None),
+    }
 }
 
-fn dec<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, Fail> {
-    codec::decode(bytes).map_err(|e| Fail::Corrupt(table, e))
+/// What a conditional write decides after reading the current record.
+enum Change<T> {
+    Keep,
+    Put(T),
+    Delete,
 }
 
 /// A redb database and the name used in errors.
@@ -76,12 +91,7 @@ struct Db {
 }
 
 impl Db {
-    fn open(
-        dir: &Path,
-        file: &str,
-        name: String,
-        tables: fn(&redb::WriteTransaction) -> Result<(), Fail>,
-    ) -> Result<Self> {
+    fn open(dir: &Path, file: &str, name: String, tables: &[Def]) -> Result<Self> {
         let be = |reason: String| StoreError::Backend {
             store: name.clone(),
             reason,
@@ -95,30 +105,28 @@ impl Db {
             db: Arc::new(db),
             name: name.into(),
         };
-        this.run_write(|tx| {
+        let tables = tables.to_vec();
+        let found = this.run_write(move |tx| {
             let mut meta = tx.open_table(META)?;
             let found = meta.get("layout_version")?.map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("layout_version", LAYOUT_VERSION)?;
-                }
-                Some(v) if v > LAYOUT_VERSION => return Ok(Some(v)),
-                // Older layouts would be migrated here, one version at a time.
-                Some(_) => {}
+            if found.is_none() {
+                meta.insert("layout_version", LAYOUT_VERSION)?;
             }
+            // Older layouts would be migrated here, one version at a time.
             drop(meta);
-            tables(tx)?;
-            Ok(None)
-        })
-        .and_then(|future| match future {
-            Some(found) => Err(StoreError::FutureFormat {
+            for def in tables {
+                tx.open_table(def)?;
+            }
+            Ok(found)
+        })?;
+        match found {
+            Some(v) if v > LAYOUT_VERSION => Err(StoreError::FutureFormat {
                 store: this.name.to_string(),
-                found: u32::try_from(found).unwrap_or(u32::MAX),
+                found: u32::try_from(v).unwrap_or(u32::MAX),
                 supported: LAYOUT_VERSION as u32,
             }),
-            None => Ok(()),
-        })?;
-        Ok(this)
+            _ => Ok(this),
+        }
     }
 
     fn map_err(&self, f: Fail) -> StoreError {
@@ -148,12 +156,13 @@ impl Db {
         go().map_err(|e| self.map_err(e))
     }
 
-    async fn write<R: Send + 'static>(
+    /// Runs blocking redb work on tokio's blocking pool.
+    async fn blocking<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, Fail> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.run_write(f))
+        tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| StoreError::Backend {
                 store: self.name.to_string(),
@@ -161,23 +170,98 @@ impl Db {
             })?
     }
 
-    async fn read<R: Send + 'static>(
+    /// Reads one record.
+    async fn get<T: DeserializeOwned + Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<R, Fail> + Send + 'static,
-    ) -> Result<R> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let go = || -> Result<R, Fail> {
-                let tx = this.db.begin_read()?;
-                f(&tx)
+        def: Def,
+        key: Vec<u8>,
+    ) -> Result<Option<T>> {
+        self.blocking(move |db| {
+            let go = || -> Result<Option<T>, Fail> {
+                load(&db.db.begin_read()?.open_table(def)?, def, &key)
             };
-            go().map_err(|e| this.map_err(e))
+            go().map_err(|e| db.map_err(e))
         })
         .await
-        .map_err(|e| StoreError::Backend {
-            store: self.name.to_string(),
-            reason: format!("store task failed: {e}"),
-        })?
+    }
+
+    /// Reads every record of a table.
+    async fn scan<T: DeserializeOwned + Send + 'static>(
+        &self,
+        def: Def,
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        self.blocking(move |db| {
+            let go = || -> Result<Vec<(Vec<u8>, T)>, Fail> {
+                let t = db.db.begin_read()?.open_table(def)?;
+                let mut out = Vec::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    let rec = codec::decode(v.value())
+                        .map_err(|e| Fail::Corrupt(def.name().to_owned(), e))?;
+                    out.push((k.value().to_vec(), rec));
+                }
+                Ok(out)
+            };
+            go().map_err(|e| db.map_err(e))
+        })
+        .await
+    }
+
+    /// A conditional write (Scylla's LWT): reads the record, lets `decide`
+    /// choose a change and an outcome, applies the change and commits
+    /// durably, all in one serializable write transaction.
+    async fn modify<T, R>(
+        &self,
+        def: Def,
+        key: Vec<u8>,
+        decide: impl FnOnce(Option<T>) -> (Change<T>, R) + Send + 'static,
+    ) -> Result<R>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Send + 'static,
+    {
+        self.blocking(move |db| {
+            db.run_write(|tx| {
+                let mut t = tx.open_table(def)?;
+                let (change, out) = decide(load(&t, def, &key)?);
+                match change {
+                    Change::Keep => {}
+                    Change::Put(v) => {
+                        let bytes = codec::encode(&v)
+                            .map_err(|e| Fail::Corrupt(def.name().to_owned(), e))?;
+                        t.insert(key.as_slice(), bytes.as_slice())?;
+                    }
+                    Change::Delete => {
+                        t.remove(key.as_slice())?;
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// Deletes the records of `def` for which `dead` holds; returns how many.
+    fn purge<T: DeserializeOwned>(
+        &self,
+        tx: &redb::WriteTransaction,
+        def: Def,
+        dead: impl Fn(&T) -> bool,
+    ) -> Result<u64, Fail> {
+        let mut t = tx.open_table(def)?;
+        let mut doomed = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let rec: T =
+                codec::decode(v.value()).map_err(|e| Fail::Corrupt(def.name().to_owned(), e))?;
+            if dead(&rec) {
+                doomed.push(k.value().to_vec());
+            }
+        }
+        for k in &doomed {
+            t.remove(k.as_slice())?;
+        }
+        Ok(doomed.len() as u64)
     }
 }
 
@@ -191,14 +275,12 @@ pub struct EmbeddedRegion {
 impl EmbeddedRegion {
     /// Opens (creating if needed) the region's database in `dir`.
     pub fn open(dir: &Path, region: &RegionCode) -> Result<Self> {
-        let db = Db::open(dir, "region.redb", format!("embedded:{region}"), |tx| {
-            tx.open_table(USERS)?;
-            tx.open_table(IDENTIFIERS)?;
-            tx.open_table(SESSIONS)?;
-            tx.open_table(REFRESH)?;
-            tx.open_table(KEYS)?;
-            Ok(())
-        })?;
+        let db = Db::open(
+            dir,
+            "region.redb",
+            format!("embedded:{region}"),
+            &[USERS, IDENTIFIERS, SESSIONS, REFRESH, KEYS],
+        )?;
         Ok(Self {
             db,
             region: region.clone(),
@@ -208,6 +290,18 @@ impl EmbeddedRegion {
 
 fn live(expires_at: UnixSeconds, now: UnixSeconds) -> bool {
     now < expires_at
+}
+
+fn bytes(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+/// `INSERT … IF NOT EXISTS` as a decision.
+fn if_absent<T>(value: T) -> impl FnOnce(Option<T>) -> (Change<T>, Applied) {
+    move |current| match current {
+        Some(_) => (Change::Keep, Applied::No(())),
+        None => (Change::Put(value), Applied::Yes),
+    }
 }
 
 #[async_trait]
@@ -221,35 +315,21 @@ impl RegionStore for EmbeddedRegion {
         key: &IdentifierKey,
         user_id: &str,
     ) -> Result<Applied<String>> {
-        let (key, user_id) = (key.0, user_id.to_owned());
+        let user_id = user_id.to_owned();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(IDENTIFIERS)?;
-                if let Some(v) = t.get(key.as_slice())? {
-                    return Ok(Applied::No(dec::<String>(
-                        "users_by_identifier",
-                        v.value(),
-                    )?));
-                }
-                t.insert(
-                    key.as_slice(),
-                    enc("users_by_identifier", &user_id)?.as_slice(),
-                )?;
-                Ok(Applied::Yes)
-            })
+            .modify(
+                IDENTIFIERS,
+                key.0.to_vec(),
+                move |holder: Option<String>| match holder {
+                    Some(h) => (Change::Keep, Applied::No(h)),
+                    None => (Change::Put(user_id), Applied::Yes),
+                },
+            )
             .await
     }
 
     async fn get_identifier(&self, key: &IdentifierKey) -> Result<Option<String>> {
-        let key = key.0;
-        self.db
-            .read(move |tx| {
-                let t = tx.open_table(IDENTIFIERS)?;
-                t.get(key.as_slice())?
-                    .map(|v| dec("users_by_identifier", v.value()))
-                    .transpose()
-            })
-            .await
+        self.db.get(IDENTIFIERS, key.0.to_vec()).await
     }
 
     async fn replace_identifier(
@@ -258,123 +338,91 @@ impl RegionStore for EmbeddedRegion {
         expected: &str,
         user_id: &str,
     ) -> Result<Applied> {
-        let (key, expected, user_id) = (key.0, expected.to_owned(), user_id.to_owned());
+        let (expected, user_id) = (expected.to_owned(), user_id.to_owned());
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(IDENTIFIERS)?;
-                let holder: Option<String> = t
-                    .get(key.as_slice())?
-                    .map(|v| dec("users_by_identifier", v.value()))
-                    .transpose()?;
-                if holder.as_deref() != Some(expected.as_str()) {
-                    return Ok(Applied::No(()));
-                }
-                t.insert(
-                    key.as_slice(),
-                    enc("users_by_identifier", &user_id)?.as_slice(),
-                )?;
-                Ok(Applied::Yes)
-            })
+            .modify(
+                IDENTIFIERS,
+                key.0.to_vec(),
+                move |holder: Option<String>| match holder {
+                    Some(h) if h == expected => (Change::Put(user_id), Applied::Yes),
+                    _ => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn delete_identifier(&self, key: &IdentifierKey, expected: &str) -> Result<Applied> {
-        let (key, expected) = (key.0, expected.to_owned());
+        let expected = expected.to_owned();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(IDENTIFIERS)?;
-                let holder: Option<String> = t
-                    .get(key.as_slice())?
-                    .map(|v| dec("users_by_identifier", v.value()))
-                    .transpose()?;
-                if holder.as_deref() != Some(expected.as_str()) {
-                    return Ok(Applied::No(()));
-                }
-                t.remove(key.as_slice())?;
-                Ok(Applied::Yes)
-            })
+            .modify(
+                IDENTIFIERS,
+                key.0.to_vec(),
+                move |holder: Option<String>| match holder {
+                    Some(h) if h == expected => (Change::Delete, Applied::Yes),
+                    _ => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn insert_user(&self, user: &UserRecord) -> Result<Applied> {
-        let user = user.clone();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(USERS)?;
-                if t.get(user.user_id.as_str())?.is_some() {
-                    return Ok(Applied::No(()));
-                }
-                t.insert(user.user_id.as_str(), enc("users", &user)?.as_slice())?;
-                Ok(Applied::Yes)
-            })
+            .modify(USERS, bytes(&user.user_id), if_absent(user.clone()))
             .await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>> {
-        let id = user_id.to_owned();
-        self.db
-            .read(move |tx| {
-                let t = tx.open_table(USERS)?;
-                t.get(id.as_str())?
-                    .map(|v| dec("users", v.value()))
-                    .transpose()
-            })
-            .await
+        self.db.get(USERS, bytes(user_id)).await
     }
 
     async fn update_user(&self, user: &UserRecord, expected_version: u64) -> Result<Applied> {
         let user = user.clone();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(USERS)?;
-                let current: Option<UserRecord> = t
-                    .get(user.user_id.as_str())?
-                    .map(|v| dec("users", v.value()))
-                    .transpose()?;
-                match current {
-                    Some(c) if c.version == expected_version => {
-                        t.insert(user.user_id.as_str(), enc("users", &user)?.as_slice())?;
-                        Ok(Applied::Yes)
-                    }
-                    _ => Ok(Applied::No(())),
-                }
-            })
+            .modify(
+                USERS,
+                bytes(&user.user_id),
+                move |current: Option<UserRecord>| match current {
+                    Some(c) if c.version == expected_version => (Change::Put(user), Applied::Yes),
+                    _ => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<Applied> {
-        let id = user_id.to_owned();
         self.db
-            .write(move |tx| {
-                let removed = tx.open_table(USERS)?.remove(id.as_str())?.is_some();
-                Ok(if removed {
-                    Applied::Yes
-                } else {
-                    Applied::No(())
-                })
-            })
+            .modify(
+                USERS,
+                bytes(user_id),
+                |current: Option<UserRecord>| match current {
+                    Some(_) => (Change::Delete, Applied::Yes),
+                    None => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn count_users(&self) -> Result<u64> {
-        self.db.read(|tx| Ok(tx.open_table(USERS)?.len()?)).await
+        self.db
+            .blocking(|db| {
+                let go =
+                    || -> Result<u64, Fail> { Ok(db.db.begin_read()?.open_table(USERS)?.len()?) };
+                go().map_err(|e| db.map_err(e))
+            })
+            .await
     }
 
     async fn insert_session(&self, s: &SessionRecord, now: UnixSeconds) -> Result<Applied> {
         let s = s.clone();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(SESSIONS)?;
-                let existing: Option<SessionRecord> = t
-                    .get(s.session_id.as_str())?
-                    .map(|v| dec("sessions", v.value()))
-                    .transpose()?;
-                if existing.is_some_and(|e| live(e.expires_at, now)) {
-                    return Ok(Applied::No(()));
-                }
-                t.insert(s.session_id.as_str(), enc("sessions", &s)?.as_slice())?;
-                Ok(Applied::Yes)
-            })
+            .modify(
+                SESSIONS,
+                bytes(&s.session_id),
+                move |current: Option<SessionRecord>| match current {
+                    Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
+                    _ => (Change::Put(s), Applied::Yes),
+                },
+            )
             .await
     }
 
@@ -383,17 +431,8 @@ impl RegionStore for EmbeddedRegion {
         session_id: &str,
         now: UnixSeconds,
     ) -> Result<Option<SessionRecord>> {
-        let id = session_id.to_owned();
-        self.db
-            .read(move |tx| {
-                let t = tx.open_table(SESSIONS)?;
-                let s: Option<SessionRecord> = t
-                    .get(id.as_str())?
-                    .map(|v| dec("sessions", v.value()))
-                    .transpose()?;
-                Ok(s.filter(|s| live(s.expires_at, now)))
-            })
-            .await
+        let s: Option<SessionRecord> = self.db.get(SESSIONS, bytes(session_id)).await?;
+        Ok(s.filter(|s| live(s.expires_at, now)))
     }
 
     async fn revoke_session(
@@ -402,47 +441,34 @@ impl RegionStore for EmbeddedRegion {
         now: UnixSeconds,
         reason: RevokeReason,
     ) -> Result<Applied> {
-        let id = session_id.to_owned();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(SESSIONS)?;
-                let s: Option<SessionRecord> = t
-                    .get(id.as_str())?
-                    .map(|v| dec("sessions", v.value()))
-                    .transpose()?;
-                match s {
+            .modify(
+                SESSIONS,
+                bytes(session_id),
+                move |current: Option<SessionRecord>| match current {
+                    Some(s) if s.revoked_at.is_some() => (Change::Keep, Applied::Yes),
                     Some(mut s) => {
-                        if s.revoked_at.is_none() {
-                            s.revoked_at = Some(now);
-                            s.revoked_reason = Some(reason);
-                            t.insert(id.as_str(), enc("sessions", &s)?.as_slice())?;
-                        }
-                        Ok(Applied::Yes)
+                        s.revoked_at = Some(now);
+                        s.revoked_reason = Some(reason);
+                        (Change::Put(s), Applied::Yes)
                     }
-                    None => Ok(Applied::No(())),
-                }
-            })
+                    None => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn insert_refresh(&self, r: &RefreshRecord, now: UnixSeconds) -> Result<Applied> {
         let r = r.clone();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(REFRESH)?;
-                let existing: Option<RefreshRecord> = t
-                    .get(r.token_hash.as_slice())?
-                    .map(|v| dec("refresh_tokens", v.value()))
-                    .transpose()?;
-                if existing.is_some_and(|e| live(e.expires_at, now)) {
-                    return Ok(Applied::No(()));
-                }
-                t.insert(
-                    r.token_hash.as_slice(),
-                    enc("refresh_tokens", &r)?.as_slice(),
-                )?;
-                Ok(Applied::Yes)
-            })
+            .modify(
+                REFRESH,
+                r.token_hash.to_vec(),
+                move |current: Option<RefreshRecord>| match current {
+                    Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
+                    _ => (Change::Put(r), Applied::Yes),
+                },
+            )
             .await
     }
 
@@ -451,100 +477,52 @@ impl RegionStore for EmbeddedRegion {
         hash: &[u8; 32],
         now: UnixSeconds,
     ) -> Result<Option<RefreshRecord>> {
-        let hash = *hash;
-        self.db
-            .read(move |tx| {
-                let t = tx.open_table(REFRESH)?;
-                let r: Option<RefreshRecord> = t
-                    .get(hash.as_slice())?
-                    .map(|v| dec("refresh_tokens", v.value()))
-                    .transpose()?;
-                Ok(r.filter(|r| live(r.expires_at, now)))
-            })
-            .await
+        let r: Option<RefreshRecord> = self.db.get(REFRESH, hash.to_vec()).await?;
+        Ok(r.filter(|r| live(r.expires_at, now)))
     }
 
     async fn mark_refresh_used(&self, hash: &[u8; 32], now: UnixSeconds) -> Result<Applied> {
-        let hash = *hash;
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(REFRESH)?;
-                let r: Option<RefreshRecord> = t
-                    .get(hash.as_slice())?
-                    .map(|v| dec("refresh_tokens", v.value()))
-                    .transpose()?;
-                match r {
+            .modify(
+                REFRESH,
+                hash.to_vec(),
+                move |current: Option<RefreshRecord>| match current {
                     Some(mut r) if r.used_at.is_none() && live(r.expires_at, now) => {
                         r.used_at = Some(now);
-                        t.insert(hash.as_slice(), enc("refresh_tokens", &r)?.as_slice())?;
-                        Ok(Applied::Yes)
+                        (Change::Put(r), Applied::Yes)
                     }
-                    _ => Ok(Applied::No(())),
-                }
-            })
+                    _ => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        self.db
-            .read(|tx| {
-                let t = tx.open_table(KEYS)?;
-                let mut out = Vec::new();
-                for row in t.iter()? {
-                    let (_, v) = row?;
-                    out.push(dec("signing_keys", v.value())?);
-                }
-                Ok(out)
-            })
-            .await
+        Ok(self
+            .db
+            .scan(KEYS)
+            .await?
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect())
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<Applied> {
-        let key = key.clone();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(KEYS)?;
-                if t.get(key.kid.as_str())?.is_some() {
-                    return Ok(Applied::No(()));
-                }
-                t.insert(key.kid.as_str(), enc("signing_keys", &key)?.as_slice())?;
-                Ok(Applied::Yes)
-            })
+            .modify(KEYS, bytes(&key.kid), if_absent(key.clone()))
             .await
     }
 
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64> {
         self.db
-            .write(move |tx| {
-                let mut removed = 0;
-                {
-                    let mut t = tx.open_table(SESSIONS)?;
-                    let mut dead = Vec::new();
-                    for row in t.iter()? {
-                        let (k, v) = row?;
-                        let s: SessionRecord = dec("sessions", v.value())?;
-                        if !live(s.expires_at, now) {
-                            dead.push(k.value().to_owned());
-                        }
-                    }
-                    for k in &dead {
-                        t.remove(k.as_str())?;
-                    }
-                    removed += dead.len() as u64;
-                }
-                let mut t = tx.open_table(REFRESH)?;
-                let mut dead = Vec::new();
-                for row in t.iter()? {
-                    let (k, v) = row?;
-                    let r: RefreshRecord = dec("refresh_tokens", v.value())?;
-                    if !live(r.expires_at, now) {
-                        dead.push(k.value().to_vec());
-                    }
-                }
-                for k in &dead {
-                    t.remove(k.as_slice())?;
-                }
-                Ok(removed + dead.len() as u64)
+            .blocking(move |db| {
+                db.run_write(|tx| {
+                    let sessions =
+                        db.purge(tx, SESSIONS, |s: &SessionRecord| !live(s.expires_at, now))?;
+                    let tokens =
+                        db.purge(tx, REFRESH, |r: &RefreshRecord| !live(r.expires_at, now))?;
+                    Ok(sessions + tokens)
+                })
             })
             .await
     }
@@ -571,11 +549,9 @@ impl StoredEntry {
         }
     }
 
-    fn into_entry(self) -> Result<IndexEntry, Fail> {
-        let region = RegionCode::parse(&self.region)
-            .map_err(|e| Fail::Corrupt("home_index", e.to_string()))?;
-        let user_id =
-            UserId::parse(&self.user_id).map_err(|e| Fail::Corrupt("home_index", e.to_string()))?;
+    fn into_entry(self) -> Result<IndexEntry, StoreError> {
+        let region = RegionCode::parse(&self.region).map_err(corrupt_index)?;
+        let user_id = UserId::parse(&self.user_id).map_err(corrupt_index)?;
         Ok(IndexEntry {
             region,
             user_id,
@@ -583,15 +559,6 @@ impl StoredEntry {
             created_at: self.created_at,
             expires_at: self.expires_at,
         })
-    }
-}
-
-fn get_entry(t: &impl ReadableTable<Bytes, Bytes>, key: &[u8]) -> Result<Option<IndexEntry>, Fail> {
-    match t.get(key)? {
-        Some(v) => Ok(Some(
-            dec::<StoredEntry>("home_index", v.value())?.into_entry()?,
-        )),
-        None => Ok(None),
     }
 }
 
@@ -603,11 +570,16 @@ pub struct EmbeddedIndex {
 
 impl EmbeddedIndex {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = Db::open(dir, "index.redb", "embedded:index".into(), |tx| {
-            tx.open_table(INDEX)?;
-            Ok(())
-        })?;
+        let db = Db::open(dir, "index.redb", "embedded:index".into(), &[INDEX])?;
         Ok(Self { db })
+    }
+}
+
+fn corrupt_index(e: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        store: "embedded:index".into(),
+        table: INDEX.name().to_owned(),
+        reason: e.to_string(),
     }
 }
 
@@ -618,10 +590,11 @@ impl IndexStore for EmbeddedIndex {
     }
 
     async fn lookup(&self, key: &IdentifierKey, now: UnixSeconds) -> Result<Option<IndexEntry>> {
-        let key = key.0;
-        self.db
-            .read(move |tx| Ok(get_entry(&tx.open_table(INDEX)?, &key)?.filter(|e| e.is_live(now))))
-            .await
+        let stored: Option<StoredEntry> = self.db.get(INDEX, key.0.to_vec()).await?;
+        Ok(stored
+            .map(StoredEntry::into_entry)
+            .transpose()?
+            .filter(|e| e.is_live(now)))
     }
 
     async fn claim(
@@ -630,26 +603,32 @@ impl IndexStore for EmbeddedIndex {
         entry: &IndexEntry,
         now: UnixSeconds,
     ) -> Result<Claim> {
-        let (key, entry) = (key.0, entry.clone());
+        let entry = entry.clone();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(INDEX)?;
-                if let Some(holder) = get_entry(&t, &key)? {
-                    if holder.is_live(now) && holder.user_id != entry.user_id {
-                        return Ok(Claim::Held(holder));
+            .modify(
+                INDEX,
+                key.0.to_vec(),
+                move |current: Option<StoredEntry>| {
+                    let holder = match current.map(StoredEntry::into_entry).transpose() {
+                        Ok(h) => h,
+                        Err(e) => return (Change::Keep, Err(e)),
+                    };
+                    match holder {
+                        Some(h) if h.is_live(now) && h.user_id != entry.user_id => {
+                            (Change::Keep, Ok(Claim::Held(h)))
+                        }
+                        // Claiming again what is already yours and active changes nothing.
+                        Some(h) if h.user_id == entry.user_id && h.state == IndexState::Active => {
+                            (Change::Keep, Ok(Claim::Applied))
+                        }
+                        _ => (
+                            Change::Put(StoredEntry::from_entry(&entry)),
+                            Ok(Claim::Applied),
+                        ),
                     }
-                    if holder.user_id == entry.user_id && holder.state == IndexState::Active {
-                        // Claiming again what is already yours changes nothing.
-                        return Ok(Claim::Applied);
-                    }
-                }
-                t.insert(
-                    key.as_slice(),
-                    enc("home_index", &StoredEntry::from_entry(&entry))?.as_slice(),
-                )?;
-                Ok(Claim::Applied)
-            })
-            .await
+                },
+            )
+            .await?
     }
 
     async fn confirm(
@@ -658,58 +637,47 @@ impl IndexStore for EmbeddedIndex {
         user_id: &str,
         now: UnixSeconds,
     ) -> Result<Applied> {
-        let (key, user_id) = (key.0, user_id.to_owned());
+        let user_id = user_id.to_owned();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(INDEX)?;
-                match get_entry(&t, &key)? {
-                    Some(mut e) if e.user_id.as_str() == user_id && e.is_live(now) => {
+            .modify(
+                INDEX,
+                key.0.to_vec(),
+                move |current: Option<StoredEntry>| match current {
+                    Some(mut e) if e.user_id == user_id && e.expires_at.is_none_or(|t| now < t) => {
                         e.state = IndexState::Active;
                         e.expires_at = None;
-                        t.insert(
-                            key.as_slice(),
-                            enc("home_index", &StoredEntry::from_entry(&e))?.as_slice(),
-                        )?;
-                        Ok(Applied::Yes)
+                        (Change::Put(e), Applied::Yes)
                     }
-                    _ => Ok(Applied::No(())),
-                }
-            })
+                    _ => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn release(&self, key: &IdentifierKey, user_id: &str) -> Result<Applied> {
-        let (key, user_id) = (key.0, user_id.to_owned());
+        let user_id = user_id.to_owned();
         self.db
-            .write(move |tx| {
-                let mut t = tx.open_table(INDEX)?;
-                match get_entry(&t, &key)? {
-                    Some(e) if e.user_id.as_str() == user_id => {
-                        t.remove(key.as_slice())?;
-                        Ok(Applied::Yes)
-                    }
-                    _ => Ok(Applied::No(())),
-                }
-            })
+            .modify(
+                INDEX,
+                key.0.to_vec(),
+                move |current: Option<StoredEntry>| match current {
+                    Some(e) if e.user_id == user_id => (Change::Delete, Applied::Yes),
+                    _ => (Change::Keep, Applied::No(())),
+                },
+            )
             .await
     }
 
     async fn scan(&self, now: UnixSeconds) -> Result<Vec<(IdentifierKey, IndexEntry)>> {
-        self.db
-            .read(move |tx| {
-                let t = tx.open_table(INDEX)?;
-                let mut out = Vec::new();
-                for row in t.iter()? {
-                    let (k, v) = row?;
-                    let e = dec::<StoredEntry>("home_index", v.value())?.into_entry()?;
-                    let key = IdentifierKey::from_slice(k.value())
-                        .ok_or(Fail::Corrupt("home_index", "key is not 32 bytes".into()))?;
-                    if e.is_live(now) {
-                        out.push((key, e));
-                    }
-                }
-                Ok(out)
-            })
-            .await
+        let mut out = Vec::new();
+        for (k, stored) in self.db.scan::<StoredEntry>(INDEX).await? {
+            let key = IdentifierKey::from_slice(&k)
+                .ok_or_else(|| corrupt_index("key is not 32 bytes"))?;
+            let entry = stored.into_entry()?;
+            if entry.is_live(now) {
+                out.push((key, entry));
+            }
+        }
+        Ok(out)
     }
 }

@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("store {store}: corrupt record in {table}: {reason}")]
     Corrupt {
         store: String,
-        table: &'static str,
+        table: String,
         reason: String,
     },
     #[error(
