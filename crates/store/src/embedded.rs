@@ -20,7 +20,8 @@ use domicile_core::{
     index::{IdentifierKey, IndexEntry, IndexState},
 };
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::{path::Path, sync::Arc};
@@ -148,7 +149,10 @@ impl Db {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<R, Fail>,
     ) -> Result<R> {
         let go = || -> Result<R, Fail> {
-            let tx = self.db.begin_write()?;
+            let mut tx = self.db.begin_write()?;
+            // Explicit, not the library default: acknowledged means fsynced.
+            tx.set_durability(Durability::Immediate)
+                .map_err(|e| Fail::Db(redb::Error::from(e)))?;
             let r = f(&tx)?;
             tx.commit()?;
             Ok(r)
