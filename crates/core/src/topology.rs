@@ -13,6 +13,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 /// A configuration error: file, key and reason.
@@ -39,6 +40,9 @@ struct RawConfig {
     /// Password hashing policy.
     #[serde(default)]
     passwords: RawPasswords,
+    /// The edge router.
+    #[serde(default)]
+    edge: RawEdge,
     /// The regions, by region code.
     regions: BTreeMap<String, RawRegion>,
 }
@@ -142,6 +146,75 @@ impl Default for RawPasswords {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawEdge {
+    /// The public listener: HTTP/1.1 and h2c on one port.
+    #[serde(default = "default_edge_listen")]
+    listen: String,
+    /// Metrics and the edge's own health, never public.
+    #[serde(default = "default_edge_admin")]
+    admin_listen: String,
+    /// Seconds an index answer "homed in R" is cached.
+    #[serde(default = "default_positive_ttl")]
+    index_cache_positive_seconds: u64,
+    /// Seconds an index answer "not found" is cached.
+    #[serde(default = "default_negative_ttl")]
+    index_cache_negative_seconds: u64,
+    /// Entries in the index cache.
+    #[serde(default = "default_cache_capacity")]
+    index_cache_capacity: u64,
+    /// Seconds between active health checks of each node.
+    #[serde(default = "default_health_interval")]
+    health_check_seconds: u64,
+    /// Seconds between refreshes of the regions' JWKS.
+    #[serde(default = "default_jwks_refresh")]
+    jwks_refresh_seconds: u64,
+    /// `retry-after` sent when a region has no healthy node.
+    #[serde(default = "default_retry_after")]
+    retry_after_seconds: u64,
+}
+
+impl Default for RawEdge {
+    fn default() -> Self {
+        Self {
+            listen: default_edge_listen(),
+            admin_listen: default_edge_admin(),
+            index_cache_positive_seconds: default_positive_ttl(),
+            index_cache_negative_seconds: default_negative_ttl(),
+            index_cache_capacity: default_cache_capacity(),
+            health_check_seconds: default_health_interval(),
+            jwks_refresh_seconds: default_jwks_refresh(),
+            retry_after_seconds: default_retry_after(),
+        }
+    }
+}
+
+fn default_edge_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_edge_admin() -> String {
+    "127.0.0.1:9090".into()
+}
+fn default_positive_ttl() -> u64 {
+    300
+}
+fn default_negative_ttl() -> u64 {
+    5
+}
+fn default_cache_capacity() -> u64 {
+    100_000
+}
+fn default_health_interval() -> u64 {
+    2
+}
+fn default_jwks_refresh() -> u64 {
+    60
+}
+fn default_retry_after() -> u64 {
+    5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRegion {
     /// Legal residency label shown to compliance (e.g. "EU").
     residency: String,
@@ -222,6 +295,7 @@ pub struct Topology {
     pub index: IndexSettings,
     pub tokens: TokenPolicy,
     pub passwords: PasswordPolicy,
+    pub edge: EdgeSettings,
     pub regions: BTreeMap<RegionCode, Region>,
     countries: HashMap<String, RegionCode>,
     exact_domains: HashMap<String, RegionCode>,
@@ -261,6 +335,18 @@ pub struct PasswordPolicy {
     /// 0 = one per CPU core.
     pub hash_workers: usize,
     pub hash_queue: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub index_cache_positive: Duration,
+    pub index_cache_negative: Duration,
+    pub index_cache_capacity: u64,
+    pub health_check_interval: Duration,
+    pub jwks_refresh_interval: Duration,
+    pub retry_after_seconds: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -623,6 +709,46 @@ impl Builder<'_> {
         if p.hash_queue > 100_000 {
             return Err(self.err("passwords.hash_queue", "must be at most 100000"));
         }
+        let e = &raw.edge;
+        let addr = |key: &str, v: &str| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| self.err(key, format!("{v:?} is not an address of the form ip:port")))
+        };
+        let secs = |key: &str, v: u64, max: u64| {
+            self.ttl(key, v, max)
+                .map(|s| Duration::from_secs(s.unsigned_abs()))
+        };
+        let edge = EdgeSettings {
+            listen: addr("edge.listen", &e.listen)?,
+            admin_listen: addr("edge.admin_listen", &e.admin_listen)?,
+            index_cache_positive: secs(
+                "edge.index_cache_positive_seconds",
+                e.index_cache_positive_seconds,
+                86_400,
+            )?,
+            index_cache_negative: secs(
+                "edge.index_cache_negative_seconds",
+                e.index_cache_negative_seconds,
+                3_600,
+            )?,
+            index_cache_capacity: e.index_cache_capacity.clamp(1, 100_000_000),
+            health_check_interval: secs(
+                "edge.health_check_seconds",
+                e.health_check_seconds,
+                3_600,
+            )?,
+            jwks_refresh_interval: secs(
+                "edge.jwks_refresh_seconds",
+                e.jwks_refresh_seconds,
+                86_400,
+            )?,
+            retry_after_seconds: self
+                .ttl("edge.retry_after_seconds", e.retry_after_seconds, 3_600)?
+                .unsigned_abs(),
+        };
+        if edge.listen.port() != 0 && edge.listen == edge.admin_listen {
+            return Err(self.err("edge.admin_listen", "must differ from edge.listen"));
+        }
         let passwords = PasswordPolicy {
             params,
             hash_workers: p.hash_workers,
@@ -634,6 +760,7 @@ impl Builder<'_> {
             index,
             tokens,
             passwords,
+            edge,
             regions,
             countries,
             exact_domains,
@@ -879,6 +1006,30 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
             "[passwords]\nmemory_kib = 1\n[index]",
             "passwords",
             "invalid argon2 parameters",
+        );
+        check(
+            "[index]",
+            "[edge]\nlisten = \"nowhere\"\n[index]",
+            "edge.listen",
+            "not an address",
+        );
+        check(
+            "[index]",
+            "[edge]\nindex_cache_negative_seconds = 0\n[index]",
+            "edge.index_cache_negative_seconds",
+            "between 1 and",
+        );
+        check(
+            "[index]",
+            "[edge]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"\n[index]",
+            "edge.admin_listen",
+            "must differ",
+        );
+        check(
+            "[index]",
+            "[edge]\nport = 1\n[index]",
+            "edge.port",
+            "unknown field",
         );
     }
 

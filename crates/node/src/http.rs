@@ -21,7 +21,9 @@ async fn jwks(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
     )
 }
 
-/// Ready when the region's store answers and the index is reachable.
+/// Ready when the region's store answers. The index is reported but does
+/// not gate readiness: a region keeps serving its own users while the index
+/// host is down, so the edge must not drain it for that.
 async fn readyz(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
     let store = core
         .store
@@ -35,7 +37,7 @@ async fn readyz(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
-    let status = if store.is_ok() && index.is_ok() {
+    let status = if store.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

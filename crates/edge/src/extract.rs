@@ -1,0 +1,301 @@
+//! What a request says about its user, read from the request itself: the
+//! region of a routable artifact (bearer token, refresh token) and, for
+//! identifier-bearing RPCs, the email and region preference in the first
+//! (only) message. Bounded and allocation-light; never logs what it reads.
+
+use base64::Engine as _;
+use domicile_core::{RegionCode, email::Email, ids::parse_artifact, token::Kid};
+use domicile_proto::v1 as pb;
+use prost::Message;
+
+/// Largest request body the edge reads (and proxies) for Identity RPCs.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// How the edge reads an RPC's request message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    /// Authorized by the bearer token only (GetProfile, UpdateProfile).
+    Bearer,
+}
+
+/// The Identity RPCs the edge proxies, and how to read each. New
+/// identifier-bearing RPCs are added here.
+pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
+    ("/domicile.v1.Identity/Register", Rpc::Register),
+    ("/domicile.v1.Identity/Login", Rpc::Login),
+    ("/domicile.v1.Identity/Refresh", Rpc::Refresh),
+    ("/domicile.v1.Identity/Logout", Rpc::Logout),
+    ("/domicile.v1.Identity/GetProfile", Rpc::Bearer),
+    ("/domicile.v1.Identity/UpdateProfile", Rpc::Bearer),
+];
+
+/// Services the edge forwards to the default region (no user data).
+pub const PASSTHROUGH_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+];
+
+pub fn identity_rpc(path: &str) -> Option<Rpc> {
+    IDENTITY_RPCS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, r)| *r)
+}
+
+/// What the request body revealed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub email: Option<Email>,
+    pub preference: Option<String>,
+    pub artifact: Option<RegionCode>,
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is over {MAX_BODY} bytes")]
+    TooLarge,
+    #[error("malformed gRPC frame: {0}")]
+    Frame(&'static str),
+    #[error("compressed gRPC messages are not accepted")]
+    Compressed,
+    #[error("malformed request message")]
+    Message,
+}
+
+/// The one message of a unary gRPC request body: a 5-byte header (flag,
+/// big-endian length) and exactly that many bytes.
+pub fn unary_message(body: &[u8]) -> Result<&[u8], BodyError> {
+    if body.len() > MAX_BODY + 5 {
+        return Err(BodyError::TooLarge);
+    }
+    let (header, rest) = body
+        .split_at_checked(5)
+        .ok_or(BodyError::Frame("shorter than its 5-byte header"))?;
+    match header[0] {
+        0 => {}
+        1 => return Err(BodyError::Compressed),
+        _ => return Err(BodyError::Frame("unknown flags")),
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > MAX_BODY {
+        return Err(BodyError::TooLarge);
+    }
+    if rest.len() != len {
+        return Err(BodyError::Frame(
+            "length does not match the body (one message expected)",
+        ));
+    }
+    Ok(rest)
+}
+
+/// Reads the identifier and artifacts of an Identity RPC's message. Invalid
+/// emails are not an error here: the node refuses them with a clear message.
+pub fn read(rpc: Rpc, message: &[u8]) -> Result<Identity, BodyError> {
+    let bad = |_| BodyError::Message;
+    Ok(match rpc {
+        Rpc::Register => {
+            let m = pb::RegisterRequest::decode(message).map_err(bad)?;
+            let preference = Some(m.region_preference.trim().to_owned()).filter(|p| !p.is_empty());
+            Identity {
+                email: Email::parse(&m.email).ok(),
+                preference,
+                artifact: None,
+            }
+        }
+        Rpc::Login => {
+            let m = pb::LoginRequest::decode(message).map_err(bad)?;
+            Identity {
+                email: Email::parse(&m.email).ok(),
+                ..Identity::default()
+            }
+        }
+        Rpc::Refresh => {
+            let m = pb::RefreshRequest::decode(message).map_err(bad)?;
+            Identity {
+                artifact: artifact_region(&m.refresh_token),
+                ..Identity::default()
+            }
+        }
+        Rpc::Logout => {
+            let m = pb::LogoutRequest::decode(message).map_err(bad)?;
+            Identity {
+                artifact: artifact_region(&m.refresh_token),
+                ..Identity::default()
+            }
+        }
+        Rpc::Bearer => {
+            pb::GetProfileRequest::decode(message).map_err(bad)?;
+            Identity::default()
+        }
+    })
+}
+
+/// The region of an id or opaque token (`usr_eu_…`, `rt_us_…`).
+pub fn artifact_region(s: &str) -> Option<RegionCode> {
+    parse_artifact(s).map(|(_, region, _)| region)
+}
+
+/// The region of a bearer access token, read without verifying it (the home
+/// node verifies): the `rgn` claim, or else the region of the `kid`.
+pub fn bearer_region(authorization: &str) -> Option<RegionCode> {
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))?
+        .trim();
+    if token.len() > domicile_core::token::MAX_TOKEN_LEN {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (header, payload) = (parts.next()?, parts.next()?);
+    let decode = |s: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .ok()?,
+        )
+        .ok()
+    };
+    let from_claim = decode(payload).and_then(|c| {
+        c.get("rgn")?
+            .as_str()
+            .and_then(|r| RegionCode::parse(r).ok())
+    });
+    from_claim.or_else(|| {
+        decode(header)
+            .and_then(|h| Kid::parse(h.get("kid")?.as_str()?))
+            .map(|k| k.region)
+    })
+}
+
+/// Frames a message as a unary gRPC request body.
+pub fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 5);
+    out.push(0);
+    out.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(message);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_frame(body: &[u8], expected: Result<&[u8], BodyError>) {
+        assert_eq!(unary_message(body), expected, "{body:?}");
+    }
+
+    #[test]
+    fn frames() {
+        check_frame(&frame(b"abc"), Ok(b"abc"));
+        check_frame(&frame(b""), Ok(b""));
+        check_frame(b"", Err(BodyError::Frame("shorter than its 5-byte header")));
+        check_frame(
+            &[0, 0, 0],
+            Err(BodyError::Frame("shorter than its 5-byte header")),
+        );
+        check_frame(&[1, 0, 0, 0, 1, 9], Err(BodyError::Compressed));
+        check_frame(&[7, 0, 0, 0, 1, 9], Err(BodyError::Frame("unknown flags")));
+        check_frame(
+            &[0, 0, 0, 0, 5, 1],
+            Err(BodyError::Frame(
+                "length does not match the body (one message expected)",
+            )),
+        );
+        check_frame(&[0, 0xff, 0xff, 0xff, 0xff], Err(BodyError::TooLarge));
+        let mut two = frame(b"a");
+        two.extend(frame(b"b"));
+        check_frame(
+            &two,
+            Err(BodyError::Frame(
+                "length does not match the body (one message expected)",
+            )),
+        );
+        check_frame(&vec![0; MAX_BODY + 6], Err(BodyError::TooLarge));
+    }
+
+    #[test]
+    fn identifiers_from_messages() {
+        let reg = pb::RegisterRequest {
+            email: " Ada@Example.DE ".into(),
+            region_preference: "ap".into(),
+            ..Default::default()
+        };
+        let got = read(Rpc::Register, &reg.encode_to_vec()).unwrap();
+        assert_eq!(
+            got.email.map(|e| e.as_str().to_owned()),
+            Some("ada@example.de".into())
+        );
+        assert_eq!(got.preference.as_deref(), Some("ap"));
+        let login = pb::LoginRequest {
+            email: "not an email".into(),
+            password: "x".into(),
+        };
+        assert_eq!(
+            read(Rpc::Login, &login.encode_to_vec()).unwrap(),
+            Identity::default()
+        );
+        let refresh = pb::RefreshRequest {
+            refresh_token: "rt_us_abc".into(),
+        };
+        assert_eq!(
+            read(Rpc::Refresh, &refresh.encode_to_vec())
+                .unwrap()
+                .artifact,
+            RegionCode::parse("us").ok()
+        );
+        assert_eq!(
+            read(Rpc::Login, &[0xff, 0xff, 0xff]),
+            Err(BodyError::Message)
+        );
+        assert_eq!(
+            identity_rpc("/domicile.v1.Identity/Login"),
+            Some(Rpc::Login)
+        );
+        assert_eq!(identity_rpc("/domicile.v1.HomeIndex/Lookup"), None);
+    }
+
+    #[test]
+    fn bearer_regions() {
+        let enc = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let token = |h, c| format!("Bearer {}.{}.sig", enc(h), enc(c));
+        let check = |auth: &str, want: Option<&str>| {
+            assert_eq!(
+                bearer_region(auth).map(|r| r.to_string()).as_deref(),
+                want,
+                "{auth}"
+            )
+        };
+        check(
+            &token(
+                serde_json::json!({"kid": "eu-1"}),
+                serde_json::json!({"rgn": "ap"}),
+            ),
+            Some("ap"),
+        );
+        check(
+            &token(serde_json::json!({"kid": "us-3"}), serde_json::json!({})),
+            Some("us"),
+        );
+        check(
+            &token(
+                serde_json::json!({}),
+                serde_json::json!({"rgn": "NOT A REGION"}),
+            ),
+            None,
+        );
+        check("Bearer garbage", None);
+        check("Basic dXNlcg==", None);
+        check(&format!("Bearer {}", "a.".repeat(5000)), None);
+    }
+}

@@ -1,0 +1,48 @@
+//! Domicile's edge router: one public hostname, every request proxied to a
+//! healthy node of its user's home region.
+//!
+//! The decision is a pure function (`routing::route`) over facts the proxy
+//! gathers: region-tagged artifacts, the home-region index (cached), email
+//! domain rules, the user's preference, GeoIP. The Pingora glue (`proxy`)
+//! only gathers facts and applies the decision. The edge holds no personal
+//! data: identifiers are read from requests in memory, hashed for the index,
+//! and never stored or logged. It depends on `core` and `proto`, never on
+//! `store`; only this crate knows Pingora.
+
+#![forbid(unsafe_code)]
+
+pub mod client_ip;
+pub mod extract;
+pub mod geoip;
+mod index_cache;
+mod jwks;
+mod metrics;
+mod pools;
+mod proxy;
+pub mod routing;
+mod server;
+
+pub use geoip::{GeoIp, Schema};
+pub use index_cache::IndexCache;
+pub use server::{Edge, EdgeOptions, RunningEdge};
+
+use domicile_core::{index::IndexSecret, topology::Topology};
+use std::sync::Arc;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("edge cannot start: {0}")]
+    Start(String),
+}
+
+/// Everything a request handler reads, shared by all connections.
+pub struct EdgeState {
+    pub topology: Arc<Topology>,
+    secret: IndexSecret,
+    geoip: Option<GeoIp>,
+    index: IndexCache,
+    pools: pools::Pools,
+    keys: jwks::FederationKeys,
+    metrics: Arc<metrics::Metrics>,
+}

@@ -1,0 +1,519 @@
+//! The Pingora glue: gathers a request's facts, asks `routing::route`, and
+//! proxies to a healthy node of the chosen region over h2c (gRPC) with
+//! trailers intact. Also answers what the edge serves itself (federation
+//! JWKS, discovery document) and the one place its errors become responses.
+
+use crate::{
+    EdgeState,
+    client_ip::client_ip,
+    extract::{self, BodyError, MAX_BODY, Rpc},
+    routing::{self, Facts, Reason, Route},
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use domicile_core::{RegionCode, index::IdentifierKey};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Response metadata a node uses to name a user's home region.
+const HOME_REGION: &str = "domicile-home-region";
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    grpc: bool,
+    rpc: Option<Rpc>,
+    route: Option<Route>,
+    /// The region the request was last sent to.
+    upstream_region: Option<RegionCode>,
+    /// Key of the request's identifier, to invalidate on redirect.
+    email_key: Option<IdentifierKey>,
+    /// A node named another home region; the edge follows it once.
+    follow: Option<RegionCode>,
+    followed: bool,
+    upstream_started: Option<Instant>,
+    /// gRPC status or HTTP status, for metrics.
+    status: Option<String>,
+}
+
+pub struct EdgeProxy {
+    pub state: Arc<EdgeState>,
+}
+
+/// An error the edge answers itself.
+struct Refusal {
+    grpc_code: u8,
+    http_status: u16,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(grpc_code: u8, http_status: u16, message: impl Into<String>) -> Self {
+        Self {
+            grpc_code,
+            http_status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn unavailable(region: &RegionCode, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                14,
+                503,
+                format!("region {region} has no healthy node; retry later"),
+            )
+        }
+    }
+}
+
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => Refusal::new(8, 413, e.to_string()),
+            BodyError::Compressed => Refusal::new(12, 415, e.to_string()),
+            BodyError::Frame(_) | BodyError::Message => Refusal::new(3, 400, e.to_string()),
+        }
+    }
+}
+
+fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+impl EdgeProxy {
+    /// Writes a response the edge decided itself: a trailers-only gRPC reply
+    /// for gRPC requests, a small JSON error otherwise.
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<bool> {
+        let mut resp = if ctx.grpc {
+            let mut h = ResponseHeader::build(200, Some(6))?;
+            h.insert_header("content-type", "application/grpc")?;
+            h.insert_header("grpc-status", r.grpc_code.to_string())?;
+            h.insert_header("grpc-message", percent_encode(&r.message))?;
+            h
+        } else {
+            let mut h = ResponseHeader::build(r.http_status, Some(6))?;
+            h.insert_header("content-type", "application/json")?;
+            h
+        };
+        if let Some(s) = r.retry_after {
+            resp.insert_header("retry-after", s.to_string())?;
+        }
+        self.stamp(&mut resp, ctx)?;
+        ctx.status = Some(if ctx.grpc {
+            format!("grpc_{}", r.grpc_code)
+        } else {
+            r.http_status.to_string()
+        });
+        if ctx.grpc {
+            session.write_response_header(Box::new(resp), true).await?;
+        } else {
+            let body = serde_json::json!({ "error": r.message }).to_string();
+            resp.insert_header("content-length", body.len().to_string())?;
+            session.write_response_header(Box::new(resp), false).await?;
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Serves a JSON document from the edge itself.
+    async fn serve_json(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        doc: serde_json::Value,
+    ) -> Result<bool> {
+        let body = doc.to_string();
+        let mut resp = ResponseHeader::build(200, Some(4))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("cache-control", "public, max-age=60")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        ctx.status = Some("200".into());
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+        Ok(true)
+    }
+
+    /// `domicile-region` and `domicile-route` on every proxied or refused response.
+    fn stamp(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        if let Some(route) = &ctx.route {
+            let region = ctx.upstream_region.as_ref().unwrap_or(&route.region);
+            resp.insert_header("domicile-region", region.as_str())?;
+            let reason = if ctx.followed {
+                Reason::Redirect
+            } else {
+                route.reason
+            };
+            resp.insert_header("domicile-route", reason.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Reads the whole request body, refusing it past `MAX_BODY` without
+    /// reading on. The body stays in Pingora's retry buffer for the upstream.
+    async fn read_body(&self, session: &mut Session) -> Result<Vec<u8>, BodyError> {
+        if let Some(len) =
+            header_str(session, "content-length").and_then(|v| v.parse::<usize>().ok())
+            && len > MAX_BODY
+        {
+            return Err(BodyError::TooLarge);
+        }
+        session.enable_retry_buffering();
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(BodyError::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return Err(BodyError::Frame("request body could not be read")),
+            }
+        }
+        if session.retry_buffer_truncated() {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(body)
+    }
+
+    /// Collects the facts of an Identity RPC.
+    async fn identity_facts(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rpc: Rpc,
+        facts: &mut Facts,
+    ) -> Result<(), Refusal> {
+        let body = self.read_body(session).await?;
+        let message = extract::unary_message(&body)?;
+        let identity = extract::read(rpc, message)?;
+        if facts.artifact.is_none() {
+            facts.artifact = identity.artifact;
+        }
+        facts.preference = identity.preference;
+        if let Some(email) = identity.email {
+            facts.email_domain = Some(email.domain().to_owned());
+            if facts.artifact.is_none() {
+                let key = self.state.secret.email_key(&email);
+                ctx.email_key = Some(key);
+                facts.indexed = self.state.index.lookup(&key).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Route, Refusal> {
+        let path = session.req_header().uri.path().to_owned();
+        let mut facts = Facts {
+            artifact: header_str(session, "authorization").and_then(extract::bearer_region),
+            ..Facts::default()
+        };
+        if let Some(rpc) = extract::identity_rpc(&path) {
+            ctx.rpc = Some(rpc);
+            if !ctx.grpc {
+                return Err(Refusal::new(
+                    12,
+                    415,
+                    "Identity RPCs need content-type application/grpc",
+                ));
+            }
+            self.identity_facts(session, ctx, rpc, &mut facts).await?;
+        } else if !extract::PASSTHROUGH_PREFIXES
+            .iter()
+            .any(|p| path.starts_with(p))
+        {
+            return Err(Refusal::new(
+                12,
+                404,
+                format!("{path} is not served on the public hostname"),
+            ));
+        }
+        if facts.artifact.is_none()
+            && facts.indexed.is_none()
+            && let (Some(geo), Some(peer)) = (
+                &self.state.geoip,
+                session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+            )
+        {
+            let ip = client_ip(
+                peer,
+                &session.req_header().headers,
+                &self.state.topology.federation.trusted_proxies,
+            );
+            facts.country = geo.country(ip);
+        }
+        Ok(routing::route(&self.state.topology, &facts))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.grpc =
+            header_str(session, "content-type").is_some_and(|c| c.starts_with("application/grpc"));
+        match session.req_header().uri.path() {
+            "/.well-known/jwks.json" => {
+                return self
+                    .serve_json(session, ctx, self.state.keys.document())
+                    .await;
+            }
+            "/.well-known/openid-configuration" => {
+                let doc = discovery(&self.state.topology.federation.issuer);
+                return self.serve_json(session, ctx, doc).await;
+            }
+            _ => {}
+        }
+        let route = match self.decide(session, ctx).await {
+            Ok(r) => r,
+            Err(refusal) => return self.refuse(session, ctx, refusal).await,
+        };
+        ctx.route = Some(route.clone());
+        if self.state.pools.select(&route.region).is_none() {
+            let retry_after = self.state.topology.edge.retry_after_seconds;
+            return self
+                .refuse(
+                    session,
+                    ctx,
+                    Refusal::unavailable(&route.region, retry_after),
+                )
+                .await;
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let region = match (&ctx.follow, &ctx.route) {
+            (Some(home), _) => home.clone(),
+            (None, Some(route)) => route.region.clone(),
+            (None, None) => {
+                return Err(Error::explain(ErrorType::InternalError, "no route decided"));
+            }
+        };
+        let addr = self.state.pools.select(&region).ok_or_else(|| {
+            Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("region {region} has no healthy node"),
+            )
+        })?;
+        ctx.upstream_region = Some(region);
+        ctx.upstream_started = Some(Instant::now());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        if ctx.grpc {
+            // h2c with prior knowledge; many calls share a connection.
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = 256;
+        }
+        peer.options.connection_timeout = Some(Duration::from_secs(1));
+        peer.options.read_timeout = Some(Duration::from_secs(30));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(start), Some(region)) = (ctx.upstream_started, &ctx.upstream_region) {
+            self.state
+                .metrics
+                .upstream_seconds
+                .with_label_values(&[region.as_str()])
+                .observe(start.elapsed().as_secs_f64());
+        }
+        let grpc_status = resp
+            .headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok());
+        let home = resp
+            .headers
+            .get(HOME_REGION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| self.state.topology.known_region(r))
+            .cloned();
+        if let (Some("9"), Some(home)) = (grpc_status, home)
+            && !ctx.followed
+            && ctx.upstream_region.as_ref() != Some(&home)
+        {
+            // The node knows better than our cache: follow it once.
+            ctx.followed = true;
+            ctx.follow = Some(home);
+            if let Some(key) = &ctx.email_key {
+                self.state.index.invalidate(key).await;
+            }
+            let mut e = Error::explain(
+                ErrorType::Custom("follow home region"),
+                "node named another home region",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let following =
+            ctx.follow.is_some() && matches!(e.etype(), ErrorType::Custom("follow home region"));
+        if following && !session.retry_buffer_truncated() {
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent() || session.retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.stamp(resp, ctx)?;
+        if let Some(s) = resp
+            .headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+        {
+            ctx.status = Some(format!("grpc_{s}"));
+        } else if !ctx.grpc {
+            ctx.status = Some(resp.status.as_u16().to_string());
+        }
+        Ok(())
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Bytes>> {
+        if let Some(s) = trailers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+            ctx.status = Some(format!("grpc_{s}"));
+            // A registration succeeded: its lookup left "unknown" in the
+            // cache; the user now lives where the request went.
+            if let (Some(Rpc::Register), "0", Some(key), Some(region)) =
+                (ctx.rpc, s, &ctx.email_key, &ctx.upstream_region)
+            {
+                self.state.index.remember(key, region.clone()).await;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // Upstream trouble: the region is (for now) unavailable. Never another region.
+        let region = ctx
+            .upstream_region
+            .clone()
+            .or_else(|| ctx.route.as_ref().map(|r| r.region.clone()));
+        if e.esource() == &pingora_error::ErrorSource::Downstream {
+            // The client went away or sent garbage; there is no one to answer.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let upstream_trouble = e.esource() == &pingora_error::ErrorSource::Upstream
+            || matches!(e.etype(), ErrorType::HTTPStatus(503));
+        let refusal = match region {
+            Some(region) if upstream_trouble => {
+                Refusal::unavailable(&region, self.state.topology.edge.retry_after_seconds)
+            }
+            _ => Refusal::new(13, 502, "the edge could not complete the request"),
+        };
+        let code = refusal.http_status;
+        if let Err(write) = self.refuse(session, ctx, refusal).await {
+            tracing::debug!(error = %write, "could not write the error response");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let (region, route) = match &ctx.route {
+            Some(r) => (
+                ctx.upstream_region
+                    .as_ref()
+                    .unwrap_or(&r.region)
+                    .to_string(),
+                if ctx.followed {
+                    Reason::Redirect
+                } else {
+                    r.reason
+                }
+                .as_str(),
+            ),
+            None => ("none".to_owned(), "edge"),
+        };
+        let status = ctx.status.as_deref().unwrap_or("unknown");
+        self.state
+            .metrics
+            .requests
+            .with_label_values(&[region.as_str(), route, status])
+            .inc();
+    }
+}
+
+/// The discovery document (the parts that exist today).
+fn discovery(issuer: &str) -> serde_json::Value {
+    serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "subject_types_supported": ["public"],
+    })
+}
+
+/// grpc-message is percent-encoded (gRPC over HTTP/2 spec).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

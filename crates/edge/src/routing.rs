@@ -1,0 +1,376 @@
+//! The routing decision: which region serves a request, and why.
+//!
+//! Pure: the proxy gathers the facts (artifact region, index answer, email
+//! domain, preference, GeoIP country) and this function applies the brief's
+//! table, first rule that applies wins. No sockets, no clock.
+
+use domicile_core::{RegionCode, topology::Topology};
+use std::fmt;
+
+/// Why a region was chosen (the `domicile-route` header and metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A routable artifact named the region (token `rgn`, id or token prefix).
+    Artifact,
+    /// The home-region index knows the identifier.
+    Index,
+    /// An email-domain rule (compliance pin) places the identifier.
+    Domain,
+    /// The user chose the region at registration, as policy allows.
+    Preference,
+    /// The client's country is assigned to the region.
+    Geoip,
+    /// Nothing else applied.
+    Default,
+    /// A node answered that the user lives elsewhere; the edge followed.
+    Redirect,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Artifact => "artifact",
+            Reason::Index => "index",
+            Reason::Domain => "domain",
+            Reason::Preference => "preference",
+            Reason::Geoip => "geoip",
+            Reason::Default => "default",
+            Reason::Redirect => "redirect",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the edge learned about a request before deciding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Region named by a routable artifact in the request.
+    pub artifact: Option<RegionCode>,
+    /// Region the home-region index gives for the request's identifier.
+    pub indexed: Option<RegionCode>,
+    /// ASCII domain of the request's email identifier.
+    pub email_domain: Option<String>,
+    /// Region the user asked for (registration only).
+    pub preference: Option<String>,
+    /// ISO country of the client address.
+    pub country: Option<String>,
+}
+
+/// The decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub region: RegionCode,
+    pub reason: Reason,
+}
+
+/// Applies the routing table. Regions not in the topology are ignored.
+pub fn route(topology: &Topology, facts: &Facts) -> Route {
+    let known = |r: &RegionCode| topology.region(r).is_some();
+    let pick = |region: &RegionCode, reason| Route {
+        region: region.clone(),
+        reason,
+    };
+    if let Some(r) = facts.artifact.as_ref().filter(|r| known(r)) {
+        return pick(r, Reason::Artifact);
+    }
+    if let Some(r) = facts.indexed.as_ref().filter(|r| known(r)) {
+        return pick(r, Reason::Index);
+    }
+    if let Some(r) = facts
+        .email_domain
+        .as_deref()
+        .and_then(|d| topology.region_for_domain(d))
+    {
+        return pick(r, Reason::Domain);
+    }
+    if topology.federation.allow_region_preference
+        && let Some(r) = facts
+            .preference
+            .as_deref()
+            .and_then(|p| topology.known_region(p))
+    {
+        return pick(r, Reason::Preference);
+    }
+    if let Some(r) = facts
+        .country
+        .as_deref()
+        .and_then(|c| topology.region_for_country(c))
+    {
+        return pick(r, Reason::Geoip);
+    }
+    pick(&topology.federation.default_region, Reason::Default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn topology(allow_preference: bool) -> Topology {
+        let text = format!(
+            r#"
+[federation]
+name = "t"
+issuer = "https://id.example"
+default_region = "eu"
+allow_region_preference = {allow_preference}
+[index]
+host_region = "eu"
+secret_file = "k"
+store = {{ backend = "embedded", path = "i" }}
+[regions.eu]
+residency = "EU"
+countries = ["DE", "FR"]
+email_domains = ["example.de", "*.eu.example.org"]
+nodes = [{{ address = "127.0.0.1:1" }}]
+store = {{ backend = "embedded", path = "eu" }}
+[regions.us]
+residency = "US"
+countries = ["US"]
+email_domains = ["example.com"]
+nodes = [{{ address = "127.0.0.1:2" }}]
+store = {{ backend = "embedded", path = "us" }}
+[regions.ap]
+residency = "AP"
+countries = ["JP"]
+nodes = [{{ address = "127.0.0.1:3" }}]
+store = {{ backend = "embedded", path = "ap" }}
+"#
+        );
+        Topology::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    fn r(s: &str) -> RegionCode {
+        RegionCode::parse(s).unwrap()
+    }
+
+    struct Case {
+        artifact: Option<&'static str>,
+        indexed: Option<&'static str>,
+        domain: Option<&'static str>,
+        preference: Option<&'static str>,
+        country: Option<&'static str>,
+    }
+
+    const NONE: Case = Case {
+        artifact: None,
+        indexed: None,
+        domain: None,
+        preference: None,
+        country: None,
+    };
+
+    fn check(t: &Topology, c: Case, region: &str, reason: Reason) {
+        let facts = Facts {
+            artifact: c.artifact.map(r),
+            indexed: c.indexed.map(r),
+            email_domain: c.domain.map(str::to_owned),
+            preference: c.preference.map(str::to_owned),
+            country: c.country.map(str::to_owned),
+        };
+        assert_eq!(
+            route(t, &facts),
+            Route {
+                region: r(region),
+                reason
+            },
+            "{facts:?}"
+        );
+    }
+
+    #[test]
+    fn each_row_of_the_table() {
+        let t = topology(true);
+        check(
+            &t,
+            Case {
+                artifact: Some("ap"),
+                ..NONE
+            },
+            "ap",
+            Reason::Artifact,
+        );
+        check(
+            &t,
+            Case {
+                indexed: Some("us"),
+                ..NONE
+            },
+            "us",
+            Reason::Index,
+        );
+        check(
+            &t,
+            Case {
+                domain: Some("example.de"),
+                ..NONE
+            },
+            "eu",
+            Reason::Domain,
+        );
+        check(
+            &t,
+            Case {
+                domain: Some("mail.eu.example.org"),
+                ..NONE
+            },
+            "eu",
+            Reason::Domain,
+        );
+        check(
+            &t,
+            Case {
+                preference: Some("ap"),
+                ..NONE
+            },
+            "ap",
+            Reason::Preference,
+        );
+        check(
+            &t,
+            Case {
+                country: Some("JP"),
+                ..NONE
+            },
+            "ap",
+            Reason::Geoip,
+        );
+        check(
+            &t,
+            Case {
+                country: Some("us"),
+                ..NONE
+            },
+            "us",
+            Reason::Geoip,
+        );
+        check(&t, NONE, "eu", Reason::Default);
+    }
+
+    #[test]
+    fn precedence_between_rows() {
+        let t = topology(true);
+        let all = Case {
+            artifact: Some("ap"),
+            indexed: Some("us"),
+            domain: Some("example.de"),
+            preference: Some("us"),
+            country: Some("US"),
+        };
+        check(&t, all, "ap", Reason::Artifact);
+        // The index beats a domain rule: an existing user stays where they live.
+        check(
+            &t,
+            Case {
+                indexed: Some("us"),
+                domain: Some("example.de"),
+                preference: Some("ap"),
+                country: Some("JP"),
+                ..NONE
+            },
+            "us",
+            Reason::Index,
+        );
+        // A compliance pin beats the user's choice and GeoIP.
+        check(
+            &t,
+            Case {
+                domain: Some("example.com"),
+                preference: Some("eu"),
+                country: Some("JP"),
+                ..NONE
+            },
+            "us",
+            Reason::Domain,
+        );
+        // A preference beats GeoIP.
+        check(
+            &t,
+            Case {
+                preference: Some("eu"),
+                country: Some("JP"),
+                ..NONE
+            },
+            "eu",
+            Reason::Preference,
+        );
+        // An unpinned domain falls through to the next rows.
+        check(
+            &t,
+            Case {
+                domain: Some("gmail.com"),
+                country: Some("JP"),
+                ..NONE
+            },
+            "ap",
+            Reason::Geoip,
+        );
+    }
+
+    #[test]
+    fn what_is_not_allowed_or_unknown_falls_through() {
+        let t = topology(false);
+        check(
+            &t,
+            Case {
+                preference: Some("ap"),
+                country: Some("US"),
+                ..NONE
+            },
+            "us",
+            Reason::Geoip,
+        );
+        let t = topology(true);
+        check(
+            &t,
+            Case {
+                preference: Some("mars"),
+                ..NONE
+            },
+            "eu",
+            Reason::Default,
+        );
+        check(
+            &t,
+            Case {
+                preference: Some("EU!"),
+                ..NONE
+            },
+            "eu",
+            Reason::Default,
+        );
+        check(
+            &t,
+            Case {
+                artifact: Some("mars"),
+                country: Some("JP"),
+                ..NONE
+            },
+            "ap",
+            Reason::Geoip,
+        );
+        check(
+            &t,
+            Case {
+                indexed: Some("mars"),
+                ..NONE
+            },
+            "eu",
+            Reason::Default,
+        );
+        check(
+            &t,
+            Case {
+                country: Some("BR"),
+                ..NONE
+            },
+            "eu",
+            Reason::Default,
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! A federation of real nodes behind a real edge, in-process.
+
+use domicile_core::{RegionCode, index::IndexSecret, topology::Topology};
+use domicile_edge::{Edge, EdgeOptions, GeoIp, RunningEdge, Schema, geoip::build_database};
+use domicile_node::{Node, NodeOptions, OsEntropy, RunningNode, SystemClock};
+use domicile_proto::v1::{self as pb, identity_client::IdentityClient};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use tonic::{Code, Request, Status, transport::Channel};
+
+/// Readable GeoIP source: documentation ranges, assigned for tests.
+pub const GEO_SOURCE: &str = "\
+192.0.2.0/25 DE      # eu
+192.0.2.128/25 FR    # eu
+198.51.100.0/24 US   # us
+203.0.113.0/24 JP    # ap
+2001:db8:a::/48 BR   # nobody's country
+";
+
+pub struct Fed {
+    /// Kept alive for the federation's data.
+    _dir: tempfile::TempDir,
+    pub nodes: BTreeMap<String, RunningNode>,
+    pub edge: Option<RunningEdge>,
+}
+
+pub struct Settings {
+    pub trusted_proxies: &'static str,
+    pub negative_ttl: u64,
+    pub schema: Schema,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: "[\"127.0.0.0/8\"]",
+            negative_ttl: 5,
+            schema: Schema::GeoIp2,
+        }
+    }
+}
+
+impl Fed {
+    pub async fn start() -> Self {
+        Self::with(Settings::default()).await
+    }
+
+    pub async fn with(s: Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = BTreeMap::new();
+        for r in ["eu", "us", "ap"] {
+            listeners.insert(
+                r.to_owned(),
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            );
+        }
+        let edge_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = |r: &str| listeners[r].local_addr().unwrap();
+        let geo_path = dir.path().join("geo.mmdb");
+        std::fs::write(&geo_path, build_database(GEO_SOURCE, s.schema).unwrap()).unwrap();
+        let text = format!(
+            r#"
+[federation]
+name = "edge-test"
+issuer = "https://id.test"
+default_region = "eu"
+geoip_database = "geo.mmdb"
+trusted_proxies = {trusted}
+
+[index]
+host_region = "eu"
+secret_file = "index.key"
+create_secret = true
+store = {{ backend = "embedded", path = "data/index" }}
+
+[passwords]
+memory_kib = 256
+iterations = 1
+parallelism = 1
+
+[edge]
+listen = "{edge}"
+admin_listen = "{admin}"
+index_cache_negative_seconds = {neg}
+health_check_seconds = 1
+jwks_refresh_seconds = 1
+retry_after_seconds = 7
+
+[regions.eu]
+residency = "EU"
+countries = ["DE", "FR"]
+email_domains = ["example.de"]
+nodes = [{{ address = "{eu}" }}]
+store = {{ backend = "embedded", path = "data/eu" }}
+
+[regions.us]
+residency = "US"
+countries = ["US"]
+email_domains = ["example.com"]
+nodes = [{{ address = "{us}" }}]
+store = {{ backend = "embedded", path = "data/us" }}
+
+[regions.ap]
+residency = "AP"
+countries = ["JP"]
+email_domains = ["example.jp"]
+nodes = [{{ address = "{ap}" }}]
+store = {{ backend = "embedded", path = "data/ap" }}
+"#,
+            trusted = s.trusted_proxies,
+            edge = edge_l.local_addr().unwrap(),
+            admin = admin_l.local_addr().unwrap(),
+            neg = s.negative_ttl,
+            eu = addr("eu"),
+            us = addr("us"),
+            ap = addr("ap"),
+        );
+        let path = dir.path().join("regions.toml");
+        std::fs::write(&path, &text).unwrap();
+        let topology = Arc::new(Topology::parse(&path, &text).unwrap());
+        let mut nodes = BTreeMap::new();
+        for (r, l) in listeners {
+            let opts = NodeOptions {
+                topology: topology.clone(),
+                region: RegionCode::parse(&r).unwrap(),
+                clock: Arc::new(SystemClock),
+                entropy: Arc::new(OsEntropy),
+            };
+            nodes.insert(r, Node::start(opts, l).await.unwrap());
+        }
+        let secret = std::fs::read_to_string(dir.path().join("index.key")).unwrap();
+        let opts = EdgeOptions {
+            topology: topology.clone(),
+            secret: IndexSecret::new(secret.trim().as_bytes().to_vec()).unwrap(),
+            geoip: Some(GeoIp::open(&geo_path).unwrap()),
+        };
+        let edge = Edge::start(opts, edge_l, admin_l).await.unwrap();
+        Fed {
+            _dir: dir,
+            nodes,
+            edge: Some(edge),
+        }
+    }
+
+    pub fn edge_addr(&self) -> SocketAddr {
+        self.edge.as_ref().unwrap().addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.edge.as_ref().unwrap().admin_addr
+    }
+
+    pub async fn client(&self) -> IdentityClient<Channel> {
+        IdentityClient::connect(format!("http://{}", self.edge_addr()))
+            .await
+            .unwrap()
+    }
+
+    pub async fn node_client(&self, region: &str) -> IdentityClient<Channel> {
+        IdentityClient::connect(format!("http://{}", self.nodes[region].addr))
+            .await
+            .unwrap()
+    }
+
+    pub async fn users(&self, region: &str) -> u64 {
+        self.nodes[region].store.count_users().await.unwrap()
+    }
+
+    pub async fn census(&self) -> Vec<u64> {
+        let mut v = Vec::new();
+        for r in self.nodes.keys() {
+            v.push(self.users(r).await);
+        }
+        v
+    }
+}
+
+/// A request as from a client at `ip` (through the trusted local proxy).
+pub fn from<T>(ip: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-forwarded-for", ip.parse().unwrap());
+    r
+}
+
+pub fn bearer<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+pub fn register(email: &str) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        email: email.into(),
+        password: "correct horse battery".into(),
+        ..Default::default()
+    }
+}
+
+pub fn login(email: &str) -> pb::LoginRequest {
+    pb::LoginRequest {
+        email: email.into(),
+        password: "correct horse battery".into(),
+    }
+}
+
+/// The region and route reason the edge reported.
+pub fn route_of(md: &tonic::metadata::MetadataMap) -> (String, String) {
+    let get = |k: &str| {
+        md.get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    (get("domicile-region"), get("domicile-route"))
+}
+
+pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code) -> Status {
+    match r {
+        Ok(v) => panic!("expected {code:?}, got {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{s:?}");
+            s
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let resp = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A raw request over HTTP/2 with prior knowledge (h2c), for bodies a gRPC
+/// client would never send. Returns status, headers and body.
+pub async fn h2_post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    let req = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.unwrap();
+    let mut headers = parts.headers;
+    if let Some(t) = collected.trailers() {
+        headers.extend(t.clone());
+    }
+    (
+        parts.status.as_u16(),
+        headers,
+        collected.to_bytes().to_vec(),
+    )
+}
+
+/// Waits until `check` holds, for at most 10 s (health checks run every second).
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -1,0 +1,258 @@
+//! Every row of the routing table, end to end through the edge.
+
+use crate::harness::*;
+use domicile_proto::v1 as pb;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_users_are_placed_by_the_routing_table() {
+    let fed = Fed::start().await;
+    let mut edge = fed.client().await;
+    // (email, preference, client address) → (region, reason)
+    let cases = [
+        ("pinned@example.com", "", "192.0.2.1", "us", "domain"),
+        ("pinned@example.de", "ap", "203.0.113.9", "eu", "domain"),
+        (
+            "chooser@example.org",
+            "ap",
+            "198.51.100.4",
+            "ap",
+            "preference",
+        ),
+        ("berlin@example.org", "", "192.0.2.10", "eu", "geoip"),
+        ("paris@example.org", "", "192.0.2.200", "eu", "geoip"),
+        ("ny@example.org", "", "198.51.100.77", "us", "geoip"),
+        ("tokyo@example.org", "", "203.0.113.20", "ap", "geoip"),
+        ("rio@example.org", "", "2001:db8:a::5", "eu", "default"),
+        ("nowhere@example.org", "", "100.64.0.1", "eu", "default"),
+    ];
+    for (email, pref, ip, region, reason) in cases {
+        let req = pb::RegisterRequest {
+            region_preference: pref.into(),
+            ..register(email)
+        };
+        let resp = edge.register(from(ip, req)).await.unwrap();
+        assert_eq!(
+            route_of(resp.metadata()),
+            (region.to_owned(), reason.to_owned()),
+            "{email}"
+        );
+        assert!(
+            resp.get_ref()
+                .user_id
+                .starts_with(&format!("usr_{region}_")),
+            "{email}"
+        );
+    }
+    assert_eq!(fed.census().await, vec![2, 5, 2], "ap, eu, us");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_users_are_served_at_home_wherever_they_are() {
+    let fed = Fed::start().await;
+    let mut edge = fed.client().await;
+    let reg = edge
+        .register(from("192.0.2.10", register("traveller@example.org")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reg.user_id.starts_with("usr_eu_"));
+    // Logging in from the US and from Japan: the index sends them home.
+    for ip in ["198.51.100.4", "203.0.113.9"] {
+        let resp = edge
+            .login(from(ip, login("traveller@example.org")))
+            .await
+            .unwrap();
+        assert_eq!(
+            route_of(resp.metadata()),
+            ("eu".into(), "index".into()),
+            "from {ip}"
+        );
+    }
+    // Tokens are routed by the region they carry, with no lookup.
+    let profile = edge
+        .get_profile(bearer(pb::GetProfileRequest {}, &reg.access_token))
+        .await
+        .unwrap();
+    assert_eq!(
+        route_of(profile.metadata()),
+        ("eu".into(), "artifact".into())
+    );
+    let mut r = tonic::Request::new(pb::RefreshRequest {
+        refresh_token: reg.refresh_token,
+    });
+    r.metadata_mut()
+        .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    let refreshed = edge.refresh(r).await.unwrap();
+    assert_eq!(
+        route_of(refreshed.metadata()),
+        ("eu".into(), "artifact".into())
+    );
+    // Errors carry the headers too.
+    let wrong = pb::LoginRequest {
+        email: "traveller@example.org".into(),
+        password: "not the password".into(),
+    };
+    let s = expect_code(
+        edge.login(from("198.51.100.4", wrong)).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(route_of(s.metadata()), ("eu".into(), "index".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_token_verifies_against_the_federation_jwks() {
+    let fed = Fed::start().await;
+    let mut edge = fed.client().await;
+    let mut tokens = Vec::new();
+    for (email, ip) in [
+        ("a@example.org", "192.0.2.1"),
+        ("b@example.org", "198.51.100.1"),
+        ("c@example.org", "203.0.113.1"),
+    ] {
+        tokens.push(
+            edge.register(from(ip, register(email)))
+                .await
+                .unwrap()
+                .into_inner()
+                .access_token,
+        );
+    }
+    let (status, body) = http_get(fed.edge_addr(), "/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut set = domicile_core::token::KeySet::default();
+    for k in doc["keys"].as_array().unwrap() {
+        use base64::Engine as _;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(k["x"].as_str().unwrap())
+            .unwrap();
+        set.insert(
+            &domicile_core::token::Kid::parse(k["kid"].as_str().unwrap()).unwrap(),
+            x.try_into().unwrap(),
+        );
+    }
+    assert_eq!(set.len(), 3, "{body}");
+    let want = domicile_core::token::Expectations {
+        issuer: "https://id.test",
+        audience: "https://id.test",
+        region: None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for t in &tokens {
+        set.verify(t, &want, now).unwrap();
+    }
+    let (status, body) = http_get(fed.edge_addr(), "/.well-known/openid-configuration").await;
+    assert_eq!(status, 200);
+    let disco: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(disco["issuer"], "https://id.test");
+    assert_eq!(disco["jwks_uri"], "https://id.test/.well-known/jwks.json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    // 127.0.0.1 is not trusted here: the header is a spoof and is ignored.
+    let fed = Fed::with(Settings {
+        trusted_proxies: "[\"10.0.0.0/8\"]",
+        ..Settings::default()
+    })
+    .await;
+    let mut edge = fed.client().await;
+    let resp = edge
+        .register(from("203.0.113.9", register("spoofer@example.org")))
+        .await
+        .unwrap();
+    assert_eq!(
+        route_of(resp.metadata()),
+        ("eu".into(), "default".into()),
+        "JP header from an untrusted peer ignored"
+    );
+    let mut r = tonic::Request::new(register("spoofer2@example.org"));
+    r.metadata_mut()
+        .insert("forwarded", "for=198.51.100.1".parse().unwrap());
+    let resp = edge.register(r).await.unwrap();
+    assert_eq!(route_of(resp.metadata()), ("eu".into(), "default".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_country_code_database_works_too() {
+    let fed = Fed::with(Settings {
+        schema: domicile_edge::Schema::CountryCode,
+        ..Settings::default()
+    })
+    .await;
+    let resp = fed
+        .client()
+        .await
+        .register(from("203.0.113.20", register("cc@example.org")))
+        .await
+        .unwrap();
+    assert_eq!(route_of(resp.metadata()), ("ap".into(), "geoip".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cache_is_corrected_by_the_node_once() {
+    // Negative answers cached for 5 minutes: the edge will be wrong.
+    let fed = Fed::with(Settings {
+        negative_ttl: 300,
+        ..Settings::default()
+    })
+    .await;
+    let mut edge = fed.client().await;
+    let miss = edge
+        .login(from("192.0.2.1", login("late@example.org")))
+        .await;
+    expect_code(miss, Code::Unauthenticated);
+    // The user registers in us behind the edge's back (directly at the node).
+    fed.node_client("us")
+        .await
+        .register(register("late@example.org"))
+        .await
+        .unwrap();
+    // The edge still believes "unknown" and sends the login to eu by GeoIP;
+    // eu answers FAILED_PRECONDITION us; the edge follows once.
+    let resp = edge
+        .login(from("192.0.2.1", login("late@example.org")))
+        .await
+        .unwrap();
+    assert_eq!(route_of(resp.metadata()), ("us".into(), "redirect".into()));
+    assert!(resp.get_ref().user_id.starts_with("usr_us_"));
+    // The entry was invalidated: the next login finds the index.
+    let resp = edge
+        .login(from("192.0.2.1", login("late@example.org")))
+        .await
+        .unwrap();
+    assert_eq!(route_of(resp.metadata()), ("us".into(), "index".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_email_from_two_regions_at_once_makes_one_account() {
+    let fed = Fed::start().await;
+    let emails: Vec<String> = (0..8).map(|i| format!("race{i}@example.org")).collect();
+    let mut tasks = Vec::new();
+    for email in &emails {
+        for ip in ["192.0.2.1", "198.51.100.1"] {
+            let mut c = fed.client().await;
+            let req = from(ip, register(email));
+            tasks.push(tokio::spawn(async move { c.register(req).await }));
+        }
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) => assert!(
+                matches!(s.code(), Code::AlreadyExists | Code::FailedPrecondition),
+                "{s:?}"
+            ),
+        }
+    }
+    assert_eq!(ok, emails.len());
+    assert_eq!(
+        fed.users("eu").await + fed.users("us").await,
+        emails.len() as u64
+    );
+}
