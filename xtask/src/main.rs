@@ -197,12 +197,12 @@ fn scan_stubs(dir: &Path, problems: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Builds `domicile` and starts one node per region of `regions.toml`.
+/// Builds `domicile` and starts one node per region of `regions.toml`, then the edge.
 fn up(root: &Path) -> Result<()> {
     run(Command::new("cargo").args(["build", "--quiet", "--bin", "domicile"]))?;
     let exe = root.join("target/debug/domicile");
     let config = root.join("regions.toml");
-    let regions = regions_of(&config)?;
+    let (topology, regions) = regions_of(&config)?;
     // Ctrl-C reaches the whole foreground process group: the nodes drain and
     // exit, and this process stays to wait for them.
     ctrlc::set_handler(|| eprintln!("xtask: stopping the federation"))
@@ -218,34 +218,39 @@ fn up(root: &Path) -> Result<()> {
         children.push((region.clone(), child));
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+    let edge = Command::new(&exe).args(["edge", "--config"]).arg(&config).spawn().context("cannot start the edge")?;
+    children.push(("edge".into(), edge));
     println!(
-        "xtask: local federation up ({}); data in .domicile/. Ctrl-C to stop.",
+        "xtask: local federation up: edge on http://{} (metrics on http://{}/metrics), regions {}; data in .domicile/. Ctrl-C to stop.",
+        topology.edge.listen,
+        topology.edge.admin_listen,
         regions.join(", ")
     );
     println!(
-        "xtask: try `grpcurl -plaintext -d '{{\"email\":\"ada@example.eu\",\"password\":\"analytical engine\"}}' 127.0.0.1:7101 domicile.v1.Identity/Register`"
+        "xtask: try `grpcurl -plaintext -d '{{\"email\":\"ada@example.org\",\"password\":\"analytical engine\"}}' -H 'x-forwarded-for: 203.0.113.7' {} domicile.v1.Identity/Register`",
+        topology.edge.listen
     );
     let mut failed = false;
     for (region, mut child) in children {
         let status = child.wait()?;
         if !status.success() {
-            eprintln!("xtask: node {region} exited with {status}");
+            eprintln!("xtask: {region} exited with {status}");
             failed = true;
         }
     }
     if failed {
-        bail!("a node failed");
+        bail!("a process of the federation failed");
     }
     Ok(())
 }
 
-/// Region codes in `regions.toml` (validated like the nodes do), the index host first.
-fn regions_of(config: &Path) -> Result<Vec<String>> {
+/// The topology (validated like the nodes do) and its region codes, the index host first.
+fn regions_of(config: &Path) -> Result<(domicile_core::topology::Topology, Vec<String>)> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     let topology = domicile_core::topology::Topology::parse(config, &text)?;
     let host = topology.index.host_region.to_string();
     let mut regions: Vec<String> = topology.regions.keys().map(ToString::to_string).collect();
     regions.sort_by_key(|r| *r != host);
-    Ok(regions)
+    Ok((topology, regions))
 }

@@ -1,5 +1,5 @@
-//! The `domicile` command: runs a regional identity node (and, as the
-//! product grows, the edge and the local federation).
+//! The `domicile` command: runs a regional identity node or the edge router,
+//! validates `regions.toml`, and builds GeoIP databases from readable sources.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,10 +44,34 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Run the edge router: the federation's one public address.
+    Edge {
+        /// The federation's regions.toml.
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// Listen here instead of `edge.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Serve metrics here instead of `edge.admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
     /// Validate regions.toml and print the federation it describes.
     CheckConfig {
         #[arg(long, default_value = "regions.toml")]
         config: PathBuf,
+    },
+    /// Build a MaxMind-format country database from `CIDR COUNTRY` lines.
+    GeoipBuild {
+        /// The readable source.
+        #[arg(long)]
+        source: PathBuf,
+        /// Where to write the .mmdb file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write `country_code` records instead of GeoIP2's `country.iso_code`.
+        #[arg(long)]
+        country_code_schema: bool,
     },
 }
 
@@ -98,6 +122,33 @@ async fn main() -> anyhow::Result<()> {
                     nodes.join(", ")
                 );
             }
+            Ok(())
+        }
+        Command::GeoipBuild { source, out, country_code_schema } => {
+            let text = std::fs::read_to_string(&source).with_context(|| format!("cannot read {}", source.display()))?;
+            let schema = if country_code_schema { domicile_edge::Schema::CountryCode } else { domicile_edge::Schema::GeoIp2 };
+            let bytes = domicile_edge::geoip::build_database(&text, schema).with_context(|| source.display().to_string())?;
+            std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} ({} bytes)", out.display(), bytes.len());
+            Ok(())
+        }
+        Command::Edge { config, listen, admin_listen } => {
+            let topology = Arc::new(load(&config)?);
+            let secret = domicile_node::load_or_create_secret(&topology.index.secret_file, topology.index.create_secret, &OsEntropy)?;
+            let geoip = match &topology.federation.geoip_database {
+                Some(path) => Some(domicile_edge::GeoIp::open(path)?),
+                None => None,
+            };
+            let addr = listen.unwrap_or(topology.edge.listen);
+            let admin = admin_listen.unwrap_or(topology.edge.admin_listen);
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let admin_listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("cannot listen on {admin}"))?;
+            let opts = domicile_edge::EdgeOptions { topology, secret, geoip };
+            let edge = domicile_edge::Edge::start(opts, listener, admin_listener).await?;
+            println!("domicile edge listening on {} (metrics on http://{}/metrics)", edge.addr, edge.admin_addr);
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            edge.shutdown().await;
             Ok(())
         }
         Command::Node {

@@ -135,6 +135,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_database_is_built_from_its_source() {
+        let source = include_str!("../../../deploy/geoip/local.txt");
+        let shipped = include_bytes!("../../../deploy/geoip/local.mmdb");
+        assert!(build_database(source, Schema::GeoIp2).unwrap() == shipped, "rebuild deploy/geoip/local.mmdb (see local.txt)");
+        let db = GeoIp::from_bytes(shipped.to_vec()).unwrap();
+        check(&db, "203.0.113.7", Some("JP"));
+        check(&db, "100.64.1.1", Some("FR"));
+        check(&db, "2001:db8:1::9", Some("US"));
+    }
+
+    #[test]
     fn bad_sources_name_the_line() {
         let check_err =
             |src: &str, line: usize, text: &str| match build_database(src, Schema::GeoIp2) {

@@ -45,12 +45,16 @@ impl Pools {
 
     /// Loads the backends and runs a first round of checks.
     pub async fn start(&self) {
+        self.load().await;
+        self.check().await;
+    }
+
+    async fn load(&self) {
         for lb in self.regions.values() {
             if let Err(e) = lb.update().await {
                 tracing::error!(error = %e, "cannot load region backends");
             }
         }
-        self.check().await;
     }
 
     /// One round of health checks for every region.
@@ -77,5 +81,49 @@ impl Pools {
                 (code.clone(), healthy, all.len())
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn canary_weights_split_traffic_and_drained_nodes_get_none() {
+        let text = r#"
+[federation]
+name = "t"
+issuer = "https://id.example"
+default_region = "eu"
+[index]
+host_region = "eu"
+secret_file = "k"
+store = { backend = "embedded", path = "i" }
+[regions.eu]
+residency = "EU"
+nodes = [
+  { name = "stable", address = "127.0.0.1:1001", weight = 95 },
+  { name = "canary", address = "127.0.0.1:1002", weight = 5 },
+  { name = "drained", address = "127.0.0.1:1003", weight = 0 },
+]
+store = { backend = "embedded", path = "eu" }
+"#;
+        let t = Topology::parse(Path::new("t.toml"), text).unwrap();
+        let pools = Pools::new(&t).unwrap();
+        // Backends start healthy until a check says otherwise.
+        pools.load().await;
+        let eu = RegionCode::parse("eu").unwrap();
+        let mut counts = BTreeMap::new();
+        for _ in 0..2000 {
+            *counts.entry(pools.select(&eu).unwrap().port()).or_insert(0) += 1;
+        }
+        assert_eq!(counts.get(&1003), None, "weight 0 drains a node");
+        assert_eq!(counts[&1001] + counts[&1002], 2000);
+        assert_eq!(counts[&1002], 100, "5% to the canary: {counts:?}");
+        assert_eq!(pools.select(&RegionCode::parse("us").unwrap()), None, "no pool, no node");
+        // Health checks against closed ports take both out: the region is down.
+        pools.check().await;
+        assert_eq!(pools.select(&eu), None);
     }
 }
