@@ -218,7 +218,11 @@ fn up(root: &Path) -> Result<()> {
         children.push((region.clone(), child));
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    let edge = Command::new(&exe).args(["edge", "--config"]).arg(&config).spawn().context("cannot start the edge")?;
+    let edge = Command::new(&exe)
+        .args(["edge", "--config"])
+        .arg(&config)
+        .spawn()
+        .context("cannot start the edge")?;
     children.push(("edge".into(), edge));
     println!(
         "xtask: local federation up: edge on http://{} (metrics on http://{}/metrics), regions {}; data in .domicile/. Ctrl-C to stop.",

@@ -421,6 +421,21 @@ impl Topology {
         self.regions.get(code)
     }
 
+    /// Addresses of the nodes that serve the home-region index (the index
+    /// host region's nodes with a weight above 0).
+    pub fn index_host_addresses(&self) -> Vec<SocketAddr> {
+        self.regions
+            .get(&self.index.host_region)
+            .map(|r| {
+                r.nodes
+                    .iter()
+                    .filter(|n| n.weight > 0)
+                    .map(|n| n.address)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Parses a region code and checks it belongs to the federation.
     pub fn known_region(&self, code: &str) -> Option<&RegionCode> {
         RegionCode::parse(code)

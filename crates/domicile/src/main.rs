@@ -124,28 +124,61 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::GeoipBuild { source, out, country_code_schema } => {
-            let text = std::fs::read_to_string(&source).with_context(|| format!("cannot read {}", source.display()))?;
-            let schema = if country_code_schema { domicile_edge::Schema::CountryCode } else { domicile_edge::Schema::GeoIp2 };
-            let bytes = domicile_edge::geoip::build_database(&text, schema).with_context(|| source.display().to_string())?;
-            std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+        Command::GeoipBuild {
+            source,
+            out,
+            country_code_schema,
+        } => {
+            let text = std::fs::read_to_string(&source)
+                .with_context(|| format!("cannot read {}", source.display()))?;
+            let schema = if country_code_schema {
+                domicile_edge::Schema::CountryCode
+            } else {
+                domicile_edge::Schema::GeoIp2
+            };
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let bytes = domicile_edge::geoip::build_database(&text, schema, epoch)
+                .with_context(|| source.display().to_string())?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
             Ok(())
         }
-        Command::Edge { config, listen, admin_listen } => {
+        Command::Edge {
+            config,
+            listen,
+            admin_listen,
+        } => {
             let topology = Arc::new(load(&config)?);
-            let secret = domicile_node::load_or_create_secret(&topology.index.secret_file, topology.index.create_secret, &OsEntropy)?;
+            let secret = domicile_node::load_or_create_secret(
+                &topology.index.secret_file,
+                topology.index.create_secret,
+                &OsEntropy,
+            )?;
             let geoip = match &topology.federation.geoip_database {
                 Some(path) => Some(domicile_edge::GeoIp::open(path)?),
                 None => None,
             };
             let addr = listen.unwrap_or(topology.edge.listen);
             let admin = admin_listen.unwrap_or(topology.edge.admin_listen);
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            let admin_listener = tokio::net::TcpListener::bind(admin).await.with_context(|| format!("cannot listen on {admin}"))?;
-            let opts = domicile_edge::EdgeOptions { topology, secret, geoip };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let admin_listener = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin}"))?;
+            let opts = domicile_edge::EdgeOptions {
+                topology,
+                secret,
+                geoip,
+            };
             let edge = domicile_edge::Edge::start(opts, listener, admin_listener).await?;
-            println!("domicile edge listening on {} (metrics on http://{}/metrics)", edge.addr, edge.admin_addr);
+            println!(
+                "domicile edge listening on {} (metrics on http://{}/metrics)",
+                edge.addr, edge.admin_addr
+            );
             shutdown_signal().await;
             tracing::info!("shutting down");
             edge.shutdown().await;

@@ -7,8 +7,8 @@ use crate::metrics::Metrics;
 use domicile_core::{RegionCode, index::IdentifierKey, topology::Topology};
 use domicile_proto::v1::{self as pb, home_index_client::HomeIndexClient};
 use moka::{Expiry, future::Cache};
-use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tonic::transport::{Channel, Endpoint};
+use std::{sync::Arc, time::Duration};
+use tonic::transport::Channel;
 
 #[derive(Clone)]
 pub struct IndexCache {
@@ -39,27 +39,12 @@ impl Expiry<[u8; 32], Option<RegionCode>> for Ttl {
 
 impl IndexCache {
     pub fn new(topology: &Topology, metrics: Arc<Metrics>) -> Result<Self, String> {
-        let host = topology
-            .region(&topology.index.host_region)
-            .ok_or("index host region missing")?;
-        let addrs: Vec<SocketAddr> = host
-            .nodes
-            .iter()
-            .filter(|n| n.weight > 0)
-            .map(|n| n.address)
-            .collect();
-        let endpoints = addrs
-            .iter()
-            .map(|a| {
-                Endpoint::from_shared(format!("http://{a}"))
-                    .map(|e| {
-                        e.connect_timeout(Duration::from_secs(1))
-                            .timeout(Duration::from_secs(2))
-                    })
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = HomeIndexClient::new(Channel::balance_list(endpoints.into_iter()));
+        let client = domicile_proto::home_index_client(
+            &topology.index_host_addresses(),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        )
+        .map_err(|e| e.to_string())?;
         let e = &topology.edge;
         let cache = Cache::builder()
             .max_capacity(e.index_cache_capacity)

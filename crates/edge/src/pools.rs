@@ -121,7 +121,11 @@ store = { backend = "embedded", path = "eu" }
         assert_eq!(counts.get(&1003), None, "weight 0 drains a node");
         assert_eq!(counts[&1001] + counts[&1002], 2000);
         assert_eq!(counts[&1002], 100, "5% to the canary: {counts:?}");
-        assert_eq!(pools.select(&RegionCode::parse("us").unwrap()), None, "no pool, no node");
+        assert_eq!(
+            pools.select(&RegionCode::parse("us").unwrap()),
+            None,
+            "no pool, no node"
+        );
         // Health checks against closed ports take both out: the region is down.
         pools.check().await;
         assert_eq!(pools.select(&eu), None);

@@ -25,21 +25,9 @@ pub enum IndexAccess {
 impl IndexAccess {
     /// A lazily connecting client to the index host's nodes.
     pub fn remote(addresses: &[std::net::SocketAddr]) -> Result<Self, NodeError> {
-        let endpoints = addresses
-            .iter()
-            .map(|a| {
-                tonic::transport::Endpoint::from_shared(format!("http://{a}"))
-                    .map(|e| {
-                        e.connect_timeout(Duration::from_secs(2))
-                            .timeout(Duration::from_secs(5))
-                    })
-                    .map_err(|e| NodeError::Internal(format!("bad index endpoint {a}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let channel = Channel::balance_list(endpoints.into_iter());
-        Ok(Self::Remote(pb::home_index_client::HomeIndexClient::new(
-            channel,
-        )))
+        domicile_proto::home_index_client(addresses, Duration::from_secs(2), Duration::from_secs(5))
+            .map(Self::Remote)
+            .map_err(|e| NodeError::Internal(format!("bad index endpoint: {e}")))
     }
 
     pub async fn lookup(&self, key: &IdentifierKey) -> Result<Option<IndexEntry>, NodeError> {

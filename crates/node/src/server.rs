@@ -182,16 +182,7 @@ impl Node {
             };
             (access, Some(svc))
         } else {
-            let host = topology
-                .region(&topology.index.host_region)
-                .ok_or_else(|| NodeError::Internal("index host region vanished".into()))?;
-            let addrs: Vec<SocketAddr> = host
-                .nodes
-                .iter()
-                .filter(|n| n.weight > 0)
-                .map(|n| n.address)
-                .collect();
-            (IndexAccess::remote(&addrs)?, None)
+            (IndexAccess::remote(&topology.index_host_addresses())?, None)
         };
         let keys =
             KeyRing::load_or_create(store.as_ref(), &region, entropy.as_ref(), clock.now()).await?;

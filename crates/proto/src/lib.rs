@@ -1,6 +1,7 @@
 //! Domicile's gRPC contracts, generated from `proto/` at build time.
 //!
-//! This crate only carries wire types and generated clients and servers. It
+//! This crate only carries wire types, generated clients and servers, and the
+//! one constructor of the internal index client that node and edge share. It
 //! holds no logic: conversion to domain types happens at the node's edge
 //! (`TryFrom` in `domicile-node`), and domain code never sees these types.
 
@@ -15,3 +16,24 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of every Domicile proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/domicile_descriptor.bin"));
+
+/// A lazily connecting, load-balanced client of the internal `HomeIndex`
+/// service on the given nodes.
+pub fn home_index_client(
+    addresses: &[std::net::SocketAddr],
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Result<
+    v1::home_index_client::HomeIndexClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    let endpoints = addresses
+        .iter()
+        .map(|a| {
+            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                .map(|e| e.connect_timeout(connect_timeout).timeout(timeout))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let channel = tonic::transport::Channel::balance_list(endpoints.into_iter());
+    Ok(v1::home_index_client::HomeIndexClient::new(channel))
+}

@@ -57,7 +57,7 @@ impl Fed {
         let admin_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = |r: &str| listeners[r].local_addr().unwrap();
         let geo_path = dir.path().join("geo.mmdb");
-        std::fs::write(&geo_path, build_database(GEO_SOURCE, s.schema).unwrap()).unwrap();
+        std::fs::write(&geo_path, build_database(GEO_SOURCE, s.schema, 1).unwrap()).unwrap();
         let text = format!(
             r#"
 [federation]
