@@ -6,7 +6,11 @@ use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["domicile/v1/identity.proto", "domicile/v1/index.proto"];
+    let files = [
+        "domicile/v1/identity.proto",
+        "domicile/v1/index.proto",
+        "domicile/v1/admin.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

@@ -1,6 +1,9 @@
 //! The `domicile` command: runs a regional identity node or the edge router,
 //! validates `regions.toml`, and builds GeoIP databases from readable sources.
 
+mod client;
+mod residency;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use domicile_core::{RegionCode, topology::Topology};
@@ -25,6 +28,12 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum ResidencyCommand {
+    /// Users per region, the index, and checks that nothing lives where it should not.
+    Report(residency::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -56,6 +65,11 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
     },
+    /// Talk to the edge as an app would: register, login, refresh, whoami, logout.
+    Client(client::ClientArgs),
+    /// Compliance: where personal data lives.
+    #[command(subcommand)]
+    Residency(ResidencyCommand),
     /// Validate regions.toml and print the federation it describes.
     CheckConfig {
         #[arg(long, default_value = "regions.toml")]
@@ -123,6 +137,14 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Client(args) => client::run(args).await,
+        Command::Residency(ResidencyCommand::Report(args)) => {
+            if residency::run(args).await? {
+                Ok(())
+            } else {
+                bail!("residency checks failed")
+            }
         }
         Command::GeoipBuild {
             source,

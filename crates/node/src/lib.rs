@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod convert;
 pub mod env;
 mod error;

@@ -1,6 +1,7 @@
 //! Assembles and runs a node: opens the region's store (and the index on the
 //! index host), loads the signing keys, serves gRPC and HTTP on one port.
 
+use crate::admin::AdminService;
 use crate::{
     Clock, Entropy,
     env::random,
@@ -17,7 +18,9 @@ use domicile_core::{
     password,
     topology::{StoreConfig, Topology},
 };
-use domicile_proto::v1::{home_index_server::HomeIndexServer, identity_server::IdentityServer};
+use domicile_proto::v1::{
+    admin_server::AdminServer, home_index_server::HomeIndexServer, identity_server::IdentityServer,
+};
 use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -168,8 +171,10 @@ impl Node {
             entropy.as_ref(),
         )?;
         let hosts_index = topology.index.host_region == region;
+        let mut index_store = None;
         let (index, index_service) = if hosts_index {
             let ix = open_index_store(&topology.index.store)?;
+            index_store = Some(ix.clone());
             let access = IndexAccess::Local {
                 store: ix.clone(),
                 clock: clock.clone(),
@@ -222,7 +227,14 @@ impl Node {
         let mut routes = tonic::service::Routes::from(http::router(core.clone()))
             .add_service(identity)
             .add_service(health_service)
-            .add_service(reflection);
+            .add_service(reflection)
+            .add_service(
+                AdminServer::new(AdminService {
+                    core: core.clone(),
+                    index: index_store,
+                })
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+            );
         if let Some(svc) = index_service {
             health.set_serving::<HomeIndexServer<IndexService>>().await;
             routes = routes.add_service(

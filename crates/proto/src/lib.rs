@@ -8,7 +8,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs)]
 
-/// `domicile.v1`: the public identity API and the internal home-region index.
+/// `domicile.v1`: the public identity API, the internal home-region index and
+/// the internal admin service.
 pub mod v1 {
     tonic::include_proto!("domicile.v1");
 }

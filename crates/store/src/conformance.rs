@@ -143,6 +143,12 @@ async fn users(s: &dyn RegionStore) {
     assert_eq!(s.delete_user("u-gone").await.unwrap(), Applied::No(()));
     assert_eq!(s.get_user("u-gone").await.unwrap(), None);
     assert_eq!(s.count_users().await.unwrap(), base + 1);
+    let all = s.scan_users().await.unwrap();
+    assert_eq!(all.len() as u64, base + 1);
+    assert!(
+        all.iter()
+            .any(|u| u.user_id == "u1" && u.given_name == "Grace")
+    );
 }
 
 async fn sessions(s: &dyn RegionStore) {

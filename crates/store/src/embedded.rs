@@ -189,6 +189,15 @@ impl Db {
         .await
     }
 
+    /// Number of records in a table.
+    async fn count(&self, def: Def) -> Result<u64> {
+        self.blocking(move |db| {
+            let go = || -> Result<u64, Fail> { Ok(db.db.begin_read()?.open_table(def)?.len()?) };
+            go().map_err(|e| db.map_err(e))
+        })
+        .await
+    }
+
     /// Reads every record of a table.
     async fn scan<T: DeserializeOwned + Send + 'static>(
         &self,
@@ -407,13 +416,21 @@ impl RegionStore for EmbeddedRegion {
     }
 
     async fn count_users(&self) -> Result<u64> {
-        self.db
-            .blocking(|db| {
-                let go =
-                    || -> Result<u64, Fail> { Ok(db.db.begin_read()?.open_table(USERS)?.len()?) };
-                go().map_err(|e| db.map_err(e))
-            })
-            .await
+        self.db.count(USERS).await
+    }
+
+    async fn scan_users(&self) -> Result<Vec<UserRecord>> {
+        Ok(self
+            .db
+            .scan(USERS)
+            .await?
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect())
+    }
+
+    async fn count_sessions(&self) -> Result<u64> {
+        self.db.count(SESSIONS).await
     }
 
     async fn insert_session(&self, s: &SessionRecord, now: UnixSeconds) -> Result<Applied> {

@@ -101,6 +101,10 @@ pub trait RegionStore: Send + Sync + 'static {
     async fn delete_user(&self, user_id: &str) -> Result<Applied>;
     /// Number of users (compliance reports; a full scan on Scylla).
     async fn count_users(&self) -> Result<u64>;
+    /// Every user (compliance reports and audits; a full scan, paged on Scylla).
+    async fn scan_users(&self) -> Result<Vec<UserRecord>>;
+    /// Number of sessions stored, live or not yet purged.
+    async fn count_sessions(&self) -> Result<u64>;
 
     // --- sessions (partition: session id; TTL to expires_at) ---
 

@@ -1,0 +1,470 @@
+//! The residency promise, end to end, with real processes.
+
+use crate::procs::*;
+use domicile_core::token::Expectations;
+use domicile_proto::v1 as pb;
+use prost::Message;
+use tonic::Code;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// (a) New users are homed per the routing table; (b) an EU user travelling
+/// is served by EU and their token verifies against the edge's JWKS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_homed_by_the_table_and_served_at_home_when_travelling() {
+    let fed = Federation::start();
+    let mut edge = fed.client().await;
+    // (email, preference, client address) → (region, reason)
+    let cases = [
+        ("pin@example.com", "", "192.0.2.1", "us", "domain"),
+        ("pin@example.jp", "eu", "198.51.100.1", "ap", "domain"),
+        (
+            "choice@example.org",
+            "us",
+            "203.0.113.1",
+            "us",
+            "preference",
+        ),
+        ("de@example.org", "", "192.0.2.50", "eu", "geoip"),
+        ("gb@example.org", "", "100.65.3.4", "eu", "geoip"),
+        ("ca@example.org", "", "100.66.0.9", "us", "geoip"),
+        ("sg@example.org", "", "100.68.1.1", "ap", "geoip"),
+        ("jp6@example.org", "", "2001:db8:81::1", "ap", "geoip"),
+        ("za@example.org", "", "100.70.0.1", "eu", "default"),
+    ];
+    for (email, pref, ip, region, reason) in cases {
+        let req = pb::RegisterRequest {
+            region_preference: pref.into(),
+            ..register(email)
+        };
+        let resp = edge
+            .register(from(ip, req))
+            .await
+            .unwrap_or_else(|s| panic!("{email}: {s:?}\n{}", fed.logs()));
+        assert_eq!(
+            route_of(resp.metadata()),
+            (region.to_owned(), reason.to_owned()),
+            "{email}"
+        );
+        assert!(
+            resp.get_ref()
+                .user_id
+                .starts_with(&format!("usr_{region}_"))
+        );
+    }
+
+    let keys = edge_keys(fed.edge_addr).await;
+    let issuer = format!("http://{}", fed.edge_addr);
+    let want = Expectations {
+        issuer: &issuer,
+        audience: &issuer,
+        region: None,
+    };
+    for ip in ["198.51.100.7", "203.0.113.7", "2001:db8:1::7"] {
+        let resp = edge.login(from(ip, login("de@example.org"))).await.unwrap();
+        assert_eq!(
+            route_of(resp.metadata()),
+            ("eu".into(), "index".into()),
+            "login from {ip}"
+        );
+        let claims = keys
+            .verify(&resp.get_ref().access_token, &want, now())
+            .unwrap();
+        assert_eq!(claims.rgn, "eu");
+    }
+}
+
+/// The `domicile client` commands, as a developer would use them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_command_shows_where_requests_go() {
+    let fed = Federation::start();
+    let edge = fed.edge_addr.to_string();
+    let session = fed.dir.path().join("cli-session.json");
+    let base = [
+        "client",
+        "--edge",
+        &edge,
+        "--session",
+        session.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        fed.run(&args)
+    };
+    let (ok, out) = run(&[
+        "--from",
+        "203.0.113.7",
+        "register",
+        "--email",
+        "cli@example.org",
+        "--password",
+        "analytical engine",
+        "--given-name",
+        "Ada",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("region: ap (route: geoip)"), "{out}");
+    let (ok, out) = run(&[
+        "--from",
+        "192.0.2.7",
+        "login",
+        "--email",
+        "cli@example.org",
+        "--password",
+        "analytical engine",
+    ]);
+    assert!(ok && out.contains("region: ap (route: index)"), "{out}");
+    let (ok, out) = run(&["whoami"]);
+    assert!(
+        ok && out.contains("region: ap (route: artifact)")
+            && out.contains("email: cli@example.org")
+            && out.contains("name: Ada"),
+        "{out}"
+    );
+    let (ok, out) = run(&["refresh"]);
+    assert!(ok && out.contains("region: ap (route: artifact)"), "{out}");
+    let (ok, out) = run(&[
+        "--from",
+        "192.0.2.7",
+        "login",
+        "--email",
+        "cli@example.org",
+        "--password",
+        "wrong password",
+    ]);
+    assert!(
+        !ok && out.contains("Unauthenticated") && out.contains("region: ap"),
+        "{out}"
+    );
+    let (ok, out) = run(&["logout"]);
+    assert!(ok && out.contains("ended session ses_ap_"), "{out}");
+}
+
+/// (c) After a mixed workload each region stores only its own users, by the
+/// store API and by the bytes of its files; the index holds no identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_mixed_workload_every_region_holds_only_its_own_users() {
+    let fed = Federation::start();
+    let mut edge = fed.client().await;
+    let mut homes = Vec::new();
+    for (i, ip) in ["192.0.2.9", "198.51.100.9", "203.0.113.9", "100.70.0.9"]
+        .iter()
+        .cycle()
+        .take(16)
+        .enumerate()
+    {
+        let email = format!("mixed{i}@example.org");
+        let r = edge
+            .register(from(ip, register(&email)))
+            .await
+            .unwrap()
+            .into_inner();
+        // Travel, log in again, refresh, read and change the profile.
+        let l = edge
+            .login(from("203.0.113.200", login(&email)))
+            .await
+            .unwrap()
+            .into_inner();
+        let f = edge
+            .refresh(pb::RefreshRequest {
+                refresh_token: l.refresh_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let change = pb::UpdateProfileRequest {
+            display_name: Some(format!("user {i}")),
+            ..Default::default()
+        };
+        edge.update_profile(bearer(change, &f.access_token))
+            .await
+            .unwrap();
+        homes.push((email, r.region));
+    }
+    for (region, _) in fed.users().await {
+        let report = fed.report(&region).await;
+        let mut expected: Vec<String> = homes
+            .iter()
+            .filter(|(_, r)| *r == region)
+            .map(|(e, _)| e.clone())
+            .collect();
+        expected.sort();
+        assert_eq!(report.identifiers, expected, "store API of {region}");
+        assert_eq!(report.foreign_users, 0);
+        let file =
+            std::fs::read(fed.dir.path().join(format!("data/{region}/region.redb"))).unwrap();
+        for (email, home) in &homes {
+            assert_eq!(
+                contains(&file, email.as_bytes()),
+                *home == region,
+                "{email} (home {home}) in {region}'s file"
+            );
+        }
+    }
+    let index = std::fs::read(fed.dir.path().join("data/index/index.redb")).unwrap();
+    for (email, _) in &homes {
+        assert!(
+            !contains(&index, email.as_bytes()),
+            "{email} in the index file"
+        );
+    }
+    // The compliance report agrees and says so.
+    let (ok, out) = fed.run(&[
+        "residency",
+        "report",
+        "--config",
+        fed.config.to_str().unwrap(),
+        "--scan-files",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("FAIL") && out.matches("PASS").count() >= 8,
+        "{out}"
+    );
+    assert!(
+        !out.contains("mixed0@"),
+        "identifiers are shown only with --identifiers:\n{out}"
+    );
+    let (ok, out) = fed.run(&[
+        "residency",
+        "report",
+        "--config",
+        fed.config.to_str().unwrap(),
+        "--identifiers",
+    ]);
+    assert!(ok && out.contains("mixed0@example.org"), "{out}");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// (d) One email registered at once from addresses of two regions: one account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_through_the_edge_make_one_account() {
+    let fed = Federation::start();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        for ip in ["192.0.2.10", "198.51.100.10"] {
+            let mut c = fed.client().await;
+            let req = from(ip, register(&format!("both{i}@example.org")));
+            tasks.push(tokio::spawn(async move { c.register(req).await }));
+        }
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) => assert!(
+                matches!(s.code(), Code::AlreadyExists | Code::FailedPrecondition),
+                "{s:?}"
+            ),
+        }
+    }
+    assert_eq!(ok, 6);
+    let total: u64 = fed.users().await.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 6);
+}
+
+/// (e) A region down: its users get UNAVAILABLE, the others keep working, its
+/// tokens still verify; after a restart nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_region_fails_alone_and_comes_back_whole() {
+    let mut fed = Federation::start();
+    let mut edge = fed.client().await;
+    let ap = edge
+        .register(from("203.0.113.5", register("tokyo@example.org")))
+        .await
+        .unwrap()
+        .into_inner();
+    let eu = edge
+        .register(from("192.0.2.5", register("berlin@example.org")))
+        .await
+        .unwrap()
+        .into_inner();
+    fed.stop_node("ap");
+    let mut unavailable = false;
+    for _ in 0..100 {
+        match edge
+            .login(from("203.0.113.5", login("tokyo@example.org")))
+            .await
+        {
+            Err(s) if s.code() == Code::Unavailable => {
+                assert_eq!(
+                    s.metadata()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                    Some("3")
+                );
+                assert_eq!(route_of(s.metadata()).0, "ap");
+                unavailable = true;
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        unavailable,
+        "ap users never saw UNAVAILABLE\n{}",
+        fed.logs()
+    );
+    let s = edge
+        .get_profile(bearer(pb::GetProfileRequest {}, &ap.access_token))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unavailable);
+    // Others work; ap's tokens still verify offline with the edge's keys.
+    edge.get_profile(bearer(pb::GetProfileRequest {}, &eu.access_token))
+        .await
+        .unwrap();
+    edge.register(from("198.51.100.5", register("ny@example.org")))
+        .await
+        .unwrap();
+    let issuer = format!("http://{}", fed.edge_addr);
+    let want = Expectations {
+        issuer: &issuer,
+        audience: &issuer,
+        region: None,
+    };
+    edge_keys(fed.edge_addr)
+        .await
+        .verify(&ap.access_token, &want, now())
+        .unwrap();
+    // Back up: everything is there.
+    fed.start_node("ap");
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(r) = edge
+            .login(from("203.0.113.5", login("tokyo@example.org")))
+            .await
+        {
+            back = Some(r.into_inner());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let back = back.unwrap_or_else(|| panic!("ap never came back\n{}", fed.logs()));
+    assert_eq!(back.user_id, ap.user_id);
+    edge.get_profile(bearer(pb::GetProfileRequest {}, &ap.access_token))
+        .await
+        .unwrap();
+    edge.refresh(pb::RefreshRequest {
+        refresh_token: ap.refresh_token,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fed.users().await,
+        vec![("ap".into(), 1), ("eu".into(), 1), ("us".into(), 1)]
+    );
+}
+
+/// (f) Bad input through the edge: clear errors, healthy nodes, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_through_the_edge_changes_nothing() {
+    let fed = Federation::start();
+    let mut edge = fed.client().await;
+    let frame = |m: &[u8]| {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        v.extend_from_slice(m);
+        v
+    };
+    let login_path = "/domicile.v1.Identity/Login";
+    let valid = pb::LoginRequest {
+        email: "a@example.org".into(),
+        password: "whatever1".into(),
+    }
+    .encode_to_vec();
+    // (path, content type, body, HTTP status, grpc-status)
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            login_path,
+            "application/grpc",
+            b"garbage".to_vec(),
+            200,
+            Some("3"),
+        ),
+        (
+            login_path,
+            "application/grpc",
+            frame(&[0xff; 9]),
+            200,
+            Some("3"),
+        ),
+        (
+            login_path,
+            "application/grpc",
+            vec![0; 200 * 1024],
+            200,
+            Some("8"),
+        ),
+        (login_path, "application/json", frame(&valid), 415, None),
+        (login_path, "text/plain", b"hello".to_vec(), 415, None),
+    ];
+    for (path, ct, body, status, grpc) in cases {
+        let got = h2_post(fed.edge_addr, path, ct, body).await;
+        assert_eq!(got, (status, grpc.map(str::to_owned)), "{path} {ct}");
+    }
+    let invalid: Vec<(pb::RegisterRequest, Code, &str)> = vec![
+        (
+            pb::RegisterRequest {
+                email: "not an email".into(),
+                password: "long enough".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "email:",
+        ),
+        (
+            pb::RegisterRequest {
+                email: "x@example.org".into(),
+                password: "short".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "password:",
+        ),
+        (
+            pb::RegisterRequest {
+                email: "x@example.org".into(),
+                password: "p".repeat(1 << 20),
+                ..Default::default()
+            },
+            Code::ResourceExhausted,
+            "over",
+        ),
+        (
+            pb::RegisterRequest {
+                email: "x@example.org".into(),
+                password: "p".repeat(2000),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "1024 bytes",
+        ),
+    ];
+    for (req, code, text) in invalid {
+        let s = edge.register(from("192.0.2.1", req)).await.unwrap_err();
+        assert_eq!(s.code(), code, "{s:?}");
+        assert!(s.message().contains(text), "{s:?}");
+    }
+    assert_eq!(
+        fed.users().await.iter().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "nothing written"
+    );
+    // Every node is still healthy and serving.
+    for addr in fed.node_addrs.values() {
+        std::net::TcpStream::connect(addr).unwrap();
+    }
+    edge.register(from("192.0.2.1", register("fine@example.org")))
+        .await
+        .unwrap();
+}
