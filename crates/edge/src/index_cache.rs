@@ -106,3 +106,143 @@ impl IndexCache {
         self.cache.invalidate(&key.0).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tonic::{Request, Response, Status};
+
+    /// A real HomeIndex server that counts lookups and knows one key.
+    struct Counting {
+        lookups: Arc<AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::home_index_server::HomeIndex for Counting {
+        async fn lookup(
+            &self,
+            req: Request<pb::IndexLookupRequest>,
+        ) -> Result<Response<pb::IndexLookupResponse>, Status> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let entry = (req.get_ref().key == [7; 32]).then(|| pb::IndexEntry {
+                region: "us".into(),
+                user_id: "usr_us_01JD0000000000000000000000".into(),
+                state: pb::IndexState::Active as i32,
+                created_at: 1,
+                expires_at: 0,
+            });
+            Ok(Response::new(pb::IndexLookupResponse { entry }))
+        }
+        async fn claim(
+            &self,
+            _: Request<pb::IndexClaimRequest>,
+        ) -> Result<Response<pb::IndexClaimResponse>, Status> {
+            Err(Status::unimplemented("read-only test index"))
+        }
+        async fn confirm(
+            &self,
+            _: Request<pb::IndexConfirmRequest>,
+        ) -> Result<Response<pb::IndexConfirmResponse>, Status> {
+            Err(Status::unimplemented("read-only test index"))
+        }
+        async fn release(
+            &self,
+            _: Request<pb::IndexReleaseRequest>,
+        ) -> Result<Response<pb::IndexReleaseResponse>, Status> {
+            Err(Status::unimplemented("read-only test index"))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_share_one_lookup_and_ttls_apply() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let svc = pb::home_index_server::HomeIndexServer::new(Counting {
+            lookups: lookups.clone(),
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream_listener(listener)),
+        );
+        let text = format!(
+            "[federation]\nname = \"t\"\nissuer = \"https://id.example\"\ndefault_region = \"us\"\n\
+             [index]\nhost_region = \"us\"\nsecret_file = \"k\"\nstore = {{ backend = \"embedded\", path = \"i\" }}\n\
+             [edge]\nindex_cache_negative_seconds = 1\nindex_cache_positive_seconds = 60\n\
+             [regions.us]\nresidency = \"US\"\nnodes = [{{ address = \"{addr}\" }}]\nstore = {{ backend = \"embedded\", path = \"us\" }}\n"
+        );
+        let t = Topology::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let cache = IndexCache::new(&t, metrics).unwrap();
+        let known = IdentifierKey([7; 32]);
+        let unknown = IdentifierKey([8; 32]);
+
+        let answers = futures_join(&cache, known, 50).await;
+        assert!(
+            answers
+                .iter()
+                .all(|r| r.as_ref().map(RegionCode::as_str) == Some("us")),
+            "{answers:?}"
+        );
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            1,
+            "50 concurrent misses, one lookup"
+        );
+        assert_eq!(
+            cache.lookup(&known).await.map(|r| r.to_string()).as_deref(),
+            Some("us")
+        );
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            1,
+            "positive answers are cached"
+        );
+
+        assert_eq!(cache.lookup(&unknown).await, None);
+        assert_eq!(cache.lookup(&unknown).await, None);
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            2,
+            "negative answers are cached too"
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(cache.lookup(&unknown).await, None);
+        assert_eq!(lookups.load(Ordering::SeqCst), 3, "…for their shorter TTL");
+
+        cache.invalidate(&known).await;
+        cache.lookup(&known).await;
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            4,
+            "invalidation forces a lookup"
+        );
+    }
+
+    async fn futures_join(
+        cache: &IndexCache,
+        key: IdentifierKey,
+        n: usize,
+    ) -> Vec<Option<RegionCode>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.lookup(&key).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    fn tokio_stream_listener(
+        l: tokio::net::TcpListener,
+    ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+        tokio_stream::wrappers::TcpListenerStream::new(l)
+    }
+}
