@@ -135,6 +135,11 @@ fn test(extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    if std::env::var_os("DOMICILE_SCYLLA_NODES").is_none() {
+        println!(
+            "xtask: DOMICILE_SCYLLA_NODES is not set: the Scylla conformance run will be SKIPPED (the embedded backend always runs)"
+        );
+    }
     // The crates have no doctests (examples live in tests), so nextest alone
     // runs everything, and its summary is the run's closing line.
     if has_nextest() {

@@ -246,11 +246,32 @@ struct RawNode {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    /// `embedded` (the default backend).
+    /// `embedded` (one process, a data directory) or `scylla`.
     backend: String,
-    /// Data directory of the embedded backend.
+    /// embedded: the data directory.
     #[serde(default)]
     path: Option<PathBuf>,
+    /// scylla: contact points (host:port) in this region's datacenter.
+    #[serde(default)]
+    nodes: Vec<String>,
+    /// scylla: the region's datacenter; its keyspace is replicated only there.
+    #[serde(default)]
+    datacenter: Option<String>,
+    /// scylla: keyspace (default `domicile_<region>`, or `domicile_index`).
+    #[serde(default)]
+    keyspace: Option<String>,
+    /// scylla: replicas per datacenter (default 3).
+    #[serde(default)]
+    replication_factor: Option<u32>,
+    /// scylla: per-request timeout in milliseconds (default 2000).
+    #[serde(default)]
+    request_timeout_ms: Option<u64>,
+    /// scylla: user name for password authentication.
+    #[serde(default)]
+    username: Option<String>,
+    /// scylla: name of the environment variable holding the password.
+    #[serde(default)]
+    password_env: Option<String>,
 }
 
 fn yes() -> bool {
@@ -369,6 +390,51 @@ pub struct NodeEndpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreConfig {
     Embedded { path: PathBuf },
+    Scylla(ScyllaConfig),
+}
+
+/// A ScyllaDB store. For a region: its contact points, datacenter and
+/// keyspace. For the index: its keyspace and the datacenters it is
+/// replicated to (every region's); nodes reach it through their region's
+/// session, so it has no contact points of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScyllaConfig {
+    pub nodes: Vec<String>,
+    /// The datacenter this store's sessions prefer (the region's own).
+    pub datacenter: String,
+    pub keyspace: String,
+    /// (datacenter, replicas) of the keyspace's NetworkTopologyStrategy.
+    pub replication: Vec<(String, u32)>,
+    pub request_timeout: Duration,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+}
+
+impl ScyllaConfig {
+    /// The `replication` map of `CREATE KEYSPACE`.
+    pub fn replication_cql(&self) -> String {
+        let dcs: Vec<String> = self
+            .replication
+            .iter()
+            .map(|(dc, rf)| format!("'{dc}': {rf}"))
+            .collect();
+        format!("{{'class': 'NetworkTopologyStrategy', {}}}", dcs.join(", "))
+    }
+}
+
+fn valid_cql_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=48).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn valid_datacenter(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
 impl Topology {
@@ -490,9 +556,29 @@ impl Builder<'_> {
         i64::try_from(v).map_err(|_| self.err(key, "too large"))
     }
 
-    fn store(&self, key: &str, raw: &RawStore) -> Result<StoreConfig, ConfigError> {
+    fn store(
+        &self,
+        key: &str,
+        raw: &RawStore,
+        default_keyspace: &str,
+    ) -> Result<StoreConfig, ConfigError> {
+        let scylla_only = [
+            ("nodes", !raw.nodes.is_empty()),
+            ("datacenter", raw.datacenter.is_some()),
+            ("keyspace", raw.keyspace.is_some()),
+            ("replication_factor", raw.replication_factor.is_some()),
+            ("request_timeout_ms", raw.request_timeout_ms.is_some()),
+            ("username", raw.username.is_some()),
+            ("password_env", raw.password_env.is_some()),
+        ];
         match raw.backend.as_str() {
             "embedded" => {
+                if let Some((field, _)) = scylla_only.iter().find(|(_, set)| *set) {
+                    return Err(self.err(
+                        format!("{key}.{field}"),
+                        "only the scylla backend takes this setting",
+                    ));
+                }
                 let path = raw.path.as_ref().ok_or_else(|| {
                     self.err(
                         format!("{key}.path"),
@@ -503,11 +589,116 @@ impl Builder<'_> {
                     path: self.path(path),
                 })
             }
+            "scylla" => {
+                if raw.path.is_some() {
+                    return Err(self.err(
+                        format!("{key}.path"),
+                        "only the embedded backend takes a data directory",
+                    ));
+                }
+                for (i, n) in raw.nodes.iter().enumerate() {
+                    let ok = n.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    });
+                    if !ok {
+                        return Err(self.err(
+                            format!("{key}.nodes[{i}]"),
+                            format!("{n:?} is not a contact point of the form host:port"),
+                        ));
+                    }
+                }
+                let keyspace = raw
+                    .keyspace
+                    .clone()
+                    .unwrap_or_else(|| default_keyspace.to_owned());
+                if !valid_cql_name(&keyspace) {
+                    return Err(self.err(
+                        format!("{key}.keyspace"),
+                        format!(
+                            "{keyspace:?} is not a keyspace name ([a-z][a-z0-9_]*, at most 48)"
+                        ),
+                    ));
+                }
+                let rf = raw.replication_factor.unwrap_or(3);
+                if !(1..=9).contains(&rf) {
+                    return Err(self.err(
+                        format!("{key}.replication_factor"),
+                        "must be between 1 and 9",
+                    ));
+                }
+                let timeout = raw.request_timeout_ms.unwrap_or(2000);
+                if !(10..=120_000).contains(&timeout) {
+                    return Err(self.err(
+                        format!("{key}.request_timeout_ms"),
+                        "must be between 10 and 120000",
+                    ));
+                }
+                if let Some(env) = &raw.password_env {
+                    if raw.username.is_none() {
+                        return Err(
+                            self.err(format!("{key}.username"), "password_env needs a username")
+                        );
+                    }
+                    if env.is_empty()
+                        || !env.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                    {
+                        return Err(self.err(
+                            format!("{key}.password_env"),
+                            "must name an environment variable",
+                        ));
+                    }
+                }
+                let datacenter = raw.datacenter.clone().unwrap_or_default();
+                if raw.datacenter.is_some() && !valid_datacenter(&datacenter) {
+                    return Err(self.err(
+                        format!("{key}.datacenter"),
+                        format!("{datacenter:?} is not a datacenter name"),
+                    ));
+                }
+                Ok(StoreConfig::Scylla(ScyllaConfig {
+                    nodes: raw.nodes.clone(),
+                    datacenter: datacenter.clone(),
+                    keyspace,
+                    replication: vec![(datacenter, rf)],
+                    request_timeout: Duration::from_millis(timeout),
+                    username: raw.username.clone(),
+                    password_env: raw.password_env.clone(),
+                }))
+            }
             other => Err(self.err(
                 format!("{key}.backend"),
-                format!("unknown store backend {other:?}; expected \"embedded\""),
+                format!("unknown store backend {other:?}; expected \"embedded\" or \"scylla\""),
             )),
         }
+    }
+
+    /// The index store; on Scylla it is replicated to every region's datacenter.
+    fn index_store(
+        &self,
+        raw: &RawStore,
+        regions: &BTreeMap<RegionCode, Region>,
+    ) -> Result<StoreConfig, ConfigError> {
+        if raw.backend == "scylla" && (!raw.nodes.is_empty() || raw.datacenter.is_some()) {
+            return Err(self.err("index.store", "the index has no contact points or datacenter of its own: nodes reach it through their region's cluster"));
+        }
+        let mut store = self.store("index.store", raw, "domicile_index")?;
+        if let StoreConfig::Scylla(sc) = &mut store {
+            let rf = raw.replication_factor.unwrap_or(3);
+            let mut replication = Vec::new();
+            for r in regions.values() {
+                match &r.store {
+                    StoreConfig::Scylla(rs) => replication.push((rs.datacenter.clone(), rf)),
+                    StoreConfig::Embedded { .. } => {
+                        return Err(self.err(
+                            format!("regions.{}.store.backend", r.code),
+                            "a scylla index needs every region on scylla (it is replicated to their datacenters)",
+                        ));
+                    }
+                }
+            }
+            sc.replication = replication;
+        }
+        Ok(store)
     }
 
     fn build(&self, raw: RawConfig) -> Result<Topology, ConfigError> {
@@ -625,7 +816,32 @@ impl Builder<'_> {
                     "at least one node needs a weight above 0",
                 ));
             }
-            let store = self.store(&format!("{key}.store"), &r.store)?;
+            let store_key = format!("{key}.store");
+            let store = self.store(&store_key, &r.store, &format!("domicile_{code}"))?;
+            if let StoreConfig::Scylla(sc) = &store {
+                if sc.nodes.is_empty() {
+                    return Err(self.err(
+                        format!("{store_key}.nodes"),
+                        "the scylla backend needs contact points in the region's datacenter",
+                    ));
+                }
+                if sc.datacenter.is_empty() {
+                    return Err(self.err(
+                        format!("{store_key}.datacenter"),
+                        "the scylla backend needs the region's datacenter name",
+                    ));
+                }
+                let taken = regions.values().find(|other: &&Region| matches!(&other.store, StoreConfig::Scylla(o) if o.datacenter == sc.datacenter));
+                if let Some(other) = taken {
+                    return Err(self.err(
+                        format!("{store_key}.datacenter"),
+                        format!(
+                            "datacenter {} already holds region {}: each region needs its own",
+                            sc.datacenter, other.code
+                        ),
+                    ));
+                }
+            }
             regions.insert(
                 code.clone(),
                 Region {
@@ -692,7 +908,7 @@ impl Builder<'_> {
                 raw.index.claim_ttl_seconds,
                 86_400,
             )?,
-            store: self.store("index.store", &raw.index.store)?,
+            store: self.index_store(&raw.index.store, &regions)?,
         };
         let t = &raw.tokens;
         let tokens = TokenPolicy {
@@ -1046,6 +1262,151 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
             "edge.port",
             "unknown field",
         );
+        check(
+            "backend = \"embedded\", path = \"data/eu\"",
+            "backend = \"embedded\", path = \"data/eu\", nodes = [\"a:1\"]",
+            "regions.eu.store.nodes",
+            "only the scylla backend",
+        );
+    }
+
+    /// The fixture with every region (and optionally the index) on Scylla.
+    fn scylla(index_on_scylla: bool) -> String {
+        let mut t = VALID
+            .replace(
+                "store = { backend = \"embedded\", path = \"data/eu\" }",
+                "store = { backend = \"scylla\", nodes = [\"10.1.0.1:9042\"], datacenter = \"eu-dc\" }",
+            )
+            .replace(
+                "store = { backend = \"embedded\", path = \"/var/lib/domicile/us\" }",
+                "store = { backend = \"scylla\", nodes = [\"10.2.0.1:9042\", \"db.us.internal:9042\"], datacenter = \"us-dc\", replication_factor = 5, request_timeout_ms = 500, username = \"domicile\", password_env = \"SCYLLA_PASSWORD\" }",
+            );
+        if index_on_scylla {
+            t = t.replace(
+                "store = { backend = \"embedded\", path = \"data/index\" }",
+                "store = { backend = \"scylla\" }",
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn scylla_stores() {
+        let t = parse(&scylla(true)).unwrap();
+        let eu = RegionCode::parse("eu").unwrap();
+        let us = RegionCode::parse("us").unwrap();
+        let StoreConfig::Scylla(e) = &t.regions[&eu].store else {
+            panic!("eu is on scylla")
+        };
+        assert_eq!(
+            (e.keyspace.as_str(), e.datacenter.as_str()),
+            ("domicile_eu", "eu-dc")
+        );
+        assert_eq!(
+            e.replication_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'eu-dc': 3}"
+        );
+        assert_eq!(e.request_timeout, Duration::from_secs(2));
+        let StoreConfig::Scylla(u) = &t.regions[&us].store else {
+            panic!("us is on scylla")
+        };
+        assert_eq!(
+            u.replication_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'us-dc': 5}"
+        );
+        assert_eq!(u.request_timeout, Duration::from_millis(500));
+        assert_eq!(
+            (u.username.as_deref(), u.password_env.as_deref()),
+            (Some("domicile"), Some("SCYLLA_PASSWORD"))
+        );
+        let StoreConfig::Scylla(ix) = &t.index.store else {
+            panic!("index is on scylla")
+        };
+        assert_eq!(ix.keyspace, "domicile_index");
+        assert_eq!(
+            ix.replication_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'eu-dc': 3, 'us-dc': 3}",
+            "every region's datacenter"
+        );
+    }
+
+    #[test]
+    fn scylla_errors_name_the_key() {
+        let base = scylla(true);
+        let check_s = |from: &str, to: &str, key: &str, reason: &str| {
+            assert!(base.contains(from), "fixture lacks {from:?}");
+            let e = parse(&base.replacen(from, to, 1)).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        };
+        check_s(
+            "nodes = [\"10.1.0.1:9042\"], ",
+            "",
+            "regions.eu.store.nodes",
+            "needs contact points",
+        );
+        check_s(
+            ", datacenter = \"eu-dc\"",
+            "",
+            "regions.eu.store.datacenter",
+            "needs the region's datacenter",
+        );
+        check_s(
+            "datacenter = \"us-dc\"",
+            "datacenter = \"eu-dc\"",
+            "regions.us.store.datacenter",
+            "already holds region eu",
+        );
+        check_s(
+            "\"10.1.0.1:9042\"",
+            "\"10.1.0.1\"",
+            "regions.eu.store.nodes[0]",
+            "host:port",
+        );
+        check_s(
+            "datacenter = \"eu-dc\"",
+            "datacenter = \"eu dc\"",
+            "regions.eu.store.datacenter",
+            "not a datacenter name",
+        );
+        check_s(
+            "replication_factor = 5",
+            "replication_factor = 0",
+            "regions.us.store.replication_factor",
+            "between 1 and 9",
+        );
+        check_s(
+            "username = \"domicile\", ",
+            "",
+            "regions.us.store.username",
+            "needs a username",
+        );
+        check_s(
+            "datacenter = \"eu-dc\"",
+            "datacenter = \"eu-dc\", keyspace = \"Bad-Name\"",
+            "regions.eu.store.keyspace",
+            "not a keyspace name",
+        );
+        check_s(
+            "datacenter = \"eu-dc\"",
+            "datacenter = \"eu-dc\", path = \"x\"",
+            "regions.eu.store.path",
+            "only the embedded backend",
+        );
+        check_s(
+            "store = { backend = \"scylla\" }",
+            "store = { backend = \"scylla\", datacenter = \"eu-dc\" }",
+            "index.store",
+            "no contact points or datacenter of its own",
+        );
+        // A scylla index needs every region on scylla.
+        let mixed = scylla(true).replace(
+            "store = { backend = \"scylla\", nodes = [\"10.1.0.1:9042\"], datacenter = \"eu-dc\" }",
+            "store = { backend = \"embedded\", path = \"data/eu\" }",
+        );
+        assert_eq!(parse(&mixed).unwrap_err().key, "regions.eu.store.backend");
+        // Regions on scylla with an embedded index host are fine.
+        assert!(parse(&scylla(false)).is_ok());
     }
 
     #[test]

@@ -31,6 +31,18 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum SchemaCommand {
+    /// Create (idempotently) every Scylla keyspace and table the topology needs, printing each statement.
+    Apply {
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// Print the statements without connecting.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ResidencyCommand {
     /// Users per region, the index, and checks that nothing lives where it should not.
     Report(residency::ReportArgs),
@@ -70,6 +82,9 @@ enum Command {
     /// Compliance: where personal data lives.
     #[command(subcommand)]
     Residency(ResidencyCommand),
+    /// Database schema (ScyllaDB).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Validate regions.toml and print the federation it describes.
     CheckConfig {
         #[arg(long, default_value = "regions.toml")]
@@ -139,6 +154,26 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client(args) => client::run(args).await,
+        Command::Schema(SchemaCommand::Apply { config, dry_run }) => {
+            let t = load(&config)?;
+            if dry_run {
+                for (what, cfg, statements) in domicile_store::scylla::schema::plan(&t) {
+                    println!(
+                        "-- {what}: keyspace {} (datacenter {})",
+                        cfg.keyspace, cfg.datacenter
+                    );
+                    for st in statements {
+                        println!("{st};");
+                    }
+                }
+                return Ok(());
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            domicile_store::scylla::schema::apply(&t, now, &mut |line| println!("{line}")).await?;
+            Ok(())
+        }
         Command::Residency(ResidencyCommand::Report(args)) => {
             if residency::run(args).await? {
                 Ok(())

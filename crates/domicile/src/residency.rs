@@ -122,12 +122,18 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
     );
 
     if args.scan_files {
-        let index_file = match &t.index.store {
-            StoreConfig::Embedded { path } => std::fs::read(path.join("index.redb"))
-                .with_context(|| format!("cannot read the index in {}", path.display()))?,
+        let StoreConfig::Embedded { path } = &t.index.store else {
+            anyhow::bail!(
+                "--scan-files reads embedded stores' files; this index is on scylla (the store-level checks above still hold)"
+            );
         };
+        let index_file = std::fs::read(path.join("index.redb"))
+            .with_context(|| format!("cannot read the index in {}", path.display()))?;
         for (code, region) in &t.regions {
-            let StoreConfig::Embedded { path } = &region.store;
+            let StoreConfig::Embedded { path } = &region.store else {
+                println!("SKIP {code}'s files: it is on scylla");
+                continue;
+            };
             let file = std::fs::read(path.join("region.redb"))
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let leaked: Vec<&String> = reports

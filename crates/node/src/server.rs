@@ -21,7 +21,7 @@ use domicile_core::{
 use domicile_proto::v1::{
     admin_server::AdminServer, home_index_server::HomeIndexServer, identity_server::IdentityServer,
 };
-use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore};
+use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore, ScyllaRegion};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -134,18 +134,42 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn open_region_store(
-    cfg: &StoreConfig,
+/// Opens the region's store and, where this node can reach it directly, the
+/// index: embedded, only on the index host; on Scylla, every node reaches
+/// the index keyspace in its own datacenter.
+async fn open_stores(
+    topology: &Topology,
     region: &RegionCode,
-) -> Result<Arc<dyn RegionStore>, NodeError> {
-    match cfg {
-        StoreConfig::Embedded { path } => Ok(Arc::new(EmbeddedRegion::open(path, region)?)),
-    }
-}
-
-fn open_index_store(cfg: &StoreConfig) -> Result<Arc<dyn IndexStore>, NodeError> {
-    match cfg {
-        StoreConfig::Embedded { path } => Ok(Arc::new(EmbeddedIndex::open(path)?)),
+) -> Result<(Arc<dyn RegionStore>, Option<Arc<dyn IndexStore>>), NodeError> {
+    let region_cfg = topology.region(region).ok_or_else(|| {
+        NodeError::Invalid(format!(
+            "region {region} is not in {}",
+            topology.source.display()
+        ))
+    })?;
+    let hosts_index = &topology.index.host_region == region;
+    match (&region_cfg.store, &topology.index.store) {
+        (StoreConfig::Embedded { path }, index) => {
+            let store: Arc<dyn RegionStore> = Arc::new(EmbeddedRegion::open(path, region)?);
+            let local_index: Option<Arc<dyn IndexStore>> = match index {
+                StoreConfig::Embedded { path } if hosts_index => {
+                    Some(Arc::new(EmbeddedIndex::open(path)?))
+                }
+                _ => None,
+            };
+            Ok((store, local_index))
+        }
+        (StoreConfig::Scylla(cfg), index) => {
+            let scylla = ScyllaRegion::connect(cfg, region).await?;
+            let local_index: Option<Arc<dyn IndexStore>> = match index {
+                StoreConfig::Scylla(ix) => Some(Arc::new(scylla.index(ix).await?)),
+                StoreConfig::Embedded { path } if hosts_index => {
+                    Some(Arc::new(EmbeddedIndex::open(path)?))
+                }
+                StoreConfig::Embedded { .. } => None,
+            };
+            Ok((Arc::new(scylla), local_index))
+        }
     }
 }
 
@@ -158,36 +182,30 @@ impl Node {
             clock,
             entropy,
         } = opts;
-        let region_cfg = topology.region(&region).ok_or_else(|| {
-            NodeError::Invalid(format!(
-                "region {region} is not in {}",
-                topology.source.display()
-            ))
-        })?;
-        let store = open_region_store(&region_cfg.store, &region)?;
+        let (store, index_store) = open_stores(&topology, &region).await?;
         let secret = load_or_create_secret(
             &topology.index.secret_file,
             topology.index.create_secret,
             entropy.as_ref(),
         )?;
         let hosts_index = topology.index.host_region == region;
-        let mut index_store = None;
-        let (index, index_service) = if hosts_index {
-            let ix = open_index_store(&topology.index.store)?;
-            index_store = Some(ix.clone());
-            let access = IndexAccess::Local {
+        let index = match &index_store {
+            Some(ix) => IndexAccess::Local {
                 store: ix.clone(),
                 clock: clock.clone(),
-            };
-            let svc = IndexService {
-                store: ix,
+            },
+            None => IndexAccess::remote(&topology.index_host_addresses())?,
+        };
+        // The index host's nodes serve the index to the edge (and, when
+        // embedded, to the other regions' nodes).
+        let index_service = match (&index_store, hosts_index) {
+            (Some(ix), true) => Some(IndexService {
+                store: ix.clone(),
                 clock: clock.clone(),
                 claim_ttl: topology.index.claim_ttl_seconds,
                 topology: topology.clone(),
-            };
-            (access, Some(svc))
-        } else {
-            (IndexAccess::remote(&topology.index_host_addresses())?, None)
+            }),
+            _ => None,
         };
         let keys =
             KeyRing::load_or_create(store.as_ref(), &region, entropy.as_ref(), clock.now()).await?;

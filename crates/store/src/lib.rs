@@ -18,9 +18,11 @@ mod codec;
 pub mod conformance;
 mod embedded;
 mod records;
+pub mod scylla;
 
 pub use embedded::{EmbeddedIndex, EmbeddedRegion};
 pub use records::*;
+pub use scylla::{ScyllaIndex, ScyllaRegion};
 
 use async_trait::async_trait;
 use domicile_core::{
