@@ -14,12 +14,12 @@
 //! Latencies go into HDR histograms per operation and per home region; the
 //! result is printed and written as JSON. It targets loopback addresses only.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 use domicile_proto::v1::{self as pb, identity_client::IdentityClient};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::{rngs::SmallRng, Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::Serialize;
 use std::{
     collections::BTreeMap,
@@ -30,7 +30,10 @@ use std::{
 use tonic::transport::Channel;
 
 #[derive(Parser, Clone)]
-#[command(name = "domicile-loadtest", about = "Multi-region identity load against a local Domicile federation")]
+#[command(
+    name = "domicile-loadtest",
+    about = "Multi-region identity load against a local Domicile federation"
+)]
 struct Args {
     /// The edge (or, with --region, one region's node) to drive. Loopback only.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -98,8 +101,18 @@ fn profile(seed: u64, n: usize, only: Option<&str>, offset: usize) -> Vec<User> 
                 Some(r) => *HOMES.iter().find(|(h, _)| *h == r).unwrap_or(&HOMES[0]),
                 None => HOMES[rng.gen_range(0..HOMES.len())],
             };
-            let ip = format!("{}{}", prefixes[rng.gen_range(0..prefixes.len())], rng.gen_range(1..250));
-            User { email: format!("lt{seed}-{}@loadtest.example", offset + i), home, ip, refresh: None, access: None }
+            let ip = format!(
+                "{}{}",
+                prefixes[rng.gen_range(0..prefixes.len())],
+                rng.gen_range(1..250)
+            );
+            User {
+                email: format!("lt{seed}-{}@loadtest.example", offset + i),
+                home,
+                ip,
+                refresh: None,
+                access: None,
+            }
         })
         .collect()
 }
@@ -124,11 +137,19 @@ struct Stats {
 }
 
 impl Stats {
-    fn record(&mut self, op: Op, region: &'static str, took: Duration, result: Result<(), tonic::Status>) {
+    fn record(
+        &mut self,
+        op: Op,
+        region: &'static str,
+        took: Duration,
+        result: Result<(), tonic::Status>,
+    ) {
         match result {
             Ok(()) => {
                 self.ok += 1;
-                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+                let micros = u64::try_from(took.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, 60_000_000);
                 match self.hist.entry((op, region)) {
                     std::collections::btree_map::Entry::Occupied(mut e) => {
                         let _ = e.get_mut().record(micros);
@@ -142,7 +163,12 @@ impl Stats {
                     }
                 }
             }
-            Err(s) => *self.errors.entry(format!("{:?} {:?}", op, s.code())).or_default() += 1,
+            Err(s) => {
+                *self
+                    .errors
+                    .entry(format!("{:?} {:?}", op, s.code()))
+                    .or_default() += 1
+            }
         }
     }
 }
@@ -159,7 +185,12 @@ fn request<T>(msg: T, ip: &str, token: Option<&str>) -> tonic::Request<T> {
 }
 
 /// Step 2: register the population.
-async fn populate(clients: &[IdentityClient<Channel>], users: Vec<User>, concurrency: usize, bar: &ProgressBar) -> Result<Vec<User>> {
+async fn populate(
+    clients: &[IdentityClient<Channel>],
+    users: Vec<User>,
+    concurrency: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<User>> {
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
     for (i, mut u) in users.into_iter().enumerate() {
@@ -168,13 +199,25 @@ async fn populate(clients: &[IdentityClient<Channel>], users: Vec<User>, concurr
         let bar = bar.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            let msg = pb::RegisterRequest { email: u.email.clone(), password: PASSWORD.into(), ..Default::default() };
+            let msg = pb::RegisterRequest {
+                email: u.email.clone(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            };
             let r = match c.register(request(msg, &u.ip, None)).await {
                 Ok(r) => Ok(r.into_inner()),
                 // Populated by an earlier run with the same seed: log in instead.
-                Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                    c.login(request(pb::LoginRequest { email: u.email.clone(), password: PASSWORD.into() }, &u.ip, None)).await.map(tonic::Response::into_inner)
-                }
+                Err(s) if s.code() == tonic::Code::AlreadyExists => c
+                    .login(request(
+                        pb::LoginRequest {
+                            email: u.email.clone(),
+                            password: PASSWORD.into(),
+                        },
+                        &u.ip,
+                        None,
+                    ))
+                    .await
+                    .map(tonic::Response::into_inner),
                 Err(s) => Err(s),
             };
             bar.inc(1);
@@ -187,7 +230,10 @@ async fn populate(clients: &[IdentityClient<Channel>], users: Vec<User>, concurr
     }
     let mut out = Vec::new();
     for t in tasks {
-        out.push(t.await?.map_err(|s| anyhow::anyhow!("populate: {:?} {}", s.code(), s.message()))?);
+        out.push(
+            t.await?
+                .map_err(|s| anyhow::anyhow!("populate: {:?} {}", s.code(), s.message()))?,
+        );
     }
     Ok(out)
 }
@@ -219,9 +265,13 @@ async fn client_loop(
     next_new: Arc<std::sync::atomic::AtomicUsize>,
     only: Option<String>,
     bar: ProgressBar,
+    (lane, lanes): (usize, usize),
 ) {
     use std::sync::atomic::Ordering;
     let mut rng = SmallRng::seed_from_u64(seed);
+    if users.is_empty() {
+        return;
+    }
     while Instant::now() < deadline {
         if budget.fetch_sub(1, Ordering::SeqCst) == 0 {
             budget.store(0, Ordering::SeqCst);
@@ -230,7 +280,14 @@ async fn client_loop(
         if let Some(t) = &ticker {
             t.lock().await.tick().await;
         }
-        let idx = rng.gen_range(0..users.len());
+        // Each client owns the users idx ≡ lane (mod lanes): two clients never
+        // race one user's refresh token (which would, correctly, trip reuse
+        // detection and end the session).
+        let owned = (users.len() + lanes - 1 - lane) / lanes;
+        if owned == 0 {
+            return;
+        }
+        let idx = rng.gen_range(0..owned) * lanes + lane;
         let u = match users[idx].lock() {
             Ok(u) => u.clone(),
             Err(p) => p.into_inner().clone(),
@@ -240,27 +297,65 @@ async fn client_loop(
             0 => {
                 let travelling = only.is_none() && rng.gen_bool(travel.clamp(0.0, 1.0));
                 let ip = if travelling {
-                    let (_, prefixes) = HOMES.iter().find(|(h, _)| *h != u.home).copied().unwrap_or(HOMES[0]);
+                    let (_, prefixes) = HOMES
+                        .iter()
+                        .find(|(h, _)| *h != u.home)
+                        .copied()
+                        .unwrap_or(HOMES[0]);
                     format!("{}7", prefixes[0])
                 } else {
                     u.ip.clone()
                 };
-                let r = c.login(request(pb::LoginRequest { email: u.email.clone(), password: PASSWORD.into() }, &ip, None)).await;
-                let op = if travelling { Op::LoginTravelling } else { Op::Login };
+                let r = c
+                    .login(request(
+                        pb::LoginRequest {
+                            email: u.email.clone(),
+                            password: PASSWORD.into(),
+                        },
+                        &ip,
+                        None,
+                    ))
+                    .await;
+                let op = if travelling {
+                    Op::LoginTravelling
+                } else {
+                    Op::Login
+                };
                 (op, r.map(|r| store_tokens(&users[idx], r.into_inner())))
             }
             1 => {
-                let r = c.refresh(request(pb::RefreshRequest { refresh_token: u.refresh.clone().unwrap_or_default() }, &u.ip, None)).await;
-                (Op::Refresh, r.map(|r| store_tokens(&users[idx], r.into_inner())))
+                let r = c
+                    .refresh(request(
+                        pb::RefreshRequest {
+                            refresh_token: u.refresh.clone().unwrap_or_default(),
+                        },
+                        &u.ip,
+                        None,
+                    ))
+                    .await;
+                (
+                    Op::Refresh,
+                    r.map(|r| store_tokens(&users[idx], r.into_inner())),
+                )
             }
             2 => {
-                let r = c.get_profile(request(pb::GetProfileRequest {}, &u.ip, u.access.as_deref())).await;
+                let r = c
+                    .get_profile(request(
+                        pb::GetProfileRequest {},
+                        &u.ip,
+                        u.access.as_deref(),
+                    ))
+                    .await;
                 (Op::Profile, r.map(|_| ()))
             }
             _ => {
                 let n = next_new.fetch_add(1, Ordering::SeqCst);
                 let fresh = profile(seed, 1, only.as_deref(), 10_000_000 + n).remove(0);
-                let msg = pb::RegisterRequest { email: fresh.email.clone(), password: PASSWORD.into(), ..Default::default() };
+                let msg = pb::RegisterRequest {
+                    email: fresh.email.clone(),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                };
                 let r = c.register(request(msg, &fresh.ip, None)).await;
                 (Op::Register, r.map(|_| ()))
             }
@@ -326,18 +421,39 @@ fn summarize(op: Op, region: &'static str, h: &Histogram<u64>, secs: f64) -> OpR
 async fn main() -> Result<()> {
     let args = Args::parse();
     if !args.target.ip().is_loopback() {
-        bail!("refusing to load {}: domicile-loadtest targets loopback addresses only", args.target);
+        bail!(
+            "refusing to load {}: domicile-loadtest targets loopback addresses only",
+            args.target
+        );
     }
-    let weights: Vec<u32> = args.mix.split(',').map(|w| w.trim().parse()).collect::<Result<_, _>>().context("--mix takes four whole numbers")?;
-    let weights: [u32; 4] = weights.try_into().map_err(|_| anyhow::anyhow!("--mix takes four weights: login,refresh,profile,register"))?;
+    let weights: Vec<u32> = args
+        .mix
+        .split(',')
+        .map(|w| w.trim().parse())
+        .collect::<Result<_, _>>()
+        .context("--mix takes four whole numbers")?;
+    let weights: [u32; 4] = weights
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--mix takes four weights: login,refresh,profile,register"))?;
     let url = format!("http://{}", args.target);
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
-        clients.push(IdentityClient::connect(url.clone()).await.with_context(|| format!("cannot reach {url}"))?);
+        clients.push(
+            IdentityClient::connect(url.clone())
+                .await
+                .with_context(|| format!("cannot reach {url}"))?,
+        );
     }
-    let style = ProgressStyle::with_template("{prefix:>9} [{elapsed_precise}] {bar:40} {pos}/{len} {per_sec}").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let style = ProgressStyle::with_template(
+        "{prefix:>9} [{elapsed_precise}] {bar:40} {pos}/{len} {per_sec}",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bar = |len: u64, prefix: &'static str| {
-        let b = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
+        let b = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(len)
+        };
         b.set_style(style.clone());
         b.set_prefix(prefix);
         b
@@ -359,7 +475,11 @@ async fn main() -> Result<()> {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         Arc::new(tokio::sync::Mutex::new(i))
     });
-    let expected = if args.rate > 0 { (args.rate * args.duration).min(args.max_ops) } else { args.max_ops.min(1_000_000) };
+    let expected = if args.rate > 0 {
+        (args.rate * args.duration).min(args.max_ops)
+    } else {
+        args.max_ops.min(1_000_000)
+    };
     let pb_run = bar(expected, "run");
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
@@ -378,6 +498,7 @@ async fn main() -> Result<()> {
             next_new.clone(),
             args.region.clone(),
             pb_run.clone(),
+            (i, args.concurrency.max(1)),
         )));
     }
     for t in tasks {
@@ -403,7 +524,10 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let totals: Vec<OpResult> = by_op.iter().map(|(op, h)| summarize(*op, "all", h, secs)).collect();
+    let totals: Vec<OpResult> = by_op
+        .iter()
+        .map(|(op, h)| summarize(*op, "all", h, secs))
+        .collect();
     let report = Report {
         target: args.target.to_string(),
         seed: args.seed,
@@ -418,12 +542,28 @@ async fn main() -> Result<()> {
         totals,
         errors: stats.errors,
     };
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", args.out.display()))?;
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
 
-    println!("\n{} ok operations in {:.1} s: {:.0}/s against {}", report.ok, secs, report.ops_per_second, report.target);
-    println!("{:<16} {:<6} {:>8} {:>9} {:>9} {:>9} {:>9}", "operation", "region", "count", "per sec", "p50 ms", "p99 ms", "p99.9 ms");
+    println!(
+        "\n{} ok operations in {:.1} s: {:.0}/s against {}",
+        report.ok, secs, report.ops_per_second, report.target
+    );
+    println!(
+        "{:<16} {:<6} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "operation", "region", "count", "per sec", "p50 ms", "p99 ms", "p99.9 ms"
+    );
     for o in report.totals.iter().chain(report.operations.iter()) {
-        println!("{:<16} {:<6} {:>8} {:>9.1} {:>9.2} {:>9.2} {:>9.2}", format!("{:?}", o.op), o.region, o.count, o.per_second, o.p50_ms, o.p99_ms, o.p999_ms);
+        println!(
+            "{:<16} {:<6} {:>8} {:>9.1} {:>9.2} {:>9.2} {:>9.2}",
+            format!("{:?}", o.op),
+            o.region,
+            o.count,
+            o.per_second,
+            o.p50_ms,
+            o.p99_ms,
+            o.p999_ms
+        );
     }
     if report.errors.is_empty() {
         println!("errors: none");

@@ -35,14 +35,16 @@ fn run_task() -> Result<()> {
         }
         Some("up") => {
             prerequisites(&root, true)?;
-            up(&root)
+            up(&root, args.iter().any(|a| a == "--release"))
         }
         Some("doctor") => prerequisites(&root, false),
         Some("tidy") => tidy(&root),
         _ => {
             eprintln!("usage: cargo xtask <test|up|doctor|tidy>");
             eprintln!("  test    install build prerequisites, run tidy checks and every test");
-            eprintln!("  up      start the local federation (regions.toml) until Ctrl-C");
+            eprintln!(
+                "  up      start the local federation (regions.toml) until Ctrl-C; --release for load tests"
+            );
             eprintln!("  doctor  report missing build prerequisites");
             eprintln!("  tidy    house-style checks");
             bail!("unknown task")
@@ -212,10 +214,28 @@ fn scan_stubs(dir: &Path, problems: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Builds `domicile` and starts one node per region of `regions.toml`, then the edge.
-fn up(root: &Path) -> Result<()> {
-    run(Command::new("cargo").args(["build", "--quiet", "--bin", "domicile"]))?;
-    let exe = root.join("target/debug/domicile");
+/// Builds `domicile` and starts one node per region of `regions.toml`, then
+/// the edge. `--release` builds optimized binaries (for load tests).
+fn up(root: &Path, release: bool) -> Result<()> {
+    let mut build = Command::new("cargo");
+    build.args(["build", "--quiet", "--bin", "domicile"]);
+    if release {
+        build.args([
+            "--release",
+            "--bin",
+            "domicile-loadtest",
+            "-p",
+            "domicile",
+            "-p",
+            "domicile-loadtest",
+        ]);
+    }
+    run(&mut build)?;
+    let exe = root.join(if release {
+        "target/release/domicile"
+    } else {
+        "target/debug/domicile"
+    });
     let config = root.join("regions.toml");
     let (topology, regions) = regions_of(&config)?;
     // Ctrl-C reaches the whole foreground process group: the nodes drain and

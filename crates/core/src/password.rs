@@ -5,8 +5,8 @@
 //! node's job. The salt is passed in.
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
-    password_hash::SaltString,
+    Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
+    password_hash::{Output, SaltString},
 };
 
 /// Shortest password accepted, in characters (NIST SP 800-63B).
@@ -79,6 +79,105 @@ pub fn hash(password: &str, params: &HashParams, salt: [u8; 16]) -> Result<Strin
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| PasswordError::Hashing(e.to_string()))?;
     Ok(phc.to_string())
+}
+
+/// Largest Argon2 memory cost accepted from a stored hash (256 MiB): a
+/// tampered record must not make a node allocate without bound.
+pub const MAX_STORED_MEMORY_KIB: u32 = 256 * 1024;
+
+/// Reusable Argon2 working memory. A hashing thread keeps one and passes it
+/// to every hash, so hashing allocates nothing per call (19 MiB a call at the
+/// defaults would otherwise churn the allocator across threads).
+#[derive(Default)]
+pub struct Scratch(Vec<Block>);
+
+impl Scratch {
+    fn blocks(&mut self, n: usize) -> &mut [Block] {
+        if self.0.len() < n {
+            self.0.resize(n, Block::default());
+        }
+        &mut self.0[..n]
+    }
+
+    /// Bytes currently held.
+    pub fn capacity_bytes(&self) -> usize {
+        self.0.capacity() * Block::SIZE
+    }
+}
+
+fn hashing(e: impl std::fmt::Display) -> PasswordError {
+    PasswordError::Hashing(e.to_string())
+}
+
+/// Like [`hash`], with caller-provided working memory.
+pub fn hash_with(
+    password: &str,
+    params: &HashParams,
+    salt: [u8; 16],
+    scratch: &mut Scratch,
+) -> Result<String, PasswordError> {
+    let a = params.argon2()?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let blocks = scratch.blocks(a.params().block_count());
+    a.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, blocks)
+        .map_err(hashing)?;
+    let salt = SaltString::encode_b64(&salt).map_err(hashing)?;
+    let output = Output::new(&out).map_err(hashing)?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        salt.as_str(),
+        output
+    ))
+}
+
+/// Like [`verify`], with caller-provided working memory. Compares in constant time.
+pub fn verify_with(
+    password: &str,
+    phc: &str,
+    policy: &HashParams,
+    scratch: &mut Scratch,
+) -> Result<Verified, PasswordError> {
+    let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::BadHash)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|_| PasswordError::BadHash)?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).map_err(|_| PasswordError::BadHash)?,
+        None => Version::V0x10,
+    };
+    let stored = Params::try_from(&parsed).map_err(|_| PasswordError::BadHash)?;
+    if stored.m_cost() > MAX_STORED_MEMORY_KIB {
+        return Err(PasswordError::BadHash);
+    }
+    let expected = parsed.hash.ok_or(PasswordError::BadHash)?;
+    let mut salt_buf = [0u8; 64];
+    let salt = parsed
+        .salt
+        .ok_or(PasswordError::BadHash)?
+        .decode_b64(&mut salt_buf)
+        .map_err(|_| PasswordError::BadHash)?;
+    let params = Params::new(
+        stored.m_cost(),
+        stored.t_cost(),
+        stored.p_cost(),
+        Some(expected.len()),
+    )
+    .map_err(|_| PasswordError::BadHash)?;
+    let a = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let blocks = scratch.blocks(a.params().block_count());
+    a.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+        .map_err(hashing)?;
+    // `Output`'s equality is constant-time.
+    if Output::new(&out).map_err(hashing)? != expected {
+        return Ok(Verified::No);
+    }
+    Ok(if needs_rehash(&parsed, policy) {
+        Verified::YesRehash
+    } else {
+        Verified::Yes
+    })
 }
 
 /// Outcome of checking a password against a stored hash.
@@ -175,6 +274,61 @@ mod tests {
         assert_eq!(
             verify("correct horse", &phc, &weaker_policy),
             Ok(Verified::Yes)
+        );
+    }
+
+    #[test]
+    fn scratch_versions_match_the_library() {
+        let mut scratch = Scratch::default();
+        for params in [
+            CHEAP,
+            HashParams {
+                memory_kib: 128,
+                iterations: 2,
+                parallelism: 2,
+            },
+        ] {
+            let ours = hash_with("correct horse", &params, [5; 16], &mut scratch).unwrap();
+            assert_eq!(
+                ours,
+                hash("correct horse", &params, [5; 16]).unwrap(),
+                "byte-identical PHC strings"
+            );
+            assert_eq!(
+                verify_with("correct horse", &ours, &params, &mut scratch),
+                Ok(Verified::Yes)
+            );
+            assert_eq!(
+                verify_with("wrong horse", &ours, &params, &mut scratch),
+                Ok(Verified::No)
+            );
+        }
+        // The buffer is reused, not grown per call.
+        let held = scratch.capacity_bytes();
+        hash_with("again", &CHEAP, [6; 16], &mut scratch).unwrap();
+        assert_eq!(scratch.capacity_bytes(), held);
+        // Hashes made elsewhere (argon2i, older parameters) still verify.
+        let legacy = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"old secret", &SaltString::encode_b64(&[9; 16]).unwrap())
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            verify_with("old secret", &legacy, &CHEAP, &mut scratch),
+            Ok(Verified::YesRehash)
+        );
+        assert_eq!(
+            verify_with("x", "garbage", &CHEAP, &mut scratch),
+            Err(PasswordError::BadHash)
+        );
+        let greedy = "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        assert_eq!(
+            verify_with("x", greedy, &CHEAP, &mut scratch),
+            Err(PasswordError::BadHash),
+            "bounded memory"
         );
     }
 

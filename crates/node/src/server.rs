@@ -212,11 +212,13 @@ impl Node {
         let pool = HashPool::new(
             topology.passwords.hash_workers,
             topology.passwords.hash_queue,
-        );
+        )?;
         let params = topology.passwords.params;
         let salt = random::<16>(entropy.as_ref());
         let dummy_hash = pool
-            .run(move || password::hash("domicile-dummy-password", &params, salt))
+            .run(move |scratch| {
+                password::hash_with("domicile-dummy-password", &params, salt, scratch)
+            })
             .await?
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let core = Arc::new(IdentityCore {

@@ -96,7 +96,7 @@ impl IdentityCore {
         let params = self.topology.passwords.params;
         let salt = random::<16>(self.entropy.as_ref());
         self.pool
-            .run(move || password::hash(&password, &params, salt))
+            .run(move |scratch| password::hash_with(&password, &params, salt, scratch))
             .await?
             .map_err(|e| NodeError::Internal(e.to_string()))
     }
@@ -104,7 +104,7 @@ impl IdentityCore {
     async fn verify(&self, password: String, phc: String) -> Result<Verified, NodeError> {
         let policy = self.topology.passwords.params;
         self.pool
-            .run(move || password::verify(&password, &phc, &policy))
+            .run(move |scratch| password::verify_with(&password, &phc, &policy, scratch))
             .await?
             .map_err(|e| NodeError::Internal(e.to_string()))
     }

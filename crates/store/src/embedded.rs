@@ -46,6 +46,57 @@ enum Fail {
     Corrupt(String, String),
 }
 
+/// Most conditional writes one group commit carries.
+const MAX_BATCH: usize = 512;
+
+/// A conditional write waiting for a group commit. Given the shared write
+/// transaction (or `None` when it could not begin) it does its read-decide-
+/// write and returns how to report its outcome once the commit is known.
+type Job = Box<
+    dyn FnOnce(Option<&redb::WriteTransaction>) -> Box<dyn FnOnce(Result<(), String>) + Send>
+        + Send,
+>;
+
+/// The group-commit writer: takes every write waiting, runs them in arrival
+/// order in one transaction (each sees the ones before it, so conditional
+/// writes decide exactly as if alone), commits once with fsync, then
+/// acknowledges each. Durable acknowledgements, one fsync per batch.
+fn writer_loop(db: std::sync::Weak<Database>, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let Some(db) = db.upgrade() else {
+            let done: Vec<_> = batch.into_iter().map(|job| job(None)).collect();
+            done.into_iter()
+                .for_each(|d| d(Err("the store was closed".into())));
+            return;
+        };
+        let (done, committed): (Vec<_>, Result<(), String>) = match db
+            .begin_write()
+            .map_err(|e| e.to_string())
+            .and_then(|mut tx| {
+                tx.set_durability(Durability::Immediate)
+                    .map_err(|e| e.to_string())?;
+                Ok(tx)
+            }) {
+            Ok(tx) => {
+                let done = batch.into_iter().map(|job| job(Some(&tx))).collect();
+                (done, tx.commit().map_err(|e| e.to_string()))
+            }
+            Err(e) => (batch.into_iter().map(|job| job(None)).collect(), Err(e)),
+        };
+        // Let go of the database before anyone hears back: a caller that
+        // closes the store right after its last write can reopen it at once.
+        drop(db);
+        done.into_iter().for_each(|d| d(committed.clone()));
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for Fail {
@@ -89,6 +140,7 @@ enum Change<T> {
 struct Db {
     db: Arc<Database>,
     name: Arc<str>,
+    writer: std::sync::mpsc::Sender<Job>,
 }
 
 impl Db {
@@ -102,9 +154,17 @@ impl Db {
         let path = dir.join(file);
         let db = Database::create(&path)
             .map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
+        let db = Arc::new(db);
+        let (writer, jobs) = std::sync::mpsc::channel::<Job>();
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name(format!("redb-writer {name}"))
+            .spawn(move || writer_loop(weak, jobs))
+            .map_err(|e| be(format!("cannot start the writer thread: {e}")))?;
         let this = Self {
-            db: Arc::new(db),
+            db,
             name: name.into(),
+            writer,
         };
         let tables = tables.to_vec();
         let found = this.run_write(move |tx| {
@@ -233,8 +293,10 @@ impl Db {
         T: Serialize + DeserializeOwned + Send + 'static,
         R: Send + 'static,
     {
-        self.blocking(move |db| {
-            db.run_write(|tx| {
+        let (done, outcome) = tokio::sync::oneshot::channel::<Result<R>>();
+        let name = self.name.clone();
+        let job: Job = Box::new(move |tx: Option<&redb::WriteTransaction>| {
+            let result: Option<Result<R, Fail>> = tx.map(|tx| {
                 let mut t = tx.open_table(def)?;
                 let (change, out) = decide(load(&t, def, &key)?);
                 match change {
@@ -249,9 +311,35 @@ impl Db {
                     }
                 }
                 Ok(out)
+            });
+            Box::new(move |committed: Result<(), String>| {
+                let store = name.to_string();
+                let reply = match (committed, result) {
+                    (Err(reason), _) => Err(StoreError::Backend { store, reason }),
+                    (Ok(()), Some(Ok(out))) => Ok(out),
+                    (Ok(()), Some(Err(Fail::Db(e)))) => Err(StoreError::Backend {
+                        store,
+                        reason: e.to_string(),
+                    }),
+                    (Ok(()), Some(Err(Fail::Corrupt(table, reason)))) => Err(StoreError::Corrupt {
+                        store,
+                        table,
+                        reason,
+                    }),
+                    (Ok(()), None) => Err(StoreError::Backend {
+                        store,
+                        reason: "no write transaction".into(),
+                    }),
+                };
+                let _ = done.send(reply);
             })
-        })
-        .await
+        });
+        let gone = || StoreError::Backend {
+            store: self.name.to_string(),
+            reason: "the store's writer has stopped".into(),
+        };
+        self.writer.send(job).map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
     }
 
     /// Deletes the records of `def` for which `dead` holds; returns how many.
