@@ -183,6 +183,16 @@ impl Runner {
         Ok(l)
     }
 
+    /// A conditional write whose outcome is all the caller needs.
+    async fn applied(&self, ps: &PreparedStatement, values: impl SerializeRow) -> Result<Applied> {
+        let l = self.lwt_checked(ps, values).await?;
+        Ok(if l.applied {
+            Applied::Yes
+        } else {
+            Applied::No(())
+        })
+    }
+
     /// One versioned blob (the `record` column), or none.
     async fn record<T: DeserializeOwned>(
         &self,
@@ -361,47 +371,29 @@ impl RegionStore for ScyllaRegion {
         expected: &str,
         user_id: &str,
     ) -> Result<Applied> {
-        let l = self
-            .run
-            .lwt_checked(
+        self.run
+            .applied(
                 &self.st.replace_identifier,
                 (user_id, key.0.as_slice(), expected),
             )
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+            .await
     }
 
     async fn delete_identifier(&self, key: &IdentifierKey, expected: &str) -> Result<Applied> {
-        let l = self
-            .run
-            .lwt_checked(&self.st.delete_identifier, (key.0.as_slice(), expected))
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+        self.run
+            .applied(&self.st.delete_identifier, (key.0.as_slice(), expected))
+            .await
     }
 
     async fn insert_user(&self, user: &UserRecord) -> Result<Applied> {
         let record = self.run.encode("users", user)?;
         let version = i64::try_from(user.version).unwrap_or(i64::MAX);
-        let l = self
-            .run
-            .lwt_checked(
+        self.run
+            .applied(
                 &self.st.insert_user,
                 (user.user_id.as_str(), version, record),
             )
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+            .await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>> {
@@ -413,9 +405,8 @@ impl RegionStore for ScyllaRegion {
     async fn update_user(&self, user: &UserRecord, expected_version: u64) -> Result<Applied> {
         let record = self.run.encode("users", user)?;
         let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
-        let l = self
-            .run
-            .lwt_checked(
+        self.run
+            .applied(
                 &self.st.update_user,
                 (
                     v(user.version),
@@ -424,24 +415,11 @@ impl RegionStore for ScyllaRegion {
                     v(expected_version),
                 ),
             )
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+            .await
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<Applied> {
-        let l = self
-            .run
-            .lwt_checked(&self.st.delete_user, (user_id,))
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+        self.run.applied(&self.st.delete_user, (user_id,)).await
     }
 
     async fn count_users(&self) -> Result<u64> {
@@ -477,15 +455,7 @@ impl RegionStore for ScyllaRegion {
             record,
             ttl(s.expires_at, now),
         );
-        let l = self
-            .run
-            .lwt_checked(&self.st.insert_session, values)
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+        self.run.applied(&self.st.insert_session, values).await
     }
 
     async fn get_session(
@@ -543,15 +513,7 @@ impl RegionStore for ScyllaRegion {
             record,
             ttl(r.expires_at, now),
         );
-        let l = self
-            .run
-            .lwt_checked(&self.st.insert_refresh, values)
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+        self.run.applied(&self.st.insert_refresh, values).await
     }
 
     async fn get_refresh(
@@ -582,15 +544,7 @@ impl RegionStore for ScyllaRegion {
             hash.as_slice(),
             r.session_id.as_str(),
         );
-        let l = self
-            .run
-            .lwt_checked(&self.st.mark_refresh_used, values)
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+        self.run.applied(&self.st.mark_refresh_used, values).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -602,15 +556,9 @@ impl RegionStore for ScyllaRegion {
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<Applied> {
         let record = self.run.encode("signing_keys", key)?;
-        let l = self
-            .run
-            .lwt_checked(&self.st.insert_signing_key, (key.kid.as_str(), record))
-            .await?;
-        Ok(if l.applied {
-            Applied::Yes
-        } else {
-            Applied::No(())
-        })
+        self.run
+            .applied(&self.st.insert_signing_key, (key.kid.as_str(), record))
+            .await
     }
 
     async fn purge_expired(&self, _now: UnixSeconds) -> Result<u64> {
