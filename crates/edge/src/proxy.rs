@@ -469,6 +469,12 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
+    /// A client that hangs up is not an edge error: keep the error log for
+    /// what an operator can act on (upstream and internal failures).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        error.esource() == &pingora_error::ErrorSource::Downstream
+    }
+
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let (region, route) = match &ctx.route {
             Some(r) => (
