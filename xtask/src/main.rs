@@ -202,9 +202,10 @@ fn scan_stubs(dir: &Path, problems: &mut Vec<String>) -> Result<()> {
         } else if path.extension().is_some_and(|e| e == "rs") {
             let text = std::fs::read_to_string(&path)?;
             for (i, line) in text.lines().enumerate() {
-                let stub = ["todo!(", "unimplemented!("]
+                // Built from parts so this checker does not flag itself.
+                let stub = ["todo", "unimplemented"]
                     .iter()
-                    .any(|s| line.contains(s));
+                    .any(|s| line.contains(&format!("{s}!(")));
                 if stub && !line.trim_start().starts_with("//") {
                     problems.push(format!("{}:{}: stub left in code", path.display(), i + 1));
                 }
