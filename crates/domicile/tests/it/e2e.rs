@@ -468,3 +468,88 @@ async fn bad_input_through_the_edge_changes_nothing() {
         .await
         .unwrap();
 }
+
+/// Logs of a full flow (edge and every node) carry no email, password or
+/// token, not even a fragment of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_hold_no_personal_data_or_secrets() {
+    let mut fed = Federation::start();
+    let mut edge = fed.client().await;
+    let email = "secret.person@example.org";
+    let password = "hunter2-but-longer";
+    let req = pb::RegisterRequest {
+        email: email.into(),
+        password: password.into(),
+        ..Default::default()
+    };
+    let reg = edge
+        .register(from("203.0.113.40", req))
+        .await
+        .unwrap()
+        .into_inner();
+    let login = edge
+        .login(from(
+            "192.0.2.40",
+            pb::LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let refreshed = edge
+        .refresh(pb::RefreshRequest {
+            refresh_token: login.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    edge.get_profile(bearer(pb::GetProfileRequest {}, &refreshed.access_token))
+        .await
+        .unwrap();
+    // Failures log too: a wrong password, a reused refresh token.
+    let wrong = pb::LoginRequest {
+        email: email.into(),
+        password: "not the password".into(),
+    };
+    assert!(edge.login(from("192.0.2.40", wrong)).await.is_err());
+    assert!(
+        edge.refresh(pb::RefreshRequest {
+            refresh_token: login.refresh_token.clone()
+        })
+        .await
+        .is_err()
+    );
+    // Stop everything so every log is complete.
+    for r in ["eu", "us", "ap"] {
+        fed.stop_node(r);
+    }
+    let logs = fed.logs();
+    assert!(
+        logs.contains("node serving"),
+        "the logs were captured:\n{logs}"
+    );
+    let secrets = [
+        email.to_owned(),
+        "secret.person".to_owned(),
+        password.to_owned(),
+        reg.access_token.clone(),
+        login.refresh_token.clone(),
+        refreshed.refresh_token.clone(),
+    ];
+    for s in &secrets {
+        // Any 16-character window of a secret counts as a leak.
+        let windows: Vec<&str> = if s.len() > 16 {
+            (0..=s.len() - 16)
+                .step_by(8)
+                .map(|i| &s[i..i + 16])
+                .collect()
+        } else {
+            vec![s.as_str()]
+        };
+        for w in windows {
+            assert!(!logs.contains(w), "log leak of {w:?}:\n{logs}");
+        }
+    }
+}

@@ -30,7 +30,10 @@ impl Proc {
         let child = Command::new(BIN)
             .args(args)
             .current_dir(cwd)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                "info,domicile=debug,domicile_node=debug,domicile_edge=debug,domicile_store=debug",
+            )
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
