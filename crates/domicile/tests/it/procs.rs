@@ -1,6 +1,9 @@
 //! Starting and stopping the federation's processes.
 
 use domicile_proto::v1::{self as pb, admin_client::AdminClient, identity_client::IdentityClient};
+pub use domicile_testkit::{
+    bearer, from, grpc_status, h2_post, http_get, key_set, login, register, route_of,
+};
 use std::{
     collections::BTreeMap,
     net::{SocketAddr, TcpListener, TcpStream},
@@ -257,99 +260,7 @@ store = {{ backend = "embedded", path = "data/ap" }}
     }
 }
 
-/// A request as from a client at `ip`.
-pub fn from<T>(ip: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("x-forwarded-for", ip.parse().unwrap());
-    r
-}
-
-pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
-
-pub fn register(email: &str) -> pb::RegisterRequest {
-    pb::RegisterRequest {
-        email: email.into(),
-        password: "correct horse battery".into(),
-        ..Default::default()
-    }
-}
-
-pub fn login(email: &str) -> pb::LoginRequest {
-    pb::LoginRequest {
-        email: email.into(),
-        password: "correct horse battery".into(),
-    }
-}
-
-pub fn route_of(md: &tonic::metadata::MetadataMap) -> (String, String) {
-    let get = |k: &str| {
-        md.get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    (get("domicile-region"), get("domicile-route"))
-}
-
 /// The edge's federation JWKS as a key set.
 pub async fn edge_keys(addr: SocketAddr) -> domicile_core::token::KeySet {
-    use base64::Engine as _;
-    use http_body_util::{BodyExt, Empty};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    let resp = client
-        .get(
-            format!("http://{addr}/.well-known/jwks.json")
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let mut set = domicile_core::token::KeySet::default();
-    for k in doc["keys"].as_array().unwrap() {
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(k["x"].as_str().unwrap())
-            .unwrap();
-        set.insert(
-            &domicile_core::token::Kid::parse(k["kid"].as_str().unwrap()).unwrap(),
-            x.try_into().unwrap(),
-        );
-    }
-    set
-}
-
-/// A raw h2c POST (bodies no gRPC client sends). Returns grpc-status.
-pub async fn h2_post(
-    addr: SocketAddr,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, Option<String>) {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<bytes::Bytes>>();
-    let req = http::Request::post(format!("http://{addr}{path}"))
-        .header("content-type", content_type)
-        .body(Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let resp = client.request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let (parts, body) = resp.into_parts();
-    let trailers = body.collect().await.unwrap().trailers().cloned();
-    let grpc = parts
-        .headers
-        .get("grpc-status")
-        .or_else(|| trailers.as_ref().and_then(|t| t.get("grpc-status")))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    (status, grpc)
+    key_set(&http_get(addr, "/.well-known/jwks.json").await.1)
 }

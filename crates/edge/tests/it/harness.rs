@@ -3,9 +3,12 @@
 use domicile_core::{RegionCode, index::IndexSecret, topology::Topology};
 use domicile_edge::{Edge, EdgeOptions, GeoIp, RunningEdge, Schema, geoip::build_database};
 use domicile_node::{Node, NodeOptions, OsEntropy, RunningNode, SystemClock};
-use domicile_proto::v1::{self as pb, identity_client::IdentityClient};
+use domicile_proto::v1::identity_client::IdentityClient;
+pub use domicile_testkit::{
+    bearer, from, grpc_status, h2_post, http_get, key_set, login, register, route_of,
+};
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Status, transport::Channel};
 
 /// Readable GeoIP source: documentation ranges, assigned for tests.
 pub const GEO_SOURCE: &str = "\
@@ -175,47 +178,6 @@ store = {{ backend = "embedded", path = "data/ap" }}
     }
 }
 
-/// A request as from a client at `ip` (through the trusted local proxy).
-pub fn from<T>(ip: &str, msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("x-forwarded-for", ip.parse().unwrap());
-    r
-}
-
-pub fn bearer<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
-
-pub fn register(email: &str) -> pb::RegisterRequest {
-    pb::RegisterRequest {
-        email: email.into(),
-        password: "correct horse battery".into(),
-        ..Default::default()
-    }
-}
-
-pub fn login(email: &str) -> pb::LoginRequest {
-    pb::LoginRequest {
-        email: email.into(),
-        password: "correct horse battery".into(),
-    }
-}
-
-/// The region and route reason the edge reported.
-pub fn route_of(md: &tonic::metadata::MetadataMap) -> (String, String) {
-    let get = |k: &str| {
-        md.get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    (get("domicile-region"), get("domicile-route"))
-}
-
 pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code) -> Status {
     match r {
         Ok(v) => panic!("expected {code:?}, got {v:?}"),
@@ -224,51 +186,6 @@ pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code) -> Stat
             s
         }
     }
-}
-
-/// A plain HTTP/1.1 GET.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use http_body_util::{BodyExt, Empty};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    let resp = client
-        .get(format!("http://{addr}{path}").parse().unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// A raw request over HTTP/2 with prior knowledge (h2c), for bodies a gRPC
-/// client would never send. Returns status, headers and body.
-pub async fn h2_post(
-    addr: SocketAddr,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, http::HeaderMap, Vec<u8>) {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<bytes::Bytes>>();
-    let req = http::Request::post(format!("http://{addr}{path}"))
-        .header("content-type", content_type)
-        .header("te", "trailers")
-        .body(Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let resp = client.request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    let collected = body.collect().await.unwrap();
-    let mut headers = parts.headers;
-    if let Some(t) = collected.trailers() {
-        headers.extend(t.clone());
-    }
-    (
-        parts.status.as_u16(),
-        headers,
-        collected.to_bytes().to_vec(),
-    )
 }
 
 /// Waits until `check` holds, for at most 10 s (health checks run every second).

@@ -120,18 +120,7 @@ async fn the_access_token_verifies_against_the_federation_jwks() {
     }
     let (status, body) = http_get(fed.edge_addr(), "/.well-known/jwks.json").await;
     assert_eq!(status, 200);
-    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut set = domicile_core::token::KeySet::default();
-    for k in doc["keys"].as_array().unwrap() {
-        use base64::Engine as _;
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(k["x"].as_str().unwrap())
-            .unwrap();
-        set.insert(
-            &domicile_core::token::Kid::parse(k["kid"].as_str().unwrap()).unwrap(),
-            x.try_into().unwrap(),
-        );
-    }
+    let set = key_set(&body);
     assert_eq!(set.len(), 3, "{body}");
     let want = domicile_core::token::Expectations {
         issuer: "https://id.test",

@@ -3,6 +3,7 @@
 use domicile_core::{RegionCode, topology::Topology};
 use domicile_node::{HOME_REGION_METADATA, ManualClock, Node, NodeOptions, OsEntropy, RunningNode};
 use domicile_proto::v1::{self as pb, identity_client::IdentityClient};
+pub use domicile_testkit::{bearer, http_get, key_set, register as register_req};
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use tonic::{Code, Status, transport::Channel};
 
@@ -117,10 +118,6 @@ impl Fed {
             .unwrap()
     }
 
-    pub fn url(&self, region: &str, path: &str) -> String {
-        format!("http://{}{path}", self.nodes[region].addr)
-    }
-
     pub async fn users(&self, region: &str) -> u64 {
         self.nodes[region].store.count_users().await.unwrap()
     }
@@ -147,26 +144,11 @@ fn placeholder() -> Topology {
     Topology::parse(std::path::Path::new("placeholder.toml"), &text).unwrap()
 }
 
-pub fn register_req(email: &str) -> pb::RegisterRequest {
-    pb::RegisterRequest {
-        email: email.into(),
-        password: "correct horse battery".into(),
-        ..Default::default()
-    }
-}
-
 pub fn login_req(email: &str, password: &str) -> pb::LoginRequest {
     pb::LoginRequest {
         email: email.into(),
         password: password.into(),
     }
-}
-
-pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 /// Asserts a status code and that its message mentions `text`.
@@ -197,38 +179,9 @@ pub fn expect_wrong_region<T: std::fmt::Debug>(r: Result<T, Status>, region: &st
     );
 }
 
-/// A plain HTTP GET (blocking client, run off the test's runtime thread).
-pub async fn http_get(url: String) -> (u16, String) {
-    tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut resp = agent.get(&url).call().unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.body_mut().read_to_string().unwrap())
-    })
-    .await
-    .unwrap()
-}
-
 /// This region's JWKS as a key set, fetched over HTTP like any app would.
 pub async fn jwks(fed: &Fed, region: &str) -> domicile_core::token::KeySet {
-    use base64::Engine as _;
-    let (status, body) = http_get(fed.url(region, "/.well-known/jwks.json")).await;
+    let (status, body) = http_get(fed.nodes[region].addr, "/.well-known/jwks.json").await;
     assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut set = domicile_core::token::KeySet::default();
-    for k in v["keys"].as_array().unwrap() {
-        assert_eq!(
-            (k["kty"].as_str(), k["crv"].as_str(), k["alg"].as_str()),
-            (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
-        );
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(k["x"].as_str().unwrap())
-            .unwrap();
-        let kid = domicile_core::token::Kid::parse(k["kid"].as_str().unwrap()).unwrap();
-        set.insert(&kid, x.try_into().unwrap());
-    }
-    set
+    key_set(&body)
 }

@@ -372,9 +372,9 @@ async fn signing_keys_persist_across_restarts() {
         .await
         .unwrap()
         .into_inner();
-    let (_, before) = http_get(fed.url("us", "/.well-known/jwks.json")).await;
+    let (_, before) = http_get(fed.nodes["us"].addr, "/.well-known/jwks.json").await;
     fed.restart("us", None).await;
-    let (_, after) = http_get(fed.url("us", "/.well-known/jwks.json")).await;
+    let (_, after) = http_get(fed.nodes["us"].addr, "/.well-known/jwks.json").await;
     assert_eq!(before, after, "same keys after restart");
     assert!(after.contains("\"kid\":\"us-1\""), "{after}");
     // A token issued before the restart still works.
@@ -384,7 +384,7 @@ async fn signing_keys_persist_across_restarts() {
         .await
         .unwrap();
     // Each region has its own key.
-    let (_, eu) = http_get(fed.url("eu", "/.well-known/jwks.json")).await;
+    let (_, eu) = http_get(fed.nodes["eu"].addr, "/.well-known/jwks.json").await;
     assert!(
         eu.contains("\"kid\":\"eu-1\"") && !eu.contains("us-1"),
         "{eu}"

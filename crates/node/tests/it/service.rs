@@ -53,13 +53,13 @@ async fn health_reflection_and_http_endpoints() {
     );
 
     assert_eq!(
-        http_get(fed.url("us", "/healthz")).await,
+        http_get(fed.nodes["us"].addr, "/healthz").await,
         (200, "ok\n".into())
     );
-    let (status, body) = http_get(fed.url("us", "/readyz")).await;
+    let (status, body) = http_get(fed.nodes["us"].addr, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"ready\":true"), "{body}");
-    let (status, body) = http_get(fed.url("ap", "/.well-known/jwks.json")).await;
+    let (status, body) = http_get(fed.nodes["ap"].addr, "/.well-known/jwks.json").await;
     assert_eq!(status, 200);
     assert!(
         body.contains("\"kid\":\"ap-1\"") && body.contains("\"use\":\"sig\""),
@@ -80,7 +80,7 @@ async fn an_index_outage_blocks_registration_but_not_home_users() {
     let eu = fed.nodes.remove("eu").unwrap();
     eu.shutdown().await.unwrap();
     // The region stays ready (it serves its own users); the index is reported.
-    let (status, body) = http_get(fed.url("us", "/readyz")).await;
+    let (status, body) = http_get(fed.nodes["us"].addr, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("\"index\":\"home-region index unavailable"),
