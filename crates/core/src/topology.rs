@@ -43,6 +43,9 @@ struct RawConfig {
     /// The edge router.
     #[serde(default)]
     edge: RawEdge,
+    /// Each region's audit trail.
+    #[serde(default)]
+    audit: RawAudit,
     /// The regions, by region code.
     regions: BTreeMap<String, RawRegion>,
 }
@@ -140,6 +143,26 @@ impl Default for RawPasswords {
             parallelism: default_parallelism(),
             hash_workers: 0,
             hash_queue: default_hash_queue(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    /// Events waiting to be written; when full, new events are dropped and counted.
+    #[serde(default = "default_audit_queue")]
+    queue: usize,
+    /// How long events are kept (Scylla TTL; the embedded store sweeps them).
+    #[serde(default = "default_audit_retention")]
+    retention_days: u64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            queue: default_audit_queue(),
+            retention_days: default_audit_retention(),
         }
     }
 }
@@ -301,6 +324,12 @@ fn default_parallelism() -> u32 {
 fn default_hash_queue() -> usize {
     64
 }
+fn default_audit_queue() -> usize {
+    10_000
+}
+fn default_audit_retention() -> u64 {
+    400
+}
 fn default_weight() -> u32 {
     100
 }
@@ -317,6 +346,7 @@ pub struct Topology {
     pub tokens: TokenPolicy,
     pub passwords: PasswordPolicy,
     pub edge: EdgeSettings,
+    pub audit: AuditSettings,
     pub regions: BTreeMap<RegionCode, Region>,
     countries: HashMap<String, RegionCode>,
     exact_domains: HashMap<String, RegionCode>,
@@ -356,6 +386,14 @@ pub struct PasswordPolicy {
     /// 0 = one per CPU core.
     pub hash_workers: usize,
     pub hash_queue: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Events waiting to be written before new ones are dropped (and counted).
+    pub queue: usize,
+    /// How long an event is kept.
+    pub retention_seconds: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -985,6 +1023,17 @@ impl Builder<'_> {
             hash_workers: p.hash_workers,
             hash_queue: p.hash_queue,
         };
+        let a = &raw.audit;
+        if !(1..=1_000_000).contains(&a.queue) {
+            return Err(self.err("audit.queue", "must be between 1 and 1000000"));
+        }
+        if !(1..=3_650).contains(&a.retention_days) {
+            return Err(self.err("audit.retention_days", "must be between 1 and 3650"));
+        }
+        let audit = AuditSettings {
+            queue: a.queue,
+            retention_seconds: a.retention_days as i64 * 86_400,
+        };
         Ok(Topology {
             source: self.file.to_owned(),
             federation,
@@ -992,6 +1041,7 @@ impl Builder<'_> {
             tokens,
             passwords,
             edge,
+            audit,
             regions,
             countries,
             exact_domains,
@@ -1237,6 +1287,18 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
             "[passwords]\nmemory_kib = 1\n[index]",
             "passwords",
             "invalid argon2 parameters",
+        );
+        check(
+            "[index]",
+            "[audit]\nqueue = 0\n[index]",
+            "audit.queue",
+            "between 1 and",
+        );
+        check(
+            "[index]",
+            "[audit]\nretention_days = 4000\n[index]",
+            "audit.retention_days",
+            "between 1 and 3650",
         );
         check(
             "[index]",

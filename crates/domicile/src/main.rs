@@ -30,6 +30,23 @@ enum LogFormat {
     Json,
 }
 
+/// Trace export (off unless an endpoint is given).
+#[derive(clap::Args)]
+struct Otlp {
+    /// OTLP/gRPC collector for traces, e.g. http://127.0.0.1:4317.
+    /// Default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then $OTEL_EXPORTER_OTLP_ENDPOINT; unset = no export.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+}
+
+impl Otlp {
+    fn endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(domicile_telemetry::endpoint_from_env)
+    }
+}
+
 #[derive(Subcommand)]
 enum SchemaCommand {
     /// Create (idempotently) every Scylla keyspace and table the topology needs, printing each statement.
@@ -64,6 +81,13 @@ enum Command {
         /// Listen here instead of the configured address (e.g. 127.0.0.1:0).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// On SIGTERM, stay up this long reporting not-ready (so the edge
+        /// moves traffic away) before finishing in-flight calls and exiting.
+        /// Default: twice the edge's health-check interval, plus one second.
+        #[arg(long)]
+        drain_seconds: Option<u64>,
+        #[command(flatten)]
+        otlp: Otlp,
     },
     /// Run the edge router: the federation's one public address.
     Edge {
@@ -76,6 +100,11 @@ enum Command {
         /// Serve metrics here instead of `edge.admin_listen`.
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// On SIGTERM, how long in-flight requests may take to finish.
+        #[arg(long, default_value_t = 10)]
+        drain_seconds: u64,
+        #[command(flatten)]
+        otlp: Otlp,
     },
     /// Talk to the edge as an app would: register, login, refresh, whoami, logout.
     Client(client::ClientArgs),
@@ -110,23 +139,55 @@ fn load(config: &PathBuf) -> anyhow::Result<Topology> {
     Ok(Topology::parse(config, &text)?)
 }
 
-fn init_logs(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Logs (and, for the servers, traces) for this process.
+fn init_telemetry(
+    format: LogFormat,
+    service: &str,
+    region: Option<&str>,
+    otlp_endpoint: Option<String>,
+) -> anyhow::Result<domicile_telemetry::Telemetry> {
+    let log_format = match format {
+        LogFormat::Text => domicile_telemetry::LogFormat::Text,
+        LogFormat::Json => domicile_telemetry::LogFormat::Json,
+    };
+    let resource = region
+        .map(|r| vec![("domicile.region".to_owned(), r.to_owned())])
+        .unwrap_or_default();
+    Ok(domicile_telemetry::init(
+        domicile_telemetry::TelemetryConfig {
+            service: service.to_owned(),
+            resource,
+            log_format,
+            otlp_endpoint,
+        },
+    )?)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
-    match cli.command {
+    let telemetry = match &cli.command {
+        Command::Node { region, otlp, .. } => init_telemetry(
+            cli.log_format,
+            "domicile-node",
+            Some(region),
+            otlp.endpoint(),
+        )?,
+        Command::Edge { otlp, .. } => {
+            init_telemetry(cli.log_format, "domicile-edge", None, otlp.endpoint())?
+        }
+        _ => init_telemetry(cli.log_format, "domicile", None, None)?,
+    };
+    if telemetry.exporting() {
+        tracing::info!("exporting traces over OTLP/gRPC");
+    }
+    let result = run(cli.command).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::CheckConfig { config } => {
             let t = load(&config)?;
             println!(
@@ -207,6 +268,8 @@ async fn main() -> anyhow::Result<()> {
             config,
             listen,
             admin_listen,
+            drain_seconds,
+            otlp: _,
         } => {
             let topology = Arc::new(load(&config)?);
             let secret = domicile_node::load_or_create_secret(
@@ -236,9 +299,24 @@ async fn main() -> anyhow::Result<()> {
                 "domicile edge listening on {} (metrics on http://{}/metrics)",
                 edge.addr, edge.admin_addr
             );
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            edge.shutdown().await;
+            // SIGHUP re-reads the file; SIGTERM (or Ctrl-C) drains and exits.
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
+            let mut hangups =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot listen for SIGHUP")?;
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = hangups.recv() => {
+                        // Logged and counted either way; a refused file changes nothing.
+                        let _ = edge.reload_from(&config).await;
+                    }
+                }
+            }
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            edge.drain(std::time::Duration::from_secs(drain_seconds))
+                .await;
             Ok(())
         }
         Command::Node {
@@ -246,8 +324,14 @@ async fn main() -> anyhow::Result<()> {
             config,
             node,
             listen,
+            drain_seconds,
+            otlp: _,
         } => {
             let topology = Arc::new(load(&config)?);
+            let drain = drain_seconds.map_or(
+                topology.edge.health_check_interval * 2 + std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs,
+            );
             let region = RegionCode::parse(&region)?;
             let Some(r) = topology.region(&region) else {
                 bail!("{}: regions.{region}: no such region", config.display());
@@ -271,19 +355,15 @@ async fn main() -> anyhow::Result<()> {
                 clock: Arc::new(SystemClock),
                 entropy: Arc::new(OsEntropy),
             };
-            let running = Node::start(opts, listener).await?;
+            let mut running = Node::start(opts, listener).await?;
             println!(
                 "domicile node {} listening on {}",
                 running.region, running.addr
             );
-            let (stop, task) = running.into_parts();
-            tokio::pin!(task);
             tokio::select! {
-                r = &mut task => { r??; }
+                r = running.failed() => { r?; }
                 _ = shutdown_signal() => {
-                    tracing::info!("shutting down: finishing in-flight calls");
-                    let _ = stop.send(());
-                    (&mut task).await??;
+                    running.drain(drain).await?;
                 }
             }
             Ok(())

@@ -13,7 +13,8 @@ use tonic::transport::Channel;
 #[derive(Clone)]
 pub struct IndexCache {
     cache: Cache<[u8; 32], Option<RegionCode>>,
-    client: HomeIndexClient<Channel>,
+    /// Replaced when a reload moves the index host's nodes.
+    client: Arc<arc_swap::ArcSwap<HomeIndexClient<Channel>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -38,13 +39,24 @@ impl Expiry<[u8; 32], Option<RegionCode>> for Ttl {
 }
 
 impl IndexCache {
-    pub fn new(topology: &Topology, metrics: Arc<Metrics>) -> Result<Self, String> {
-        let client = domicile_proto::home_index_client(
+    fn client(topology: &Topology) -> Result<HomeIndexClient<Channel>, String> {
+        domicile_proto::home_index_client(
             &topology.index_host_addresses(),
             Duration::from_secs(1),
             Duration::from_secs(2),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+    }
+
+    /// Points lookups at the index host's nodes in `topology` (cached
+    /// answers stay: the index itself did not change).
+    pub fn retarget(&self, topology: &Topology) -> Result<(), String> {
+        self.client.store(Arc::new(Self::client(topology)?));
+        Ok(())
+    }
+
+    pub fn new(topology: &Topology, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let client = Arc::new(arc_swap::ArcSwap::from_pointee(Self::client(topology)?));
         let e = &topology.edge;
         let cache = Cache::builder()
             .max_capacity(e.index_cache_capacity)
@@ -69,7 +81,7 @@ impl IndexCache {
             return hit;
         }
         self.metrics.index_cache.with_label_values(&["miss"]).inc();
-        let client = self.client.clone();
+        let client = HomeIndexClient::clone(&self.client.load());
         let k = key.0;
         let loaded = self
             .cache

@@ -19,13 +19,16 @@ mod jwks;
 mod metrics;
 mod pools;
 mod proxy;
+mod reload;
 pub mod routing;
 mod server;
 
 pub use geoip::{GeoIp, Schema};
 pub use index_cache::IndexCache;
+pub use reload::Reloaded;
 pub use server::{Edge, EdgeOptions, RunningEdge};
 
+use arc_swap::ArcSwap;
 use domicile_core::{index::IndexSecret, topology::Topology};
 use std::sync::Arc;
 
@@ -34,15 +37,37 @@ use std::sync::Arc;
 pub enum EdgeError {
     #[error("edge cannot start: {0}")]
     Start(String),
+    /// A new `regions.toml` was refused; the running configuration stays.
+    #[error("configuration not reloaded: {0}")]
+    Reload(String),
+}
+
+/// The part of the configuration a reload replaces: the topology (routing
+/// rules) and the region pools built from it. A request reads one snapshot
+/// from start to end.
+pub struct Live {
+    pub topology: Arc<Topology>,
+    pools: pools::Pools,
 }
 
 /// Everything a request handler reads, shared by all connections.
 pub struct EdgeState {
-    pub topology: Arc<Topology>,
+    live: ArcSwap<Live>,
     secret: IndexSecret,
     geoip: Option<GeoIp>,
     index: IndexCache,
-    pools: pools::Pools,
     keys: jwks::FederationKeys,
     metrics: Arc<metrics::Metrics>,
+}
+
+impl EdgeState {
+    /// The configuration in force now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// The topology in force now.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.live().topology.clone()
+    }
 }

@@ -2,9 +2,8 @@
 //!
 //! Labels are regions, route reasons and status codes: never identifiers.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use domicile_telemetry::metrics::LATENCY_BUCKETS;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -16,6 +15,8 @@ pub struct Metrics {
     pub index_cache: IntCounterVec,
     /// `domicile_edge_region_nodes{region, state = healthy | configured}`
     pub region_nodes: IntGaugeVec,
+    /// `domicile_edge_config_reloads_total{result = applied | refused}`
+    pub reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -28,15 +29,12 @@ impl Metrics {
             ),
             &["region", "route", "status"],
         )?;
-        let buckets = vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ];
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "domicile_edge_upstream_seconds",
                 "Time from upstream selection to the upstream's response header",
             )
-            .buckets(buckets),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["region"],
         )?;
         let index_cache = IntCounterVec::new(
@@ -54,21 +52,29 @@ impl Metrics {
         registry.register(Box::new(upstream_seconds.clone()))?;
         registry.register(Box::new(index_cache.clone()))?;
         registry.register(Box::new(region_nodes.clone()))?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "domicile_edge_config_reloads_total",
+                "regions.toml reloads (SIGHUP) by outcome",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        for r in ["applied", "refused"] {
+            reloads.with_label_values(&[r]);
+        }
         Ok(Self {
             registry,
             requests,
             upstream_seconds,
             index_cache,
             region_nodes,
+            reloads,
         })
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::warn!(error = %e, "cannot encode metrics");
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        domicile_telemetry::metrics::render(&self.registry)
     }
 }

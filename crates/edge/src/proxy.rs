@@ -4,7 +4,7 @@
 //! JWKS, discovery document) and the one place its errors become responses.
 
 use crate::{
-    EdgeState,
+    EdgeState, Live,
     client_ip::client_ip,
     extract::{self, BodyError, MAX_BODY, Rpc},
     routing::{self, Facts, Reason, Route},
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use domicile_core::{RegionCode, index::IdentifierKey};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::{
     sync::Arc,
@@ -27,6 +27,10 @@ const HOME_REGION: &str = "domicile-home-region";
 /// Per-request state.
 #[derive(Default)]
 pub struct Ctx {
+    /// The configuration this request is routed by, start to end.
+    live: Option<Arc<Live>>,
+    /// The request's server span (`edge.request`), ended when `Ctx` drops.
+    span: Option<tracing::Span>,
     grpc: bool,
     rpc: Option<Rpc>,
     route: Option<Route>,
@@ -94,6 +98,13 @@ fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
 }
 
+impl Ctx {
+    /// The request's configuration snapshot (taken when it arrived).
+    fn live(&mut self, state: &EdgeState) -> Arc<Live> {
+        self.live.get_or_insert_with(|| state.live()).clone()
+    }
+}
+
 impl EdgeProxy {
     /// Writes a response the edge decided itself: a trailers-only gRPC reply
     /// for gRPC requests, a small JSON error otherwise.
@@ -151,8 +162,16 @@ impl EdgeProxy {
         Ok(true)
     }
 
-    /// `domicile-region` and `domicile-route` on every proxied or refused response.
+    /// `domicile-region`, `domicile-route` and `domicile-trace-id` on every
+    /// proxied or refused response.
     fn stamp(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        if let Some(span) = &ctx.span {
+            // What a support ticket quotes to find the request's trace.
+            resp.insert_header(
+                "domicile-trace-id",
+                domicile_telemetry::propagation::trace_id(span),
+            )?;
+        }
         if let Some(route) = &ctx.route {
             let region = ctx.upstream_region.as_ref().unwrap_or(&route.region);
             resp.insert_header("domicile-region", region.as_str())?;
@@ -260,11 +279,11 @@ impl EdgeProxy {
             let ip = client_ip(
                 peer,
                 &session.req_header().headers,
-                &self.state.topology.federation.trusted_proxies,
+                &ctx.live(&self.state).topology.federation.trusted_proxies,
             );
             facts.country = geo.country(ip);
         }
-        Ok(routing::route(&self.state.topology, &facts))
+        Ok(routing::route(&ctx.live(&self.state).topology, &facts))
     }
 }
 
@@ -277,8 +296,25 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let live = ctx.live(&self.state);
         ctx.grpc =
             header_str(session, "content-type").is_some_and(|c| c.starts_with("application/grpc"));
+        // The path names the RPC or document; the query string (which could
+        // carry anything) is left out.
+        let span = tracing::info_span!(
+            "edge.request",
+            otel.name = %format_args!("edge {}", session.req_header().uri.path()),
+            otel.kind = "server",
+            http.request.method = %session.req_header().method,
+            url.path = session.req_header().uri.path(),
+            region = tracing::field::Empty,
+            domicile.route = tracing::field::Empty,
+            domicile.status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        domicile_telemetry::propagation::continue_trace(&span, &session.req_header().headers);
+        ctx.span = Some(span);
         match session.req_header().uri.path() {
             "/.well-known/jwks.json" => {
                 return self
@@ -286,7 +322,7 @@ impl ProxyHttp for EdgeProxy {
                     .await;
             }
             "/.well-known/openid-configuration" => {
-                let doc = discovery(&self.state.topology.federation.issuer);
+                let doc = discovery(&live.topology.federation.issuer);
                 return self.serve_json(session, ctx, doc).await;
             }
             _ => {}
@@ -296,8 +332,12 @@ impl ProxyHttp for EdgeProxy {
             Err(refusal) => return self.refuse(session, ctx, refusal).await,
         };
         ctx.route = Some(route.clone());
-        if self.state.pools.select(&route.region).is_none() {
-            let retry_after = self.state.topology.edge.retry_after_seconds;
+        if let Some(span) = &ctx.span {
+            span.record("region", route.region.as_str());
+            span.record("domicile.route", route.reason.as_str());
+        }
+        if live.pools.select(&route.region).is_none() {
+            let retry_after = live.topology.edge.retry_after_seconds;
             return self
                 .refuse(
                     session,
@@ -317,7 +357,7 @@ impl ProxyHttp for EdgeProxy {
                 return Err(Error::explain(ErrorType::InternalError, "no route decided"));
             }
         };
-        let addr = self.state.pools.select(&region).ok_or_else(|| {
+        let addr = ctx.live(&self.state).pools.select(&region).ok_or_else(|| {
             Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("region {region} has no healthy node"),
@@ -334,6 +374,22 @@ impl ProxyHttp for EdgeProxy {
         peer.options.connection_timeout = Some(Duration::from_secs(1));
         peer.options.read_timeout = Some(Duration::from_secs(30));
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The node continues this request's trace (any traceparent the
+        // client sent is replaced by the edge's own span).
+        if let Some(span) = &ctx.span {
+            for (name, value) in domicile_telemetry::propagation::headers_for(span) {
+                upstream.insert_header(name, value)?;
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -357,8 +413,7 @@ impl ProxyHttp for EdgeProxy {
             .headers
             .get(HOME_REGION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|r| self.state.topology.known_region(r))
-            .cloned();
+            .and_then(|r| ctx.live(&self.state).topology.known_region(r).cloned());
         if let (Some("9"), Some(home)) = (grpc_status, home)
             && !ctx.followed
             && ctx.upstream_region.as_ref() != Some(&home)
@@ -454,9 +509,10 @@ impl ProxyHttp for EdgeProxy {
         let upstream_trouble = e.esource() == &pingora_error::ErrorSource::Upstream
             || matches!(e.etype(), ErrorType::HTTPStatus(503));
         let refusal = match region {
-            Some(region) if upstream_trouble => {
-                Refusal::unavailable(&region, self.state.topology.edge.retry_after_seconds)
-            }
+            Some(region) if upstream_trouble => Refusal::unavailable(
+                &region,
+                ctx.live(&self.state).topology.edge.retry_after_seconds,
+            ),
             _ => Refusal::new(13, 502, "the edge could not complete the request"),
         };
         let code = refusal.http_status;
@@ -492,6 +548,14 @@ impl ProxyHttp for EdgeProxy {
             None => ("none".to_owned(), "edge"),
         };
         let status = ctx.status.as_deref().unwrap_or("unknown");
+        if let Some(span) = &ctx.span {
+            span.record("region", region.as_str());
+            span.record("domicile.route", route);
+            span.record("domicile.status", status);
+            if status == "grpc_14" || status == "grpc_13" || status.starts_with('5') {
+                span.record("otel.status_code", "error");
+            }
+        }
         self.state
             .metrics
             .requests

@@ -4,8 +4,8 @@
 //! listener (metrics).
 
 use crate::{
-    EdgeError, EdgeState, GeoIp, IndexCache, jwks::FederationKeys, metrics::Metrics, pools::Pools,
-    proxy::EdgeProxy,
+    EdgeError, EdgeState, GeoIp, IndexCache, Live, jwks::FederationKeys, metrics::Metrics,
+    pools::Pools, proxy::EdgeProxy,
 };
 use domicile_core::{index::IndexSecret, topology::Topology};
 use pingora_core::{
@@ -13,7 +13,15 @@ use pingora_core::{
     protocols::{GetSocketDigest, SocketDigest, l4::stream::Stream as L4Stream},
     server::configuration::ServerConf,
 };
-use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc};
+use std::{
+    net::SocketAddr,
+    os::fd::AsRawFd,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 /// What the edge needs to start.
@@ -33,16 +41,49 @@ pub struct RunningEdge {
     pub state: Arc<EdgeState>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Client connections being served.
+    open: Arc<AtomicUsize>,
 }
 
 impl RunningEdge {
     /// Stops accepting, lets in-flight requests finish, stops background work.
+    /// Re-reads `regions.toml` (what SIGHUP does): see `EdgeState::reload`.
+    pub async fn reload_from(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::reload::Reloaded, EdgeError> {
+        self.state.reload_from(path).await
+    }
+
     pub async fn shutdown(self) {
+        self.drain(Duration::ZERO).await;
+    }
+
+    /// Graceful exit (SIGTERM): stops accepting, tells open connections to
+    /// finish (HTTP/1 closes after the current response, HTTP/2 sends
+    /// GOAWAY), and waits up to `grace` for them to end.
+    pub async fn drain(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             t.abort();
             let _ = t.await;
         }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.open.load(Ordering::SeqCst);
+        if left > 0 && !grace.is_zero() {
+            tracing::warn!(
+                connections = left,
+                "drain period over; closing what is left"
+            );
+        }
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
@@ -60,14 +101,17 @@ impl Edge {
         let keys = FederationKeys::default();
         keys.refresh(&topology, &pools).await;
         let state = Arc::new(EdgeState {
-            topology: topology.clone(),
+            live: arc_swap::ArcSwap::from_pointee(Live {
+                topology: topology.clone(),
+                pools,
+            }),
             secret: opts.secret,
             geoip: opts.geoip,
             index,
-            pools,
             keys,
             metrics,
         });
+        state.publish_pool_health();
 
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -75,30 +119,23 @@ impl Edge {
         // Health checks, node gauges.
         let s = state.clone();
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(s.topology.edge.health_check_interval);
+            let mut tick = tokio::time::interval(topology.edge.health_check_interval);
             loop {
                 tick.tick().await;
-                s.pools.check().await;
-                for (region, healthy, all) in s.pools.health() {
-                    s.metrics
-                        .region_nodes
-                        .with_label_values(&[region.as_str(), "healthy"])
-                        .set(healthy as i64);
-                    s.metrics
-                        .region_nodes
-                        .with_label_values(&[region.as_str(), "configured"])
-                        .set(all as i64);
-                }
+                s.live().pools.check().await;
+                s.publish_pool_health();
             }
         }));
         // Federation JWKS.
         let s = state.clone();
+        let every = state.topology().edge.jwks_refresh_interval;
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(s.topology.edge.jwks_refresh_interval);
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                s.keys.refresh(&s.topology, &s.pools).await;
+                let live = s.live();
+                s.keys.refresh(&live.topology, &live.pools).await;
             }
         }));
         // Admin: metrics and the edge's own health.
@@ -137,7 +174,13 @@ impl Edge {
         let addr = listener
             .local_addr()
             .map_err(|e| EdgeError::Start(e.to_string()))?;
-        tasks.push(tokio::spawn(accept_loop(listener, app, watch_rx)));
+        let open = Arc::new(AtomicUsize::new(0));
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            app,
+            watch_rx,
+            open.clone(),
+        )));
         tracing::info!(%addr, %admin_addr, "edge serving");
         Ok(RunningEdge {
             addr,
@@ -145,6 +188,7 @@ impl Edge {
             state,
             shutdown,
             tasks,
+            open,
         })
     }
 }
@@ -153,6 +197,7 @@ async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
     app: Arc<A>,
     mut shutdown: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -171,12 +216,17 @@ async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
         let mut l4: L4Stream = tcp.into();
         l4.set_socket_digest(digest);
         let stream: pingora_core::protocols::Stream = Box::new(l4);
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (app, shutdown, open) = (app.clone(), shutdown.clone(), open.clone());
+        open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let mut next = app.process_new(stream, &shutdown).await;
             while let Some(reused) = next {
+                if *shutdown.borrow() {
+                    break;
+                }
                 next = app.process_new(reused, &shutdown).await;
             }
+            open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

@@ -1,5 +1,6 @@
 //! The internal `Admin` service: compliance reports of what this region
-//! stores and, on the index host, what the index holds. Served on the node's
+//! stores and, on the index host, what the index holds; a user's audit
+//! trail, from the user's home region only. Served on the node's
 //! internal address only; the edge does not expose it.
 
 use crate::{error::NodeError, service::IdentityCore};
@@ -49,6 +50,51 @@ impl pb::admin_server::Admin for AdminService {
             foreign_users: foreign.len() as u64,
             foreign_user_ids: foreign,
             sessions: core.store.count_sessions().await.map_err(NodeError::from)?,
+        }))
+    }
+
+    async fn user_audit(
+        &self,
+        req: Request<pb::UserAuditRequest>,
+    ) -> Result<Response<pb::UserAuditResponse>, Status> {
+        let core = &self.core;
+        let pb::UserAuditRequest { user_id, limit } = req.into_inner();
+        let id =
+            UserId::parse(&user_id).map_err(|e| NodeError::Invalid(format!("user_id: {e}")))?;
+        if id.region() != &core.region {
+            // Another region's trail is never read (or cached) here.
+            return Err(match core.topology.region(id.region()) {
+                Some(_) => NodeError::WrongRegion(id.region().clone()),
+                None => NodeError::Invalid(format!("user_id: unknown region {}", id.region())),
+            }
+            .into());
+        }
+        let limit = match limit {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            n => {
+                return Err(NodeError::Invalid(format!("limit: {n} is more than 1000")).into());
+            }
+        };
+        let events = core
+            .store
+            .audit_for_user(id.as_str(), limit)
+            .await
+            .map_err(NodeError::from)?
+            .into_iter()
+            .map(|e| pb::AuditEvent {
+                event_id: e.event_id,
+                at: e.at,
+                kind: e.kind.as_str().to_owned(),
+                session_id: e.session_id.unwrap_or_default(),
+                detail: e.detail,
+            })
+            .collect();
+        tracing::info!(region = %core.region, "audit trail served");
+        Ok(Response::new(pb::UserAuditResponse {
+            user_id: id.to_string(),
+            region: core.region.to_string(),
+            events,
         }))
     }
 

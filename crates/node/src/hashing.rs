@@ -5,10 +5,14 @@
 //! once (RESOURCE_EXHAUSTED) instead of queueing without limit. Hashing never
 //! runs on the async runtime's threads.
 
-use crate::error::NodeError;
+use crate::{error::NodeError, metrics::NodeMetrics};
 use domicile_core::password::Scratch;
-use std::sync::{Arc, Mutex, mpsc};
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    time::Instant,
+};
 use tokio::sync::{Semaphore, oneshot};
+use tracing::Instrument;
 
 type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
@@ -16,11 +20,12 @@ type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 pub struct HashPool {
     admission: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl HashPool {
     /// `workers` = 0 means one per CPU core.
-    pub fn new(workers: usize, queue: usize) -> Result<Self, NodeError> {
+    pub fn new(workers: usize, queue: usize, metrics: Arc<NodeMetrics>) -> Result<Self, NodeError> {
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -52,28 +57,45 @@ impl HashPool {
         Ok(Self {
             admission: Arc::new(Semaphore::new(workers + queue)),
             jobs,
+            metrics,
         })
     }
 
     /// Runs `f` on a hashing thread, or fails with `Busy` when the workers
-    /// and the queue are full.
+    /// and the queue are full. `op` names the work in metrics and traces.
     pub async fn run<R: Send + 'static>(
         &self,
+        op: &'static str,
         f: impl FnOnce(&mut Scratch) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
-        let _admitted = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| NodeError::Busy)?;
+        let m = &self.metrics;
+        let Ok(_admitted) = self.admission.clone().try_acquire_owned() else {
+            m.hash_rejected.with_label_values(&[m.region()]).inc();
+            return Err(NodeError::Busy);
+        };
         let (done, result) = oneshot::channel();
+        let metrics = self.metrics.clone();
+        metrics.hash_queue.inc();
         let job: Job = Box::new(move |scratch| {
-            let _ = done.send(f(scratch));
+            metrics.hash_queue.dec();
+            let started = Instant::now();
+            let r = f(scratch);
+            metrics
+                .hash_seconds
+                .with_label_values(&[metrics.region(), op])
+                .observe(started.elapsed().as_secs_f64());
+            let _ = done.send(r);
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| NodeError::Internal("hashing threads have stopped".into()))?;
+        if self.jobs.send(job).is_err() {
+            m.hash_queue.dec();
+            return Err(NodeError::Internal("hashing threads have stopped".into()));
+        }
         result
+            .instrument(tracing::info_span!(
+                "argon2id",
+                otel.name = op,
+                region = m.region()
+            ))
             .await
             .map_err(|_| NodeError::Internal("hash job was dropped".into()))
     }
@@ -83,35 +105,55 @@ impl HashPool {
 mod tests {
     use super::*;
 
+    fn test_metrics() -> Arc<NodeMetrics> {
+        Arc::new(NodeMetrics::new("eu").unwrap())
+    }
+
     #[tokio::test]
     async fn full_pool_refuses_at_once() {
-        let pool = HashPool::new(1, 1).unwrap();
+        let pool = HashPool::new(1, 1, test_metrics()).unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let rx = Arc::new(Mutex::new(rx));
         let mut held = Vec::new();
         for _ in 0..2 {
             let (p, rx) = (pool.clone(), rx.clone());
             held.push(tokio::spawn(async move {
-                p.run(move |_| rx.lock().map(|r| r.recv()).is_ok()).await
+                p.run("test", move |_| rx.lock().map(|r| r.recv()).is_ok())
+                    .await
             }));
         }
         // Let both reach the pool (one running, one queued).
         while pool.admission.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
-        assert!(matches!(pool.run(|_| ()).await, Err(NodeError::Busy)));
+        assert!(matches!(
+            pool.run("test", |_| ()).await,
+            Err(NodeError::Busy)
+        ));
+        assert_eq!(
+            pool.metrics.hash_rejected.with_label_values(&["eu"]).get(),
+            1
+        );
+        // The worker takes the first job soon after admission; the second waits.
+        for _ in 0..1000 {
+            if pool.metrics.hash_queue.get() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(pool.metrics.hash_queue.get(), 1, "one job waits");
         tx.send(()).unwrap();
         tx.send(()).unwrap();
         for h in held {
             assert!(h.await.unwrap().is_ok());
         }
-        assert!(pool.run(|_| ()).await.is_ok(), "capacity returns");
+        assert!(pool.run("test", |_| ()).await.is_ok(), "capacity returns");
     }
 
     #[tokio::test]
     async fn workers_reuse_their_memory() {
         use domicile_core::password::{HashParams, hash_with};
-        let pool = HashPool::new(1, 4).unwrap();
+        let pool = HashPool::new(1, 4, test_metrics()).unwrap();
         let params = HashParams {
             memory_kib: 256,
             iterations: 1,
@@ -120,7 +162,7 @@ mod tests {
         let mut sizes = Vec::new();
         for i in 0..5u8 {
             let size = pool
-                .run(move |s| {
+                .run("hash", move |s| {
                     hash_with("pw", &params, [i; 16], s).unwrap();
                     s.capacity_bytes()
                 })

@@ -1,5 +1,6 @@
 //! Plain HTTP on the node's port: `/healthz`, `/readyz`,
-//! `/.well-known/jwks.json` (this region's public keys).
+//! `/.well-known/jwks.json` (this region's public keys), `/metrics`
+//! (Prometheus; the node's address is internal).
 
 use crate::service::IdentityCore;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -11,6 +12,10 @@ pub fn router(core: Arc<IdentityCore>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/metrics",
+            get(|State(core): State<Arc<IdentityCore>>| async move { core.metrics.render() }),
+        )
         .with_state(core)
 }
 
@@ -21,9 +26,10 @@ async fn jwks(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
     )
 }
 
-/// Ready when the region's store answers. The index is reported but does
-/// not gate readiness: a region keeps serving its own users while the index
-/// host is down, so the edge must not drain it for that.
+/// Ready when the region's store answers and the node is not draining. The
+/// index is reported but does not gate readiness: a region keeps serving its
+/// own users while the index host is down, so the edge must not drain it for
+/// that.
 async fn readyz(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
     let store = core
         .store
@@ -37,7 +43,8 @@ async fn readyz(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
-    let status = if store.is_ok() {
+    let draining = core.draining.load(std::sync::atomic::Ordering::SeqCst);
+    let status = if store.is_ok() && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -50,6 +57,7 @@ async fn readyz(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
     let body = serde_json::json!({
         "region": core.region.as_str(),
         "ready": status == StatusCode::OK,
+        "draining": draining,
         "checks": { "store": show(&store), "index": show(&index) },
     });
     (status, Json(body))

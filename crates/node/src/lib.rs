@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod convert;
 pub mod env;
 mod error;
@@ -19,6 +20,9 @@ mod hashing;
 mod http;
 pub mod index;
 mod keys;
+mod metered;
+mod metrics;
+mod observe;
 mod server;
 mod service;
 

@@ -4,12 +4,16 @@
 use crate::admin::AdminService;
 use crate::{
     Clock, Entropy,
+    audit::AuditLog,
     env::random,
     error::NodeError,
     hashing::HashPool,
     http,
     index::{IndexAccess, IndexService},
     keys::KeyRing,
+    metered::MeteredStore,
+    metrics::NodeMetrics,
+    observe::ObserveLayer,
     service::{IdentityCore, IdentityService},
 };
 use domicile_core::{
@@ -22,8 +26,14 @@ use domicile_proto::v1::{
     admin_server::AdminServer, home_index_server::HomeIndexServer, identity_server::IdentityServer,
 };
 use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore, ScyllaRegion};
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// Largest gRPC request a node decodes (identity messages are small).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -47,22 +57,60 @@ pub struct RunningNode {
     pub region: RegionCode,
     /// The region's store (for reports and tests; the node owns it).
     pub store: Arc<dyn RegionStore>,
+    core: Arc<IdentityCore>,
+    health: HealthReporter,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     purge: JoinHandle<()>,
+    audit: JoinHandle<()>,
 }
 
+/// How long the audit writer may take to write out its queue at exit.
+const AUDIT_FLUSH: Duration = Duration::from_secs(5);
+
 impl RunningNode {
-    /// Stops accepting, finishes in-flight calls, and returns.
+    /// Stops accepting, finishes in-flight calls, writes out the audit
+    /// queue, and returns. No drain period: see `drain`.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         self.purge.abort();
         let _ = self.shutdown.send(());
-        Self::join(self.task).await
+        let served = Self::join(self.task).await;
+        drop(self.core);
+        if tokio::time::timeout(AUDIT_FLUSH, self.audit).await.is_err() {
+            tracing::warn!("audit events still queued at exit were not written");
+        }
+        served
     }
 
-    /// Waits until the server stops.
-    pub async fn wait(self) -> Result<(), NodeError> {
-        Self::join(self.task).await
+    /// Leaves the pool gracefully (SIGTERM): reports NOT_SERVING on gRPC
+    /// health and fails `/readyz` while still serving every call, waits
+    /// `grace` for the edge's health checks to move traffic away, then shuts
+    /// down (in-flight calls finish).
+    pub async fn drain(self, grace: Duration) -> Result<(), NodeError> {
+        self.core.draining.store(true, Ordering::SeqCst);
+        self.core.metrics.draining.set(1);
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_not_serving::<IdentityServer<IdentityService>>()
+            .await;
+        self.health
+            .set_not_serving::<HomeIndexServer<IndexService>>()
+            .await;
+        tracing::info!(region = %self.region, grace_ms = grace.as_millis() as u64, "draining: not ready, still serving");
+        tokio::time::sleep(grace).await;
+        tracing::info!(region = %self.region, "drained: finishing in-flight calls");
+        self.shutdown().await
+    }
+
+    /// Resolves when the server stops by itself (an error); a signal
+    /// handler races it and then calls `drain`.
+    pub async fn failed(&mut self) -> Result<(), NodeError> {
+        match (&mut self.task).await {
+            Ok(r) => r.map_err(|e| NodeError::Internal(format!("server: {e}"))),
+            Err(e) => Err(NodeError::Internal(format!("server task: {e}"))),
+        }
     }
 
     async fn join(task: JoinHandle<Result<(), tonic::transport::Error>>) -> Result<(), NodeError> {
@@ -72,14 +120,9 @@ impl RunningNode {
         }
     }
 
-    /// A sender whose message stops the server (e.g. from a signal handler).
-    pub fn into_parts(
-        self,
-    ) -> (
-        oneshot::Sender<()>,
-        JoinHandle<Result<(), tonic::transport::Error>>,
-    ) {
-        (self.shutdown, self.task)
+    /// This node's metrics (the same text `/metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.core.metrics.render()
     }
 }
 
@@ -182,7 +225,11 @@ impl Node {
             clock,
             entropy,
         } = opts;
-        let (store, index_store) = open_stores(&topology, &region).await?;
+        let metrics = Arc::new(
+            NodeMetrics::new(region.as_str()).map_err(|e| NodeError::Internal(e.to_string()))?,
+        );
+        let (raw_store, index_store) = open_stores(&topology, &region).await?;
+        let store: Arc<dyn RegionStore> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
         let secret = load_or_create_secret(
             &topology.index.secret_file,
             topology.index.create_secret,
@@ -212,11 +259,19 @@ impl Node {
         let pool = HashPool::new(
             topology.passwords.hash_workers,
             topology.passwords.hash_queue,
+            metrics.clone(),
         )?;
+        let (audit, audit_writer) = AuditLog::start(
+            store.clone(),
+            topology.audit,
+            metrics.clone(),
+            clock.clone(),
+            entropy.clone(),
+        );
         let params = topology.passwords.params;
         let salt = random::<16>(entropy.as_ref());
         let dummy_hash = pool
-            .run(move |scratch| {
+            .run("hash", move |scratch| {
                 password::hash_with("domicile-dummy-password", &params, salt, scratch)
             })
             .await?
@@ -232,6 +287,9 @@ impl Node {
             dummy_hash,
             clock: clock.clone(),
             entropy,
+            audit,
+            draining: false.into(),
+            metrics: metrics.clone(),
         });
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -267,12 +325,14 @@ impl Node {
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let stopping = health.clone();
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
+            .layer(ObserveLayer { metrics })
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.await;
-                health
+                stopping
                     .set_not_serving::<IdentityServer<IdentityService>>()
                     .await;
             });
@@ -296,9 +356,12 @@ impl Node {
             addr,
             region,
             store,
+            core,
+            health,
             shutdown: tx,
             task,
             purge,
+            audit: audit_writer,
         })
     }
 }

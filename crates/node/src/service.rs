@@ -6,6 +6,7 @@
 
 use crate::{
     Clock, Entropy,
+    audit::AuditLog,
     convert::{self, LoginInput, ProfileInput, RegisterInput},
     env::{random, random_u128},
     error::NodeError,
@@ -24,7 +25,7 @@ use domicile_core::{
 };
 use domicile_proto::v1 as pb;
 use domicile_store::{
-    Applied, Claim, RefreshRecord, RegionStore, RevokeReason, SessionRecord, UserRecord,
+    Applied, AuditKind, Claim, RefreshRecord, RegionStore, RevokeReason, SessionRecord, UserRecord,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -48,6 +49,11 @@ pub struct IdentityCore {
     pub dummy_hash: String,
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
+    pub audit: AuditLog,
+    /// Set when the node drains before exit: `/readyz` fails so the edge
+    /// moves traffic away, while calls are still served.
+    pub draining: std::sync::atomic::AtomicBool,
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 #[derive(Clone)]
@@ -96,7 +102,9 @@ impl IdentityCore {
         let params = self.topology.passwords.params;
         let salt = random::<16>(self.entropy.as_ref());
         self.pool
-            .run(move |scratch| password::hash_with(&password, &params, salt, scratch))
+            .run("hash", move |scratch| {
+                password::hash_with(&password, &params, salt, scratch)
+            })
             .await?
             .map_err(|e| NodeError::Internal(e.to_string()))
     }
@@ -104,7 +112,9 @@ impl IdentityCore {
     async fn verify(&self, password: String, phc: String) -> Result<Verified, NodeError> {
         let policy = self.topology.passwords.params;
         self.pool
-            .run(move |scratch| password::verify_with(&password, &phc, &policy, scratch))
+            .run("verify", move |scratch| {
+                password::verify_with(&password, &phc, &policy, scratch)
+            })
             .await?
             .map_err(|e| NodeError::Internal(e.to_string()))
     }
@@ -144,7 +154,9 @@ impl IdentityCore {
                         "registration took too long and lost its claim; try again".into(),
                     ));
                 }
-                self.start_session(&user).await
+                let r = self.start_session(&user).await?;
+                self.audit_event(&user.user_id, AuditKind::Registered, &r.session_id);
+                Ok(r)
             }
             Err(e) => {
                 // Give the identifier back; if this fails the claim expires.
@@ -225,8 +237,12 @@ impl IdentityCore {
             .verify(input.password.clone(), user.password_hash.clone())
             .await?
         {
-            Verified::No => Err(NodeError::Unauthenticated(BAD_LOGIN.into())),
-            Verified::Yes => self.start_session(&user).await,
+            Verified::No => {
+                self.audit
+                    .record(&user.user_id, AuditKind::LoginFailed, None, String::new());
+                Err(NodeError::Unauthenticated(BAD_LOGIN.into()))
+            }
+            Verified::Yes => self.login_session(&user).await,
             Verified::YesRehash => {
                 let mut updated = user.clone();
                 updated.password_hash = self.hash(input.password).await?;
@@ -234,9 +250,20 @@ impl IdentityCore {
                 updated.updated_at = self.now();
                 // Best effort: a concurrent update wins and the next login retries.
                 self.store.update_user(&updated, user.version).await?;
-                self.start_session(&updated).await
+                self.login_session(&updated).await
             }
         }
+    }
+
+    async fn login_session(&self, user: &UserRecord) -> Result<pb::AuthResponse, NodeError> {
+        let r = self.start_session(user).await?;
+        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &r.session_id);
+        Ok(r)
+    }
+
+    fn audit_event(&self, user_id: &str, kind: AuditKind, session_id: &str) {
+        self.audit
+            .record(user_id, kind, Some(session_id), String::new());
     }
 
     async fn start_session(&self, user: &UserRecord) -> Result<pb::AuthResponse, NodeError> {
@@ -345,6 +372,11 @@ impl IdentityCore {
                 .revoke_session(&session.session_id, now, RevokeReason::RefreshReuse)
                 .await?;
             tracing::warn!(session = %session.session_id, "refresh token reuse; session revoked");
+            self.audit_event(
+                &session.user_id,
+                AuditKind::RefreshReuse,
+                &session.session_id,
+            );
             return Err(NodeError::Unauthenticated(
                 "refresh token was already used; the session has been revoked".into(),
             ));
@@ -389,7 +421,7 @@ impl IdentityCore {
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<pb::LogoutResponse, NodeError> {
         let now = self.now();
-        let session_id = match refresh {
+        let (session_id, user_id) = match refresh {
             Some(token) => {
                 self.check_artifact_region(token.region())?;
                 let record = self
@@ -399,13 +431,21 @@ impl IdentityCore {
                     .ok_or_else(|| {
                         NodeError::Unauthenticated("refresh token is invalid or expired".into())
                     })?;
-                record.session_id
+                (record.session_id, record.user_id)
             }
-            None => self.authorize(metadata).await?.sid,
+            None => {
+                let claims = self.authorize(metadata).await?;
+                (claims.sid, claims.sub)
+            }
         };
-        self.store
+        if self
+            .store
             .revoke_session(&session_id, now, RevokeReason::Logout)
-            .await?;
+            .await?
+            .is_applied()
+        {
+            self.audit_event(&user_id, AuditKind::Logout, &session_id);
+        }
         Ok(pb::LogoutResponse { session_id })
     }
 
@@ -451,6 +491,21 @@ impl IdentityCore {
                 .await?
                 .is_applied()
             {
+                let changed: Vec<&str> = [
+                    ("given_name", current.given_name != next.given_name),
+                    ("family_name", current.family_name != next.family_name),
+                    ("display_name", current.display_name != next.display_name),
+                    ("locale", current.locale != next.locale),
+                ]
+                .into_iter()
+                .filter_map(|(name, differs)| differs.then_some(name))
+                .collect();
+                self.audit.record(
+                    &next.user_id,
+                    AuditKind::ProfileUpdated,
+                    Some(&claims.sid),
+                    format!("changed: {}", changed.join(", ")),
+                );
                 return Ok(self.profile(&next));
             }
         }

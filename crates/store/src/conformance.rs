@@ -57,6 +57,7 @@ pub async fn region_store(store: &dyn RegionStore) {
     sessions(store).await;
     refresh_tokens(store).await;
     signing_keys(store).await;
+    audit(store).await;
     purge(store).await;
 }
 
@@ -278,6 +279,75 @@ async fn signing_keys(s: &dyn RegionStore) {
     let mut keys = s.signing_keys().await.unwrap();
     keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     assert_eq!(keys, vec![k1, k2]);
+}
+
+fn event(user: &str, n: u8, kind: AuditKind, expires_at: UnixSeconds) -> AuditRecord {
+    AuditRecord {
+        // ULIDs of one millisecond sort by their random part: n orders them.
+        event_id: format!("01JD00000000000000000000{n:02}"),
+        user_id: user.into(),
+        at: NOW,
+        kind,
+        session_id: Some("ses_eu_1".into()),
+        detail: String::new(),
+        expires_at,
+    }
+}
+
+/// The store is region eu's (as every conformance run opens it).
+async fn audit(s: &dyn RegionStore) {
+    const A: &str = "usr_eu_01JD00000000000000000000AA";
+    const B: &str = "usr_eu_01JD00000000000000000000BB";
+    let first = vec![
+        event(A, 1, AuditKind::Registered, NOW + 1000),
+        event(B, 2, AuditKind::Registered, NOW + 1000),
+        event(A, 3, AuditKind::LoginFailed, NOW + 1000),
+    ];
+    s.append_audit(&first).await.unwrap();
+    s.append_audit(&[event(A, 4, AuditKind::Logout, NOW + 10)])
+        .await
+        .unwrap();
+    // Appending the same event again changes nothing.
+    s.append_audit(&first[..1]).await.unwrap();
+    let kinds = |v: Vec<AuditRecord>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(s.audit_for_user(A, 10).await.unwrap()),
+        [
+            AuditKind::Logout,
+            AuditKind::LoginFailed,
+            AuditKind::Registered
+        ],
+        "newest first, only this user's"
+    );
+    assert_eq!(s.audit_for_user(A, 2).await.unwrap().len(), 2, "limit");
+    assert_eq!(
+        kinds(s.audit_for_user(B, 10).await.unwrap()),
+        [AuditKind::Registered]
+    );
+    assert!(
+        s.audit_for_user("usr_eu_nobody", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another region's user is never written here.
+    let foreign = event(
+        "usr_us_01JD00000000000000000000CC",
+        5,
+        AuditKind::Registered,
+        NOW + 1000,
+    );
+    assert!(s.append_audit(&[foreign]).await.is_err());
+    assert!(
+        s.audit_for_user("usr_us_01JD00000000000000000000CC", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.audit_for_user(A, 10).await.unwrap()[0],
+        event(A, 4, AuditKind::Logout, NOW + 10)
+    );
 }
 
 async fn purge(s: &dyn RegionStore) {

@@ -8,10 +8,15 @@
 //! outcome as Scylla's LWT. Expiry is stored with each record, checked on
 //! read against the `now` passed in, and swept by `purge_expired`.
 //! redb calls are blocking; they run on tokio's blocking pool.
+//!
+//! A database file is opened once per process: a second `open` of the same
+//! file in one process (two nodes of a region in one test, a canary beside
+//! the stable node) shares the open database. Across processes the file is
+//! locked: several nodes of one region in separate processes need Scylla.
 
 use crate::{
-    Applied, Claim, IndexStore, RefreshRecord, RegionStore, Result, RevokeReason, SessionRecord,
-    SigningKeyRecord, StoreError, UserRecord, codec,
+    Applied, AuditRecord, Claim, IndexStore, RefreshRecord, RegionStore, Result, RevokeReason,
+    SessionRecord, SigningKeyRecord, StoreError, UserRecord, codec,
 };
 use async_trait::async_trait;
 use domicile_core::{
@@ -34,6 +39,8 @@ const IDENTIFIERS: Def = TableDefinition::new("users_by_identifier");
 const SESSIONS: Def = TableDefinition::new("sessions");
 const REFRESH: Def = TableDefinition::new("refresh_tokens");
 const KEYS: Def = TableDefinition::new("signing_keys");
+/// Keyed by `user id, 0x00, event id`: a user's events are one key range.
+const AUDIT: Def = TableDefinition::new("audit_log");
 const INDEX: Def = TableDefinition::new("home_index");
 
 /// Version of the database layout (tables and keys). Records carry their own
@@ -135,6 +142,53 @@ enum Change<T> {
     Delete,
 }
 
+/// Databases open in this process, by canonical path (weak: the last
+/// handle to go closes the file).
+static OPEN: std::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<Database>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Opens `path`, or shares the database this process already has open there.
+fn shared_database(path: &Path) -> Result<Arc<Database>, String> {
+    let mut open = OPEN
+        .lock()
+        .map_err(|_| "the open-database registry is poisoned".to_owned())?;
+    open.retain(|(_, db)| db.strong_count() > 0);
+    let create = || {
+        // A handle dropped by another thread may still be closing the file.
+        let mut tries = 0;
+        loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r.map_err(|e| format!("cannot open {}: {e}", path.display())),
+            }
+        }
+    };
+    let canonical = match path.canonicalize() {
+        Ok(c) => c,
+        // Not there yet: nobody here has it open.
+        Err(_) => {
+            let db = Arc::new(create()?);
+            if let Ok(c) = path.canonicalize() {
+                open.push((c, Arc::downgrade(&db)));
+            }
+            return Ok(db);
+        }
+    };
+    if let Some(db) = open
+        .iter()
+        .find(|(p, _)| p == &canonical)
+        .and_then(|(_, db)| db.upgrade())
+    {
+        return Ok(db);
+    }
+    let db = Arc::new(create()?);
+    open.push((canonical, Arc::downgrade(&db)));
+    Ok(db)
+}
+
 /// A redb database and the name used in errors.
 #[derive(Clone)]
 struct Db {
@@ -152,9 +206,7 @@ impl Db {
         std::fs::create_dir_all(dir)
             .map_err(|e| be(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(file);
-        let db = Database::create(&path)
-            .map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
-        let db = Arc::new(db);
+        let db = shared_database(&path).map_err(be)?;
         let (writer, jobs) = std::sync::mpsc::channel::<Job>();
         let weak = Arc::downgrade(&db);
         std::thread::Builder::new()
@@ -380,7 +432,7 @@ impl EmbeddedRegion {
             dir,
             "region.redb",
             format!("embedded:{region}"),
-            &[USERS, IDENTIFIERS, SESSIONS, REFRESH, KEYS],
+            &[USERS, IDENTIFIERS, SESSIONS, REFRESH, KEYS, AUDIT],
         )?;
         Ok(Self {
             db,
@@ -391,6 +443,14 @@ impl EmbeddedRegion {
 
 fn live(expires_at: UnixSeconds, now: UnixSeconds) -> bool {
     now < expires_at
+}
+
+fn audit_key(user_id: &str, event_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user_id.len() + 1 + event_id.len());
+    k.extend_from_slice(user_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(event_id.as_bytes());
+    k
 }
 
 fn bytes(s: &str) -> Vec<u8> {
@@ -622,6 +682,56 @@ impl RegionStore for EmbeddedRegion {
             .await
     }
 
+    async fn append_audit(&self, events: &[AuditRecord]) -> Result<()> {
+        if let Some(e) = events
+            .iter()
+            .find(|e| UserId::parse(&e.user_id).map_or(true, |id| id.region() != &self.region))
+        {
+            return Err(StoreError::Backend {
+                store: self.describe(),
+                reason: format!(
+                    "audit event {} is not for a user of this region",
+                    e.event_id
+                ),
+            });
+        }
+        // All queued at once: the writer commits them together.
+        let writes = events.iter().map(|e| {
+            let e = e.clone();
+            self.db.modify(
+                AUDIT,
+                audit_key(&e.user_id, &e.event_id),
+                move |_: Option<AuditRecord>| (Change::Put(e), ()),
+            )
+        });
+        futures::future::try_join_all(writes).await.map(|_| ())
+    }
+
+    async fn audit_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        let start = audit_key(user_id, "");
+        let mut end = start.clone();
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        self.db
+            .blocking(move |db| {
+                let go = || -> Result<Vec<AuditRecord>, Fail> {
+                    let t = db.db.begin_read()?.open_table(AUDIT)?;
+                    let mut out = Vec::new();
+                    for row in t.range(start.as_slice()..end.as_slice())?.rev().take(limit) {
+                        let (_, v) = row?;
+                        out.push(
+                            codec::decode(v.value())
+                                .map_err(|e| Fail::Corrupt(AUDIT.name().to_owned(), e))?,
+                        );
+                    }
+                    Ok(out)
+                };
+                go().map_err(|e| db.map_err(e))
+            })
+            .await
+    }
+
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64> {
         self.db
             .blocking(move |db| {
@@ -630,7 +740,8 @@ impl RegionStore for EmbeddedRegion {
                         db.purge(tx, SESSIONS, |s: &SessionRecord| !live(s.expires_at, now))?;
                     let tokens =
                         db.purge(tx, REFRESH, |r: &RefreshRecord| !live(r.expires_at, now))?;
-                    Ok(sessions + tokens)
+                    let audit = db.purge(tx, AUDIT, |a: &AuditRecord| !live(a.expires_at, now))?;
+                    Ok(sessions + tokens + audit)
                 })
             })
             .await

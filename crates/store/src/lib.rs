@@ -141,6 +141,14 @@ pub trait RegionStore: Send + Sync + 'static {
     /// `INSERT … IF NOT EXISTS` by kid.
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<Applied>;
 
+    // --- audit log (partition: user id; clustering: event id, newest first; TTL to expires_at) ---
+
+    /// Appends events (idempotent by event id; not conditional). Every
+    /// event's user must belong to this store's region.
+    async fn append_audit(&self, events: &[AuditRecord]) -> Result<()>;
+    /// A user's newest `limit` events at most, newest first.
+    async fn audit_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<AuditRecord>>;
+
     /// Deletes what has expired at `now` (Scylla's TTL does this by itself).
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64>;
 }

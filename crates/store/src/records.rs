@@ -84,3 +84,56 @@ impl std::fmt::Debug for SigningKeyRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// One entry of a user's audit trail. It is that user's personal data and
+/// lives only in the home region, next to the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// A ULID: unique, and ordered by time.
+    pub event_id: String,
+    pub user_id: String,
+    pub at: UnixSeconds,
+    pub kind: AuditKind,
+    /// The session involved, where there is one.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// What changed (field names), never values of secrets.
+    #[serde(default)]
+    pub detail: String,
+    /// When the store may drop it.
+    pub expires_at: UnixSeconds,
+}
+
+/// What an audit event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    Registered,
+    LoginSucceeded,
+    LoginFailed,
+    RefreshReuse,
+    Logout,
+    ProfileUpdated,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 6] = [
+        AuditKind::Registered,
+        AuditKind::LoginSucceeded,
+        AuditKind::LoginFailed,
+        AuditKind::RefreshReuse,
+        AuditKind::Logout,
+        AuditKind::ProfileUpdated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Registered => "registered",
+            AuditKind::LoginSucceeded => "login_succeeded",
+            AuditKind::LoginFailed => "login_failed",
+            AuditKind::RefreshReuse => "refresh_reuse",
+            AuditKind::Logout => "logout",
+            AuditKind::ProfileUpdated => "profile_updated",
+        }
+    }
+}

@@ -5,5 +5,6 @@
 mod bad_input;
 mod harness;
 mod identity;
+mod operations;
 mod residency;
 mod service;

@@ -23,6 +23,8 @@ pub struct RegionCql {
     pub mark_refresh_used: String,
     pub signing_keys: String,
     pub insert_signing_key: String,
+    pub append_audit: String,
+    pub audit_for_user: String,
 }
 
 impl RegionCql {
@@ -67,6 +69,10 @@ impl RegionCql {
             insert_signing_key: format!(
                 "INSERT INTO {ks}.signing_keys (kid, record) VALUES (?, ?) IF NOT EXISTS"
             ),
+            append_audit: format!(
+                "INSERT INTO {ks}.audit_log (user_id, event_id, record) VALUES (?, ?, ?) USING TTL ?"
+            ),
+            audit_for_user: format!("SELECT record FROM {ks}.audit_log WHERE user_id = ? LIMIT ?"),
         }
     }
 
@@ -92,6 +98,8 @@ impl RegionCql {
             &self.mark_refresh_used,
             &self.signing_keys,
             &self.insert_signing_key,
+            &self.append_audit,
+            &self.audit_for_user,
         ]
     }
 }

@@ -14,8 +14,8 @@ mod lwt;
 pub mod schema;
 
 use crate::{
-    Applied, Claim, IndexStore, RefreshRecord, RegionStore, Result, RevokeReason, SessionRecord,
-    SigningKeyRecord, StoreError, UserRecord, codec,
+    Applied, AuditRecord, Claim, IndexStore, RefreshRecord, RegionStore, Result, RevokeReason,
+    SessionRecord, SigningKeyRecord, StoreError, UserRecord, codec,
 };
 use async_trait::async_trait;
 use cql::{IndexCql, RegionCql};
@@ -260,6 +260,8 @@ struct RegionPrepared {
     mark_refresh_used: PreparedStatement,
     signing_keys: PreparedStatement,
     insert_signing_key: PreparedStatement,
+    append_audit: PreparedStatement,
+    audit_for_user: PreparedStatement,
 }
 
 /// One region's store in its keyspace.
@@ -308,6 +310,9 @@ impl ScyllaRegion {
             mark_refresh_used: run.prepare(&c.mark_refresh_used, &p, false).await?,
             signing_keys: run.prepare(&c.signing_keys, &p, true).await?,
             insert_signing_key: run.prepare(&c.insert_signing_key, &p, false).await?,
+            // Same event id, same row: a retried append is harmless.
+            append_audit: run.prepare(&c.append_audit, &p, true).await?,
+            audit_for_user: run.prepare(&c.audit_for_user, &p, true).await?,
         };
         Ok(Self {
             run,
@@ -559,6 +564,52 @@ impl RegionStore for ScyllaRegion {
         self.run
             .applied(&self.st.insert_signing_key, (key.kid.as_str(), record))
             .await
+    }
+
+    async fn append_audit(&self, events: &[AuditRecord]) -> Result<()> {
+        // Events are small and belong to different partitions: one write each,
+        // all in flight together (no cross-partition batch).
+        if let Some(e) = events
+            .iter()
+            .find(|e| UserId::parse(&e.user_id).map_or(true, |id| id.region() != &self.region))
+        {
+            return Err(self.run.err(format!(
+                "audit event {} is not for a user of region {}",
+                e.event_id, self.region
+            )));
+        }
+        let writes = events.iter().map(|e| async move {
+            let record = self.run.encode("audit_log", e)?;
+            let ttl = i32::try_from((e.expires_at - e.at).max(1)).unwrap_or(i32::MAX);
+            self.run
+                .session
+                .execute_unpaged(
+                    &self.st.append_audit,
+                    (e.user_id.as_str(), e.event_id.as_str(), record, ttl),
+                )
+                .await
+                .map_err(|err| self.run.err(err))
+                .map(|_| ())
+        });
+        futures::future::try_join_all(writes).await.map(|_| ())
+    }
+
+    async fn audit_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows = self
+            .run
+            .session
+            .execute_unpaged(&self.st.audit_for_user, (user_id, limit))
+            .await
+            .map_err(|e| self.run.err(e))?
+            .into_rows_result()
+            .map_err(|e| self.run.err(e))?;
+        let mut out = Vec::new();
+        for row in rows.rows::<(Vec<u8>,)>().map_err(|e| self.run.err(e))? {
+            let (bytes,) = row.map_err(|e| self.run.err(e))?;
+            out.push(codec::decode(&bytes).map_err(|e| self.run.corrupt("audit_log", e))?);
+        }
+        Ok(out)
     }
 
     async fn purge_expired(&self, _now: UnixSeconds) -> Result<u64> {

@@ -110,3 +110,31 @@ async fn a_database_from_a_newer_build_is_refused() {
 fn redb_handle(dir: &std::path::Path) -> redb::Database {
     redb::Database::create(dir.join("index.redb")).unwrap()
 }
+
+#[tokio::test]
+async fn two_handles_in_one_process_share_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    // A second node of the region in this process (a canary) opens the same file.
+    let b = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    let key = IdentifierKey([7; 32]);
+    assert_eq!(
+        a.insert_identifier(&key, "usr_eu_1").await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(
+        b.insert_identifier(&key, "usr_eu_2").await.unwrap(),
+        Applied::No("usr_eu_1".into()),
+        "one database: the second writer sees the first's row"
+    );
+    drop(a);
+    assert_eq!(
+        b.get_identifier(&key).await.unwrap().as_deref(),
+        Some("usr_eu_1"),
+        "the other handle keeps working"
+    );
+    drop(b);
+    // With every handle gone the file is closed and opens again.
+    let c = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    assert!(c.get_identifier(&key).await.unwrap().is_some());
+}

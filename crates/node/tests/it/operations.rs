@@ -1,0 +1,256 @@
+//! Operations: the audit trail, metrics, and draining before exit.
+
+use crate::harness::*;
+use domicile_proto::v1::{self as pb, admin_client::AdminClient};
+use std::time::Duration;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+async fn admin(fed: &Fed, region: &str) -> AdminClient<tonic::transport::Channel> {
+    AdminClient::connect(format!("http://{}", fed.nodes[region].addr))
+        .await
+        .unwrap()
+}
+
+/// The trail's kinds, newest first, once `want` events have been written
+/// (recording is asynchronous).
+async fn trail(fed: &Fed, region: &str, user_id: &str, want: usize) -> Vec<pb::AuditEvent> {
+    let mut client = admin(fed, region).await;
+    for _ in 0..100 {
+        let events = client
+            .user_audit(pb::UserAuditRequest {
+                user_id: user_id.into(),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        if events.len() >= want {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the audit trail of {user_id} never reached {want} events");
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_an_accounts_history_in_its_home_region() {
+    let fed = Fed::start().await;
+    let mut us = fed.client("us").await;
+    let email = "audited@example.com";
+    let reg = us.register(register_req(email)).await.unwrap().into_inner();
+    let wrong = pb::LoginRequest {
+        email: email.into(),
+        password: "not the password".into(),
+    };
+    expect_status(us.login(wrong).await, Code::Unauthenticated, "invalid");
+    let login = us
+        .login(domicile_testkit::login(email))
+        .await
+        .unwrap()
+        .into_inner();
+    let change = pb::UpdateProfileRequest {
+        given_name: Some("Grace".into()),
+        locale: Some("en-US".into()),
+        ..Default::default()
+    };
+    us.update_profile(bearer(change, &login.access_token))
+        .await
+        .unwrap();
+    // Rotate once, then present the old token again: reuse.
+    let old = pb::RefreshRequest {
+        refresh_token: reg.refresh_token.clone(),
+    };
+    us.refresh(old.clone()).await.unwrap();
+    expect_status(us.refresh(old).await, Code::Unauthenticated, "already used");
+    us.logout(pb::LogoutRequest {
+        refresh_token: login.refresh_token.clone(),
+    })
+    .await
+    .unwrap();
+
+    let events = trail(&fed, "us", &reg.user_id, 6).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "logout",
+            "refresh_reuse",
+            "profile_updated",
+            "login_succeeded",
+            "login_failed",
+            "registered"
+        ]
+    );
+    let by_kind = |k: &str| events.iter().find(|e| e.kind == k).unwrap();
+    assert_eq!(by_kind("registered").session_id, reg.session_id);
+    assert_eq!(by_kind("refresh_reuse").session_id, reg.session_id);
+    assert_eq!(by_kind("logout").session_id, login.session_id);
+    assert_eq!(by_kind("login_failed").session_id, "");
+    assert_eq!(
+        by_kind("profile_updated").detail,
+        "changed: given_name, locale",
+        "field names, never values"
+    );
+    let text = format!("{events:?}");
+    for secret in [
+        email,
+        domicile_testkit::PASSWORD,
+        "not the password",
+        "Grace",
+        reg.refresh_token.as_str(),
+        login.access_token.as_str(),
+    ] {
+        assert!(!text.contains(secret), "audit trail holds {secret:?}");
+    }
+    // Limits.
+    let mut client = admin(&fed, "us").await;
+    let two = client
+        .user_audit(pb::UserAuditRequest {
+            user_id: reg.user_id.clone(),
+            limit: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(two.events.len(), 2);
+    assert_eq!(two.region, "us");
+    // Nothing was written in the other regions.
+    for other in ["eu", "ap"] {
+        let report = admin(&fed, other)
+            .await
+            .region_report(pb::RegionReportRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(report.users, 0, "{other}");
+    }
+    let metrics = fed.nodes["us"].metrics_text();
+    assert!(
+        metrics.contains(r#"domicile_node_audit_events_total{region="us",result="written"} 6"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"domicile_node_audit_events_total{region="us",result="dropped"} 0"#)
+    );
+}
+
+#[tokio::test]
+async fn only_the_home_region_serves_a_users_audit_trail() {
+    let fed = Fed::start().await;
+    let reg = fed
+        .client("ap")
+        .await
+        .register(register_req("trail@example.jp"))
+        .await
+        .unwrap()
+        .into_inner();
+    trail(&fed, "ap", &reg.user_id, 1).await;
+    let ask = |user_id: &str, limit: u32| pb::UserAuditRequest {
+        user_id: user_id.into(),
+        limit,
+    };
+    // Another region refuses and names the home region.
+    let mut eu = admin(&fed, "eu").await;
+    expect_wrong_region(eu.user_audit(ask(&reg.user_id, 0)).await, "ap");
+    for (request, code, text) in [
+        (
+            ask("someone@example.jp", 0),
+            Code::InvalidArgument,
+            "user_id",
+        ),
+        (ask("", 0), Code::InvalidArgument, "user_id"),
+        (
+            ask("usr_zz_01JD0000000000000000000000", 0),
+            Code::InvalidArgument,
+            "unknown region",
+        ),
+        (ask(&reg.user_id, 1001), Code::InvalidArgument, "limit"),
+    ] {
+        let mut ap = admin(&fed, "ap").await;
+        expect_status(ap.user_audit(request).await, code, text);
+    }
+}
+
+#[tokio::test]
+async fn node_metrics_count_rpcs_hashes_and_store_calls() {
+    let fed = Fed::start().await;
+    let mut eu = fed.client("eu").await;
+    eu.register(register_req("metered@example.de"))
+        .await
+        .unwrap();
+    expect_status(
+        eu.login(pb::LoginRequest {
+            email: "metered@example.de".into(),
+            password: "wrong password".into(),
+        })
+        .await,
+        Code::Unauthenticated,
+        "invalid",
+    );
+    let (status, text) = http_get(fed.nodes["eu"].addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"domicile_node_rpc_total{region="eu",rpc="Identity/Register",status="grpc_0"} 1"#,
+        r#"domicile_node_rpc_total{region="eu",rpc="Identity/Login",status="grpc_16"} 1"#,
+        r#"domicile_node_rpc_seconds_count{region="eu",rpc="Identity/Login"} 1"#,
+        r#"domicile_node_hash_seconds_count{op="hash",region="eu"}"#,
+        r#"domicile_node_hash_seconds_count{op="verify",region="eu"} 1"#,
+        r#"domicile_node_hash_queue_depth{region="eu"} 0"#,
+        r#"domicile_node_hash_rejected_total{region="eu"} 0"#,
+        r#"domicile_node_store_seconds_count{op="insert_user",region="eu"} 1"#,
+        r#"domicile_node_draining{region="eu"} 0"#,
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+    assert!(!text.contains("metered@"), "no identifiers in metrics");
+}
+
+#[tokio::test]
+async fn a_draining_node_is_not_ready_but_serves_until_it_exits() {
+    let mut fed = Fed::start().await;
+    let addr = fed.nodes["us"].addr;
+    let mut us = fed.client("us").await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let check = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    assert_eq!(
+        health.check(check("")).await.unwrap().into_inner().status,
+        ServingStatus::Serving as i32
+    );
+    let node = fed.nodes.remove("us").unwrap();
+    let drained = tokio::spawn(node.drain(Duration::from_millis(1500)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Not ready for new traffic...
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""draining":true"#), "{body}");
+    for service in ["", "domicile.v1.Identity"] {
+        assert_eq!(
+            health
+                .check(check(service))
+                .await
+                .unwrap()
+                .into_inner()
+                .status,
+            ServingStatus::NotServing as i32,
+            "{service:?}"
+        );
+    }
+    // ...but calls still succeed while the edge moves traffic away.
+    us.register(register_req("late@example.com")).await.unwrap();
+    drained.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the node has exited"
+    );
+}
