@@ -22,6 +22,9 @@ pub const GEO_SOURCE: &str = "\
 pub struct Fed {
     /// Kept alive for the federation's data.
     _dir: tempfile::TempDir,
+    /// The federation's regions.toml and the text it started with.
+    pub config_path: std::path::PathBuf,
+    pub config_text: String,
     pub nodes: BTreeMap<String, RunningNode>,
     pub edge: Option<RunningEdge>,
 }
@@ -140,6 +143,8 @@ store = {{ backend = "embedded", path = "data/ap" }}
         let edge = Edge::start(opts, edge_l, admin_l).await.unwrap();
         Fed {
             _dir: dir,
+            config_path: path,
+            config_text: text,
             nodes,
             edge: Some(edge),
         }
