@@ -271,6 +271,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             drain_seconds,
             otlp: _,
         } => {
+            // Before anything listens: a SIGHUP must never find the default
+            // action (exit) in place.
+            let mut hangups =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot listen for SIGHUP")?;
             let topology = Arc::new(load(&config)?);
             let secret = domicile_node::load_or_create_secret(
                 &topology.index.secret_file,
@@ -302,9 +307,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // SIGHUP re-reads the file; SIGTERM (or Ctrl-C) drains and exits.
             let stop = shutdown_signal();
             tokio::pin!(stop);
-            let mut hangups =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                    .context("cannot listen for SIGHUP")?;
             loop {
                 tokio::select! {
                     _ = &mut stop => break,

@@ -555,6 +555,8 @@ impl ProxyHttp for EdgeProxy {
             if status == "grpc_14" || status == "grpc_13" || status.starts_with('5') {
                 span.record("otel.status_code", "error");
             }
+            // The access log: inside the span, so it carries the trace id.
+            span.in_scope(|| tracing::debug!(status, "request served"));
         }
         self.state
             .metrics

@@ -110,9 +110,16 @@ where
                         &domicile_telemetry::metrics::grpc_status(status),
                     ])
                     .inc();
+                let elapsed = started.elapsed();
                 m.rpc_seconds
                     .with_label_values(&[m.region(), &rpc])
-                    .observe(started.elapsed().as_secs_f64());
+                    .observe(elapsed.as_secs_f64());
+                // The access log: inside the span, so it carries the trace id.
+                tracing::debug!(
+                    status,
+                    elapsed_us = elapsed.as_micros() as u64,
+                    "rpc served"
+                );
                 resp
             }
             .instrument(span),

@@ -59,8 +59,8 @@ pub enum TelemetryError {
     AlreadySet(String),
 }
 
-/// The standard variable, then the traces-only one: where spans go when
-/// no endpoint is configured explicitly.
+/// Where spans go when no endpoint is configured explicitly: the
+/// traces-only variable, then the standard one (as the OTLP exporters read them).
 pub fn endpoint_from_env() -> Option<String> {
     [
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

@@ -5,3 +5,4 @@
 
 mod e2e;
 mod procs;
+mod telemetry;

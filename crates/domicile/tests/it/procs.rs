@@ -28,10 +28,12 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(args: &[&str], log: PathBuf, cwd: &Path) -> Self {
+    fn spawn(args: &[&str], log: PathBuf, cwd: &Path, opts: &Options) -> Self {
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
+            .args(&opts.global_args)
             .args(args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd)
             .env(
                 "RUST_LOG",
@@ -73,8 +75,18 @@ impl Drop for Proc {
     }
 }
 
+/// How the federation's processes run beyond the defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Before the subcommand (e.g. `--log-format json`).
+    pub global_args: Vec<String>,
+    /// Extra environment (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Federation {
     pub dir: tempfile::TempDir,
+    pub opts: Options,
     pub config: PathBuf,
     pub edge_addr: SocketAddr,
     pub node_addrs: BTreeMap<String, SocketAddr>,
@@ -96,6 +108,10 @@ fn wait_for_port(addr: SocketAddr, log: &Path) {
 
 impl Federation {
     pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let node_addrs: BTreeMap<String, SocketAddr> = ["eu", "us", "ap"]
             .iter()
@@ -160,6 +176,7 @@ store = {{ backend = "embedded", path = "data/ap" }}
         std::fs::write(&config, text).unwrap();
         let mut fed = Federation {
             dir,
+            opts,
             config,
             edge_addr,
             node_addrs,
@@ -174,6 +191,7 @@ store = {{ backend = "embedded", path = "data/ap" }}
             &["edge", "--config", fed.config.to_str().unwrap()],
             log.clone(),
             fed.dir.path(),
+            &fed.opts,
         );
         wait_for_port(fed.edge_addr, &log);
         fed.edge = Some(edge);
@@ -192,6 +210,7 @@ store = {{ backend = "embedded", path = "data/ap" }}
             ],
             log.clone(),
             self.dir.path(),
+            &self.opts,
         );
         wait_for_port(self.node_addrs[region], &log);
         self.nodes.insert(region.to_owned(), p);
@@ -199,6 +218,31 @@ store = {{ backend = "embedded", path = "data/ap" }}
 
     pub fn stop_node(&mut self, region: &str) {
         self.nodes.remove(region).unwrap().stop();
+    }
+
+    /// Stops the edge and every node gracefully (their logs and exports complete).
+    pub fn stop_all(&mut self) {
+        if let Some(edge) = self.edge.take() {
+            edge.stop();
+        }
+        let regions: Vec<String> = self.nodes.keys().cloned().collect();
+        std::thread::scope(|s| {
+            for p in regions.iter().filter_map(|r| self.nodes.remove(r)) {
+                s.spawn(move || p.stop());
+            }
+        });
+    }
+
+    /// SIGHUP to the edge (reload regions.toml).
+    pub fn hangup_edge(&self) {
+        let pid = self.edge.as_ref().unwrap().child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     pub async fn client(&self) -> IdentityClient<Channel> {

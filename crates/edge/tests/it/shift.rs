@@ -79,7 +79,7 @@ async fn a_region_moves_to_a_new_node_under_load_without_one_failed_request() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let result = if n % 4 == 0 {
+                let result = if n.is_multiple_of(4) {
                     client
                         .refresh(pb::RefreshRequest {
                             refresh_token: refresh.clone(),
