@@ -60,6 +60,24 @@ enum SchemaCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a region's next signing key: published now, signing after --activate-in.
+    Rotate {
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// The region whose key rotates.
+        #[arg(long)]
+        region: String,
+        /// Seconds until the new key signs (keep above every JWKS cache lifetime).
+        #[arg(long, default_value_t = 600)]
+        activate_in: u32,
+        /// A node of the region to ask (its internal address); default the first configured.
+        #[arg(long)]
+        node_addr: Option<SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ResidencyCommand {
     /// Users per region, the index, and checks that nothing lives where it should not.
     Report(residency::ReportArgs),
@@ -114,6 +132,9 @@ enum Command {
     /// Database schema (ScyllaDB).
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Validate regions.toml and print the federation it describes.
     CheckConfig {
         #[arg(long, default_value = "regions.toml")]
@@ -215,6 +236,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client(args) => client::run(args).await,
+        Command::Keys(KeysCommand::Rotate {
+            config,
+            region,
+            activate_in,
+            node_addr,
+        }) => {
+            let t = load(&config)?;
+            let code = RegionCode::parse(&region)?;
+            let Some(r) = t.region(&code) else {
+                bail!("{}: regions.{region}: no such region", config.display());
+            };
+            let addr = match node_addr {
+                Some(a) => a,
+                None => r.nodes.first().context("region has no nodes")?.address,
+            };
+            let mut admin =
+                domicile_proto::v1::admin_client::AdminClient::connect(format!("http://{addr}"))
+                    .await
+                    .with_context(|| format!("cannot reach node {addr}"))?;
+            let done = admin
+                .rotate_signing_key(domicile_proto::v1::RotateSigningKeyRequest {
+                    activate_in_seconds: activate_in,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}: {}", addr, s.message()))?
+                .into_inner();
+            println!(
+                "region {}: {} published now, signs from {} (unix); {} signs until then",
+                done.region, done.kid, done.activates_at, done.previous_kid
+            );
+            Ok(())
+        }
         Command::Schema(SchemaCommand::Apply { config, dry_run }) => {
             let t = load(&config)?;
             if dry_run {
@@ -329,6 +382,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             drain_seconds,
             otlp: _,
         } => {
+            // A stray SIGHUP (e.g. `systemctl reload` on every unit) must not
+            // kill a node without a drain.
+            let mut hangups =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot listen for SIGHUP")?;
             let topology = Arc::new(load(&config)?);
             let drain = drain_seconds.map_or(
                 topology.edge.health_check_interval * 2 + std::time::Duration::from_secs(1),
@@ -362,12 +420,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "domicile node {} listening on {}",
                 running.region, running.addr
             );
-            tokio::select! {
-                r = running.failed() => { r?; }
-                _ = shutdown_signal() => {
-                    running.drain(drain).await?;
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    r = running.failed() => return Ok(r?),
+                    _ = &mut stop => break,
+                    _ = hangups.recv() => {
+                        tracing::warn!("SIGHUP ignored: a node reads regions.toml at start; restart it (SIGTERM drains) to apply changes");
+                    }
                 }
             }
+            running.drain(drain).await?;
             Ok(())
         }
     }

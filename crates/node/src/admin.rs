@@ -3,7 +3,11 @@
 //! trail, from the user's home region only. Served on the node's
 //! internal address only; the edge does not expose it.
 
-use crate::{error::NodeError, service::IdentityCore};
+use crate::{
+    error::NodeError,
+    keys::{self, KeyRing},
+    service::IdentityCore,
+};
 use domicile_core::{ids::UserId, index::IndexState};
 use domicile_proto::v1 as pb;
 use domicile_store::IndexStore;
@@ -95,6 +99,47 @@ impl pb::admin_server::Admin for AdminService {
             user_id: id.to_string(),
             region: core.region.to_string(),
             events,
+        }))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        req: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        let core = &self.core;
+        let lead = match req.into_inner().activate_in_seconds {
+            0 => 600,
+            n @ 1..=604_800 => i64::from(n),
+            n => {
+                return Err(NodeError::Invalid(format!(
+                    "activate_in_seconds: {n} is more than 604800 (7 days)"
+                ))
+                .into());
+            }
+        };
+        let now = core.clock.now();
+        let previous = core.keys.load().summary(now).0.unwrap_or_default();
+        let record = keys::rotate(
+            core.store.as_ref(),
+            &core.region,
+            core.entropy.as_ref(),
+            now,
+            lead,
+        )
+        .await?;
+        let ring = KeyRing::load(
+            core.store.as_ref(),
+            &core.region,
+            core.topology.tokens.access_ttl_seconds,
+        )
+        .await?;
+        core.keys.store(Arc::new(ring));
+        tracing::info!(region = %core.region, kid = %record.kid, activates_at = now + lead, "signing key rotation started");
+        Ok(Response::new(pb::RotateSigningKeyResponse {
+            region: core.region.to_string(),
+            kid: record.kid,
+            activates_at: now + lead,
+            previous_kid: previous,
         }))
     }
 

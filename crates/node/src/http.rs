@@ -22,7 +22,7 @@ pub fn router(core: Arc<IdentityCore>) -> Router {
 async fn jwks(State(core): State<Arc<IdentityCore>>) -> impl IntoResponse {
     (
         [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
-        Json(core.keys.jwks_json()),
+        Json(core.keys.load().jwks_json(core.clock.now())),
     )
 }
 

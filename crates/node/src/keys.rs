@@ -1,18 +1,40 @@
 //! The region's signing keys: created on first start, persisted in the
-//! region's store, published as this region's JWKS.
+//! region's store, published as this region's JWKS, rotated on request.
+//!
+//! Rotation is publish-then-sign: a new key `<region>-<n+1>` is published at
+//! once and signs only from its `not_before`, so every verifier's cached JWKS
+//! has it before the first token it signs. The key it replaces stays
+//! published until the last token it can have signed has expired (its
+//! successor's activation + the access-token lifetime + a margin for nodes
+//! that reload their keys late), then drops out of the JWKS. Every node
+//! reloads the keys from the store periodically; which key signs is decided
+//! at signing time from `now`, so activation needs no reload.
 
 use crate::{Entropy, env, error::NodeError};
 use domicile_core::{
     RegionCode, UnixSeconds,
     token::{AccessClaims, Jwk, KeySet, Kid, SigningKey},
 };
-use domicile_store::{RegionStore, SigningKeyRecord};
+use domicile_store::{Applied, RegionStore, SigningKeyRecord};
 
-/// This region's keys: the one that signs now, and every published one.
+/// How often nodes reload the region's keys from the store.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Extra time a replaced key stays published (late reloads, clock skew).
+const PUBLISH_MARGIN: i64 = 120;
+
+struct Entry {
+    key: SigningKey,
+    jwk: Jwk,
+    /// Signs from here on (and until a later key activates or `retire_at`).
+    active_from: UnixSeconds,
+    retire_at: Option<UnixSeconds>,
+}
+
+/// This region's keys: every one still published, by number.
 pub struct KeyRing {
-    current: SigningKey,
+    entries: Vec<Entry>,
     verify: KeySet,
-    jwks: Vec<Jwk>,
+    access_ttl: i64,
 }
 
 impl KeyRing {
@@ -23,26 +45,35 @@ impl KeyRing {
         region: &RegionCode,
         entropy: &dyn Entropy,
         now: UnixSeconds,
+        access_ttl: i64,
     ) -> Result<Self, NodeError> {
-        let mut records = store.signing_keys().await?;
-        if records.is_empty() {
-            let seed = env::random::<32>(entropy);
-            let kid = Kid {
-                region: region.clone(),
-                n: 1,
-            };
+        if store.signing_keys().await?.is_empty() {
             store
                 .insert_signing_key(&SigningKeyRecord {
-                    kid: kid.to_string(),
-                    seed,
+                    kid: Kid {
+                        region: region.clone(),
+                        n: 1,
+                    }
+                    .to_string(),
+                    seed: env::random::<32>(entropy),
                     created_at: now,
                     retire_at: None,
+                    not_before: None,
                 })
                 .await?;
-            records = store.signing_keys().await?;
         }
-        let mut keys = Vec::new();
-        for r in &records {
+        Self::load(store, region, access_ttl).await
+    }
+
+    /// The region's keys as stored now.
+    pub async fn load(
+        store: &dyn RegionStore,
+        region: &RegionCode,
+        access_ttl: i64,
+    ) -> Result<Self, NodeError> {
+        let mut entries = Vec::new();
+        let mut verify = KeySet::default();
+        for r in store.signing_keys().await? {
             let kid = Kid::parse(&r.kid)
                 .filter(|k| &k.region == region)
                 .ok_or_else(|| {
@@ -53,44 +84,112 @@ impl KeyRing {
                 })?;
             let key = SigningKey::from_seed(kid, r.seed)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
-            keys.push((r.retire_at, key));
+            let jwk = key.public_jwk();
+            verify.insert(key.kid(), public_bytes(&jwk)?);
+            entries.push(Entry {
+                key,
+                jwk,
+                active_from: r.not_before.unwrap_or(r.created_at),
+                retire_at: r.retire_at,
+            });
         }
-        keys.sort_by_key(|(_, k)| k.kid().n);
-        let current = keys
-            .iter()
-            .rev()
-            .find(|(retire, _)| retire.is_none_or(|t| now < t))
-            .map(|(_, k)| k.clone())
-            .ok_or_else(|| {
-                NodeError::Internal(format!("region {region} has no active signing key"))
-            })?;
-        let mut verify = KeySet::default();
-        let mut jwks = Vec::new();
-        for (_, k) in &keys {
-            let jwk = k.public_jwk();
-            verify.insert(k.kid(), public_bytes(&jwk)?);
-            jwks.push(jwk);
+        if entries.is_empty() {
+            return Err(NodeError::Internal(format!(
+                "region {region} has no signing key"
+            )));
         }
+        entries.sort_by_key(|e| e.key.kid().n);
         Ok(Self {
-            current,
+            entries,
             verify,
-            jwks,
+            access_ttl,
         })
     }
 
-    pub fn sign(&self, claims: &AccessClaims) -> Result<String, NodeError> {
-        self.current
+    /// The key that signs at `now`: the newest active one.
+    fn current(&self, now: UnixSeconds) -> Result<&SigningKey, NodeError> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.active_from <= now && e.retire_at.is_none_or(|t| now < t))
+            .map(|e| &e.key)
+            .ok_or_else(|| NodeError::Internal("no signing key is active".into()))
+    }
+
+    pub fn sign(&self, claims: &AccessClaims, now: UnixSeconds) -> Result<String, NodeError> {
+        self.current(now)?
             .sign(claims)
             .map_err(|e| NodeError::Internal(e.to_string()))
     }
 
+    /// Every key this region ever had (a token still needs its `exp` to pass).
     pub fn verifier(&self) -> &KeySet {
         &self.verify
     }
 
+    /// Whether entry `i` is still published at `now`: until the last token
+    /// it can have signed has expired.
+    fn published(&self, i: usize, now: UnixSeconds) -> bool {
+        let stopped_signing = match (self.entries.get(i + 1), self.entries[i].retire_at) {
+            (Some(next), Some(r)) => Some(next.active_from.min(r)),
+            (Some(next), None) => Some(next.active_from),
+            (None, r) => r,
+        };
+        stopped_signing.is_none_or(|t| now < t + self.access_ttl + PUBLISH_MARGIN)
+    }
+
     /// `{"keys": [...]}` for `/.well-known/jwks.json`.
-    pub fn jwks_json(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": self.jwks })
+    pub fn jwks_json(&self, now: UnixSeconds) -> serde_json::Value {
+        let keys: Vec<&Jwk> = (0..self.entries.len())
+            .filter(|&i| self.published(i, now))
+            .map(|i| &self.entries[i].jwk)
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// The key signing at `now` (its kid) and the newest key.
+    pub fn summary(&self, now: UnixSeconds) -> (Option<String>, Option<String>) {
+        (
+            self.current(now).ok().map(|k| k.kid().to_string()),
+            self.entries.last().map(|e| e.key.kid().to_string()),
+        )
+    }
+}
+
+/// Creates the region's next key, signing from `now + lead`.
+pub async fn rotate(
+    store: &dyn RegionStore,
+    region: &RegionCode,
+    entropy: &dyn Entropy,
+    now: UnixSeconds,
+    lead: i64,
+) -> Result<SigningKeyRecord, NodeError> {
+    let next = store
+        .signing_keys()
+        .await?
+        .iter()
+        .filter_map(|r| Kid::parse(&r.kid))
+        .map(|k| k.n)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let record = SigningKeyRecord {
+        kid: Kid {
+            region: region.clone(),
+            n: next,
+        }
+        .to_string(),
+        seed: env::random::<32>(entropy),
+        created_at: now,
+        retire_at: None,
+        not_before: Some(now + lead),
+    };
+    match store.insert_signing_key(&record).await? {
+        Applied::Yes => Ok(record),
+        Applied::No(()) => Err(NodeError::Aborted(format!(
+            "{} was created concurrently; nothing changed, try again",
+            record.kid
+        ))),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{
     hashing::HashPool,
     http,
     index::{IndexAccess, IndexService},
-    keys::KeyRing,
+    keys::{self, KeyRing},
     metered::MeteredStore,
     metrics::NodeMetrics,
     observe::ObserveLayer,
@@ -254,8 +254,15 @@ impl Node {
             }),
             _ => None,
         };
-        let keys =
-            KeyRing::load_or_create(store.as_ref(), &region, entropy.as_ref(), clock.now()).await?;
+        let access_ttl = topology.tokens.access_ttl_seconds;
+        let keys = KeyRing::load_or_create(
+            store.as_ref(),
+            &region,
+            entropy.as_ref(),
+            clock.now(),
+            access_ttl,
+        )
+        .await?;
         let pool = HashPool::new(
             topology.passwords.hash_workers,
             topology.passwords.hash_queue,
@@ -282,7 +289,7 @@ impl Node {
             store: store.clone(),
             index,
             secret,
-            keys,
+            keys: arc_swap::ArcSwap::from_pointee(keys),
             pool,
             dummy_hash,
             clock: clock.clone(),
@@ -338,10 +345,22 @@ impl Node {
             });
         let task = tokio::spawn(server);
         let purge_store = store.clone();
+        let key_core = core.clone();
         let purge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(PURGE_EVERY);
+            let mut keys_tick = tokio::time::interval(keys::RELOAD_EVERY);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = keys_tick.tick() => {
+                        // Keys another node of the region created (rotation).
+                        match KeyRing::load(key_core.store.as_ref(), &key_core.region, access_ttl).await {
+                            Ok(ring) => key_core.keys.store(Arc::new(ring)),
+                            Err(e) => tracing::warn!(error = %e, "could not reload signing keys; keeping the loaded ones"),
+                        }
+                        continue;
+                    }
+                }
                 match purge_store.purge_expired(clock.now()).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(removed = n, "purged expired sessions and refresh tokens")

@@ -42,7 +42,8 @@ pub struct IdentityCore {
     pub store: Arc<dyn RegionStore>,
     pub index: IndexAccess,
     pub secret: IndexSecret,
-    pub keys: KeyRing,
+    /// Reloaded from the store periodically (rotation).
+    pub keys: arc_swap::ArcSwap<KeyRing>,
     pub pool: HashPool,
     /// Verified against when the user does not exist, so unknown users cost
     /// as much as wrong passwords.
@@ -327,7 +328,7 @@ impl IdentityCore {
         Ok(pb::AuthResponse {
             user_id,
             region: self.region.to_string(),
-            access_token: self.keys.sign(&claims)?,
+            access_token: self.keys.load().sign(&claims, now)?,
             token_type: "Bearer".into(),
             expires_in: ttl,
             refresh_token: token.expose().to_owned(),
@@ -398,6 +399,7 @@ impl IdentityCore {
         };
         let claims = self
             .keys
+            .load()
             .verifier()
             .verify(&token, &want, self.now())
             .map_err(|e| match e {

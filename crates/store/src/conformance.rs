@@ -258,6 +258,7 @@ async fn signing_keys(s: &dyn RegionStore) {
         seed: [1; 32],
         created_at: NOW,
         retire_at: None,
+        not_before: None,
     };
     let k1b = SigningKeyRecord {
         seed: [2; 32],
@@ -274,6 +275,7 @@ async fn signing_keys(s: &dyn RegionStore) {
         seed: [3; 32],
         created_at: NOW + 1,
         retire_at: None,
+        not_before: None,
     };
     assert_eq!(s.insert_signing_key(&k2).await.unwrap(), Applied::Yes);
     let mut keys = s.signing_keys().await.unwrap();

@@ -74,6 +74,10 @@ pub struct SigningKeyRecord {
     /// last token has expired).
     #[serde(default)]
     pub retire_at: Option<UnixSeconds>,
+    /// The key signs from this time on (published before it, so verifiers
+    /// have it first); `None`: from creation.
+    #[serde(default)]
+    pub not_before: Option<UnixSeconds>,
 }
 
 impl std::fmt::Debug for SigningKeyRecord {

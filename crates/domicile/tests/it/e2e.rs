@@ -557,3 +557,37 @@ async fn logs_hold_no_personal_data_or_secrets() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_publishes_the_next_key_through_the_edge() {
+    let fed = Federation::start();
+    let config = fed.config.to_str().unwrap().to_owned();
+    let (ok, out) = fed.run(&["keys", "rotate", "--config", &config, "--region", "mars"]);
+    assert!(!ok && out.contains("no such region"), "{out}");
+    let (ok, out) = fed.run(&[
+        "keys",
+        "rotate",
+        "--config",
+        &config,
+        "--region",
+        "us",
+        "--activate-in",
+        "60",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("us-2 published now") && out.contains("us-1 signs until then"),
+        "{out}"
+    );
+    // The edge's federation JWKS picks it up on its next refresh.
+    let mut published = false;
+    for _ in 0..50 {
+        let (_, jwks) = http_get(fed.edge_addr, "/.well-known/jwks.json").await;
+        if jwks.contains("\"us-2\"") && jwks.contains("\"us-1\"") {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(published, "us-2 never reached the federation JWKS");
+}

@@ -254,3 +254,66 @@ async fn a_draining_node_is_not_ready_but_serves_until_it_exits() {
         "the node has exited"
     );
 }
+
+#[tokio::test]
+async fn a_rotated_key_is_published_first_signs_later_and_the_old_one_leaves() {
+    let fed = Fed::start().await;
+    let addr = fed.nodes["eu"].addr;
+    let kids = async || -> Vec<String> {
+        let (_, body) = http_get(addr, "/.well-known/jwks.json").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let kid_of = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let mut eu = fed.client("eu").await;
+    let before = eu
+        .register(register_req("rotate@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kid_of(&before.access_token), "eu-1");
+    let mut admin = admin(&fed, "eu").await;
+    expect_status(
+        admin
+            .rotate_signing_key(pb::RotateSigningKeyRequest {
+                activate_in_seconds: 700_000,
+            })
+            .await,
+        Code::InvalidArgument,
+        "activate_in_seconds",
+    );
+    assert_eq!(kids().await, ["eu-1"], "a refused rotation changes nothing");
+    let done = admin
+        .rotate_signing_key(pb::RotateSigningKeyRequest {
+            activate_in_seconds: 300,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (done.kid.as_str(), done.previous_kid.as_str()),
+        ("eu-2", "eu-1")
+    );
+    assert_eq!(done.activates_at, START + 300);
+    // Published at once, not signing yet.
+    assert_eq!(kids().await, ["eu-1", "eu-2"]);
+    let login = || domicile_testkit::login("rotate@example.de");
+    let early = eu.login(login()).await.unwrap().into_inner();
+    assert_eq!(kid_of(&early.access_token), "eu-1");
+    // From activation on, the new key signs; tokens of the old one still work.
+    fed.clock.advance(300);
+    let late = eu.login(login()).await.unwrap().into_inner();
+    assert_eq!(kid_of(&late.access_token), "eu-2");
+    eu.get_profile(bearer(pb::GetProfileRequest {}, &early.access_token))
+        .await
+        .unwrap();
+    // Once every eu-1 token has expired, eu-1 leaves the JWKS.
+    let ttl = fed.topology.tokens.access_ttl_seconds;
+    fed.clock.advance(ttl + 121);
+    assert_eq!(kids().await, ["eu-2"]);
+}
