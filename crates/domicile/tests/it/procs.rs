@@ -308,3 +308,20 @@ store = {{ backend = "embedded", path = "data/ap" }}
 pub async fn edge_keys(addr: SocketAddr) -> domicile_core::token::KeySet {
     key_set(&http_get(addr, "/.well-known/jwks.json").await.1)
 }
+
+/// Fails if `text` holds any secret, or any 16-character window of one.
+pub fn assert_no_leak(what: &str, text: &str, secrets: &[String]) {
+    for s in secrets {
+        let windows: Vec<&str> = if s.len() > 16 {
+            (0..=s.len() - 16)
+                .step_by(8)
+                .map(|i| &s[i..i + 16])
+                .collect()
+        } else {
+            vec![s.as_str()]
+        };
+        for w in windows {
+            assert!(!text.contains(w), "{what} leak of {w:?}:\n{text}");
+        }
+    }
+}
