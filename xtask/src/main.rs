@@ -246,8 +246,10 @@ fn up(root: &Path, release: bool) -> Result<()> {
     // The index host starts first; its region is named in [index].
     let mut children: Vec<(String, Child)> = Vec::new();
     for region in &regions {
+        // No drain period: Ctrl-C stops the edge at the same moment, so there
+        // is no traffic to move away (a fleet keeps the default).
         let child = Command::new(&exe)
-            .args(["node", "--region", region, "--config"])
+            .args(["node", "--region", region, "--drain-seconds", "0", "--config"])
             .arg(&config)
             .spawn()
             .with_context(|| format!("cannot start node {region}"))?;

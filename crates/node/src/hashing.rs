@@ -91,7 +91,7 @@ impl HashPool {
             return Err(NodeError::Internal("hashing threads have stopped".into()));
         }
         result
-            .instrument(tracing::info_span!(
+            .instrument(tracing::debug_span!(
                 "argon2id",
                 otel.name = op,
                 region = m.region()

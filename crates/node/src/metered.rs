@@ -25,7 +25,9 @@ impl MeteredStore {
 
     async fn timed<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
         let m = &self.metrics;
-        let span = tracing::info_span!(
+        // DEBUG: exported (the trace layer takes our crates' DEBUG spans) but
+        // not formatted for the INFO log, which would cost more than the call.
+        let span = tracing::debug_span!(
             "store",
             otel.name = %format_args!("store.{op}"),
             otel.kind = "client",

@@ -132,8 +132,10 @@ pub fn init(cfg: TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let provider = provider.build();
     let tracer = provider.tracer(cfg.service.clone());
 
+    // DEBUG: child spans (store calls, hashing) are DEBUG so the INFO log
+    // does not format them; traces still get them.
     let traced = TRACED.iter().fold(Targets::new(), |t, c| {
-        t.with_target(*c, tracing::Level::INFO)
+        t.with_target(*c, tracing::Level::DEBUG)
     });
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
