@@ -249,7 +249,14 @@ fn up(root: &Path, release: bool) -> Result<()> {
         // No drain period: Ctrl-C stops the edge at the same moment, so there
         // is no traffic to move away (a fleet keeps the default).
         let child = Command::new(&exe)
-            .args(["node", "--region", region, "--drain-seconds", "0", "--config"])
+            .args([
+                "node",
+                "--region",
+                region,
+                "--drain-seconds",
+                "0",
+                "--config",
+            ])
             .arg(&config)
             .spawn()
             .with_context(|| format!("cannot start node {region}"))?;

@@ -326,9 +326,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             // Before anything listens: a SIGHUP must never find the default
             // action (exit) in place.
-            let mut hangups =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                    .context("cannot listen for SIGHUP")?;
+            let mut hangups = hangups()?;
             let topology = Arc::new(load(&config)?);
             let secret = domicile_node::load_or_create_secret(
                 &topology.index.secret_file,
@@ -384,9 +382,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             // A stray SIGHUP (e.g. `systemctl reload` on every unit) must not
             // kill a node without a drain.
-            let mut hangups =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                    .context("cannot listen for SIGHUP")?;
+            let mut hangups = hangups()?;
             let topology = Arc::new(load(&config)?);
             let drain = drain_seconds.map_or(
                 topology.edge.health_check_interval * 2 + std::time::Duration::from_secs(1),
@@ -435,6 +431,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// SIGHUPs from now on (replacing the default action, which exits).
+fn hangups() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")
 }
 
 async fn shutdown_signal() {

@@ -31,6 +31,8 @@ pub struct Ctx {
     live: Option<Arc<Live>>,
     /// The request's server span (`edge.request`), ended when `Ctx` drops.
     span: Option<tracing::Span>,
+    /// Its trace id (32 hex digits).
+    trace_id: Option<String>,
     grpc: bool,
     rpc: Option<Rpc>,
     route: Option<Route>,
@@ -165,12 +167,9 @@ impl EdgeProxy {
     /// `domicile-region`, `domicile-route` and `domicile-trace-id` on every
     /// proxied or refused response.
     fn stamp(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
-        if let Some(span) = &ctx.span {
+        if let Some(id) = &ctx.trace_id {
             // What a support ticket quotes to find the request's trace.
-            resp.insert_header(
-                "domicile-trace-id",
-                domicile_telemetry::propagation::trace_id(span),
-            )?;
+            resp.insert_header("domicile-trace-id", id.as_str())?;
         }
         if let Some(route) = &ctx.route {
             let region = ctx.upstream_region.as_ref().unwrap_or(&route.region);
@@ -313,7 +312,10 @@ impl ProxyHttp for EdgeProxy {
             otel.status_code = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        domicile_telemetry::propagation::continue_trace(&span, &session.req_header().headers);
+        ctx.trace_id = Some(domicile_telemetry::propagation::continue_trace(
+            &span,
+            &session.req_header().headers,
+        ));
         ctx.span = Some(span);
         match session.req_header().uri.path() {
             "/.well-known/jwks.json" => {

@@ -118,7 +118,7 @@ impl pb::admin_server::Admin for AdminService {
             }
         };
         let now = core.clock.now();
-        let previous = core.keys.load().summary(now).0.unwrap_or_default();
+        let previous = core.keys.load().signing_kid(now).unwrap_or_default();
         let record = keys::rotate(
             core.store.as_ref(),
             &core.region,

@@ -147,12 +147,9 @@ impl KeyRing {
         serde_json::json!({ "keys": keys })
     }
 
-    /// The key signing at `now` (its kid) and the newest key.
-    pub fn summary(&self, now: UnixSeconds) -> (Option<String>, Option<String>) {
-        (
-            self.current(now).ok().map(|k| k.kid().to_string()),
-            self.entries.last().map(|e| e.key.kid().to_string()),
-        )
+    /// The kid of the key signing at `now`.
+    pub fn signing_kid(&self, now: UnixSeconds) -> Option<String> {
+        self.current(now).ok().map(|k| k.kid().to_string())
     }
 }
 

@@ -107,14 +107,17 @@ impl RunningNode {
     /// Resolves when the server stops by itself (an error); a signal
     /// handler races it and then calls `drain`.
     pub async fn failed(&mut self) -> Result<(), NodeError> {
-        match (&mut self.task).await {
-            Ok(r) => r.map_err(|e| NodeError::Internal(format!("server: {e}"))),
-            Err(e) => Err(NodeError::Internal(format!("server task: {e}"))),
-        }
+        Self::outcome((&mut self.task).await)
     }
 
     async fn join(task: JoinHandle<Result<(), tonic::transport::Error>>) -> Result<(), NodeError> {
-        match task.await {
+        Self::outcome(task.await)
+    }
+
+    fn outcome(
+        joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+    ) -> Result<(), NodeError> {
+        match joined {
             Ok(r) => r.map_err(|e| NodeError::Internal(format!("server: {e}"))),
             Err(e) => Err(NodeError::Internal(format!("server task: {e}"))),
         }

@@ -683,18 +683,10 @@ impl RegionStore for EmbeddedRegion {
     }
 
     async fn append_audit(&self, events: &[AuditRecord]) -> Result<()> {
-        if let Some(e) = events
-            .iter()
-            .find(|e| UserId::parse(&e.user_id).map_or(true, |id| id.region() != &self.region))
-        {
-            return Err(StoreError::Backend {
-                store: self.describe(),
-                reason: format!(
-                    "audit event {} is not for a user of this region",
-                    e.event_id
-                ),
-            });
-        }
+        crate::check_audit_region(events, &self.region).map_err(|reason| StoreError::Backend {
+            store: self.describe(),
+            reason,
+        })?;
         // All queued at once: the writer commits them together.
         let writes = events.iter().map(|e| {
             let e = e.clone();

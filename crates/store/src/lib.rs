@@ -153,6 +153,23 @@ pub trait RegionStore: Send + Sync + 'static {
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64>;
 }
 
+/// Residency of an audit append, checked before anything is written: every
+/// event's user must be homed in `region`.
+fn check_audit_region(
+    events: &[AuditRecord],
+    region: &domicile_core::RegionCode,
+) -> std::result::Result<(), String> {
+    match events.iter().find(|e| {
+        domicile_core::ids::UserId::parse(&e.user_id).map_or(true, |id| id.region() != region)
+    }) {
+        Some(e) => Err(format!(
+            "audit event {} is not for a user of region {region}",
+            e.event_id
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Outcome of an index claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {

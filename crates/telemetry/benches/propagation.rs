@@ -40,10 +40,15 @@ fn bench(c: &mut Criterion) {
             .unwrap(),
     );
     let plain = http::HeaderMap::new();
-    assert_eq!(request(&traced)[0].1.len(), 55, "a traceparent goes upstream");
-    c.bench_function("request span: continue caller's trace, inject upstream", |b| {
-        b.iter(|| request(black_box(&traced)))
-    });
+    assert_eq!(
+        request(&traced)[0].1.len(),
+        55,
+        "a traceparent goes upstream"
+    );
+    c.bench_function(
+        "request span: continue caller's trace, inject upstream",
+        |b| b.iter(|| request(black_box(&traced))),
+    );
     c.bench_function("request span: start a trace, inject upstream", |b| {
         b.iter(|| request(black_box(&plain)))
     });

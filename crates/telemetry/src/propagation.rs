@@ -33,14 +33,17 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
 }
 
 /// Makes `span` continue the trace the headers carry (or start one), and
-/// records its trace id in the span's `trace_id` field (for logs).
-pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+/// records its trace id in the span's `trace_id` field (for logs), and
+/// returns it.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) -> String {
     let parent = extract(headers);
     if parent.span().span_context().is_valid() {
         // Fails only for a disabled span, which has nothing to continue.
         let _ = span.set_parent(parent);
     }
-    span.record("trace_id", trace_id(span).as_str());
+    let id = trace_id(span);
+    span.record("trace_id", id.as_str());
+    id
 }
 
 /// The headers that carry `span`'s context to the next hop.

@@ -569,15 +569,7 @@ impl RegionStore for ScyllaRegion {
     async fn append_audit(&self, events: &[AuditRecord]) -> Result<()> {
         // Events are small and belong to different partitions: one write each,
         // all in flight together (no cross-partition batch).
-        if let Some(e) = events
-            .iter()
-            .find(|e| UserId::parse(&e.user_id).map_or(true, |id| id.region() != &self.region))
-        {
-            return Err(self.run.err(format!(
-                "audit event {} is not for a user of region {}",
-                e.event_id, self.region
-            )));
-        }
+        crate::check_audit_region(events, &self.region).map_err(|e| self.run.err(e))?;
         let writes = events.iter().map(|e| async move {
             let record = self.run.encode("audit_log", e)?;
             let ttl = i32::try_from((e.expires_at - e.at).max(1)).unwrap_or(i32::MAX);
