@@ -232,11 +232,12 @@ fn up(root: &Path, release: bool) -> Result<()> {
         ]);
     }
     run(&mut build)?;
-    let exe = root.join(if release {
-        "target/release/domicile"
-    } else {
-        "target/debug/domicile"
-    });
+    // Where cargo put it: CARGO_TARGET_DIR when set (relative to the root).
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
+    let exe = target
+        .join(if release { "release" } else { "debug" })
+        .join("domicile");
     let config = root.join("regions.toml");
     let (topology, regions) = regions_of(&config)?;
     // Ctrl-C reaches the whole foreground process group: the nodes drain and
