@@ -7,11 +7,14 @@
 //! - `doctor`: say what is missing on this machine, install nothing.
 //! - `tidy`: the house-style checks only.
 
+mod tidy;
+
 use anyhow::{Context, Result, bail};
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus},
+    process::{Command, ExitStatus},
 };
+use tidy::tidy;
 
 fn main() -> std::process::ExitCode {
     match run_task() {
@@ -149,9 +152,78 @@ fn test(extra: &[String]) -> Result<()> {
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra))
     } else {
-        run(Command::new("cargo")
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(extra))
+        // Without nextest: cargo test over every library, binary and test
+        // target (no doctests: there are none, and an empty doctest run
+        // must not be the closing line), then one summary line of our own.
+        cargo_test_with_summary(extra)
+    }
+}
+
+/// Runs `cargo test`, echoing its output, and closes with
+/// `tests: N passed, N failed, N ignored` summed over every test binary.
+fn cargo_test_with_summary(extra: &[String]) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("cargo")
+        .args([
+            "test",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--no-fail-fast",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            totals.add(&line);
+        }
+    }
+    let status = child.wait()?;
+    println!(
+        "tests: {} passed, {} failed, {} ignored",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
+    if totals.passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// Counts from cargo test's `test result:` lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        let words: Vec<&str> = rest
+            .split([' ', ';', '.'])
+            .filter(|w| !w.is_empty())
+            .collect();
+        for pair in words.windows(2) {
+            let n = pair[0].parse::<u64>().unwrap_or(0);
+            match pair[1] {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -162,61 +234,9 @@ fn has_nextest() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// House-style checks: every library opens with a `//!` doc saying its job,
-/// and no stubs in non-test code.
-fn tidy(root: &Path) -> Result<()> {
-    let mut problems = Vec::new();
-    for entry in std::fs::read_dir(root.join("crates"))? {
-        let dir = entry?.path();
-        for file in ["src/lib.rs", "src/main.rs"] {
-            let path = dir.join(file);
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && !text.trim_start().starts_with("//!")
-            {
-                problems.push(format!(
-                    "{}: must open with a //! doc saying the crate's job",
-                    path.display()
-                ));
-            }
-        }
-        scan_stubs(&dir.join("src"), &mut problems)?;
-    }
-    if problems.is_empty() {
-        println!("xtask: tidy ok");
-        return Ok(());
-    }
-    for p in &problems {
-        eprintln!("tidy: {p}");
-    }
-    bail!("{} tidy problem(s)", problems.len())
-}
-
-fn scan_stubs(dir: &Path, problems: &mut Vec<String>) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            scan_stubs(&path, problems)?;
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            let text = std::fs::read_to_string(&path)?;
-            for (i, line) in text.lines().enumerate() {
-                // Built from parts so this checker does not flag itself.
-                let stub = ["todo", "unimplemented"]
-                    .iter()
-                    .any(|s| line.contains(&format!("{s}!(")));
-                if stub && !line.trim_start().starts_with("//") {
-                    problems.push(format!("{}:{}: stub left in code", path.display(), i + 1));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Builds `domicile` and starts one node per region of `regions.toml`, then
-/// the edge. `--release` builds optimized binaries (for load tests).
+/// Builds `domicile` and runs `domicile up` on `regions.toml`: a node per
+/// region, then the edge. `--release` builds optimized binaries (for load
+/// tests).
 fn up(root: &Path, release: bool) -> Result<()> {
     let mut build = Command::new("cargo");
     build.args(["build", "--quiet", "--bin", "domicile"]);
@@ -238,69 +258,37 @@ fn up(root: &Path, release: bool) -> Result<()> {
     let exe = target
         .join(if release { "release" } else { "debug" })
         .join("domicile");
-    let config = root.join("regions.toml");
-    let (topology, regions) = regions_of(&config)?;
-    // Ctrl-C reaches the whole foreground process group: the nodes drain and
-    // exit, and this process stays to wait for them.
+    // The shipped binary runs the federation (what a user with only the
+    // binary does); Ctrl-C reaches the whole foreground process group, and
+    // this process stays to wait for it.
     ctrlc::set_handler(|| eprintln!("xtask: stopping the federation"))
         .context("cannot handle Ctrl-C")?;
-    // The index host starts first; its region is named in [index].
-    let mut children: Vec<(String, Child)> = Vec::new();
-    for region in &regions {
-        // No drain period: Ctrl-C stops the edge at the same moment, so there
-        // is no traffic to move away (a fleet keeps the default).
-        let child = Command::new(&exe)
-            .args([
-                "node",
-                "--region",
-                region,
-                "--drain-seconds",
-                "0",
-                "--config",
-            ])
-            .arg(&config)
-            .spawn()
-            .with_context(|| format!("cannot start node {region}"))?;
-        children.push((region.clone(), child));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    let edge = Command::new(&exe)
-        .args(["edge", "--config"])
-        .arg(&config)
-        .spawn()
-        .context("cannot start the edge")?;
-    children.push(("edge".into(), edge));
-    println!(
-        "xtask: local federation up: edge on http://{} (metrics on http://{}/metrics), regions {}; data in .domicile/. Ctrl-C to stop.",
-        topology.edge.listen,
-        topology.edge.admin_listen,
-        regions.join(", ")
-    );
-    println!(
-        "xtask: try `grpcurl -plaintext -d '{{\"email\":\"ada@example.org\",\"password\":\"analytical engine\"}}' -H 'x-forwarded-for: 203.0.113.7' {} domicile.v1.Identity/Register`",
-        topology.edge.listen
-    );
-    let mut failed = false;
-    for (region, mut child) in children {
-        let status = child.wait()?;
-        if !status.success() {
-            eprintln!("xtask: {region} exited with {status}");
-            failed = true;
-        }
-    }
-    if failed {
-        bail!("a process of the federation failed");
-    }
-    Ok(())
+    run(Command::new(&exe)
+        .args(["up", "--config"])
+        .arg(root.join("regions.toml")))
 }
 
-/// The topology (validated like the nodes do) and its region codes, the index host first.
-fn regions_of(config: &Path) -> Result<(domicile_core::topology::Topology, Vec<String>)> {
-    let text = std::fs::read_to_string(config)
-        .with_context(|| format!("cannot read {}", config.display()))?;
-    let topology = domicile_core::topology::Topology::parse(config, &text)?;
-    let host = topology.index.host_region.to_string();
-    let mut regions: Vec<String> = topology.regions.keys().map(ToString::to_string).collect();
-    regions.sort_by_key(|r| *r != host);
-    Ok((topology, regions))
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn summary_sums_every_binary() {
+        let mut t = Totals::default();
+        for line in [
+            "test result: ok. 10 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 14.21s",
+            "running 3 tests",
+            "test result: FAILED. 2 passed; 1 failed; 4 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        ] {
+            t.add(line);
+        }
+        assert_eq!(
+            t,
+            Totals {
+                passed: 12,
+                failed: 1,
+                ignored: 4
+            }
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod index;
 pub mod password;
 pub mod region;
+pub mod residency;
 pub mod token;
 pub mod topology;
 

@@ -2,6 +2,17 @@
 
 use std::fmt;
 
+/// Response header (gRPC metadata) naming a user's home region: sent by a
+/// node that refuses a request for a user it does not home, followed once
+/// by the edge.
+pub const HOME_REGION_HEADER: &str = "domicile-home-region";
+/// Response header naming the region the edge chose for a request.
+pub const REGION_HEADER: &str = "domicile-region";
+/// Response header naming why the edge chose it (`docs/routing.md`).
+pub const ROUTE_HEADER: &str = "domicile-route";
+/// Response header carrying the request's trace id.
+pub const TRACE_ID_HEADER: &str = "domicile-trace-id";
+
 /// A validated region code.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]

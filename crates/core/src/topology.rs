@@ -540,6 +540,23 @@ impl Topology {
             .unwrap_or_default()
     }
 
+    /// The same federation with its local state under `dir`: each embedded
+    /// region store at `dir/<region>`, an embedded index at `dir/index`, the
+    /// index secret at `dir/index.key`. Scylla stores are left as they are.
+    /// (`domicile up --data DIR`: a second federation beside the first.)
+    pub fn with_data_dir(mut self, dir: &Path) -> Self {
+        for (code, region) in &mut self.regions {
+            if let StoreConfig::Embedded { path } = &mut region.store {
+                *path = dir.join(code.as_str());
+            }
+        }
+        if let StoreConfig::Embedded { path } = &mut self.index.store {
+            *path = dir.join("index");
+        }
+        self.index.secret_file = dir.join("index.key");
+        self
+    }
+
     /// Parses a region code and checks it belongs to the federation.
     pub fn known_region(&self, code: &str) -> Option<&RegionCode> {
         RegionCode::parse(code)

@@ -3,6 +3,7 @@
 
 mod client;
 mod residency;
+mod up;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -85,6 +86,17 @@ enum ResidencyCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole federation of a regions.toml on this machine: a node
+    /// per region and the edge, until Ctrl-C.
+    Up {
+        /// The federation's regions.toml.
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// Keep the embedded stores and the index secret under this
+        /// directory instead of where regions.toml says.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Run the identity node of one region.
     Node {
         /// Region this node serves (e.g. eu).
@@ -93,6 +105,9 @@ enum Command {
         /// The federation's regions.toml.
         #[arg(long, default_value = "regions.toml")]
         config: PathBuf,
+        /// Keep the embedded stores and the index secret under this directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Which of the region's nodes this is (its `name`); default the first.
         #[arg(long)]
         node: Option<String>,
@@ -112,6 +127,9 @@ enum Command {
         /// The federation's regions.toml.
         #[arg(long, default_value = "regions.toml")]
         config: PathBuf,
+        /// Where the federation's local state is (`domicile up --data`).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Listen here instead of `edge.listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -158,6 +176,15 @@ fn load(config: &PathBuf) -> anyhow::Result<Topology> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     Ok(Topology::parse(config, &text)?)
+}
+
+/// The topology, with its local state moved under `data` when given.
+fn load_with(config: &PathBuf, data: Option<&std::path::Path>) -> anyhow::Result<Topology> {
+    let t = load(config)?;
+    Ok(match data {
+        Some(dir) => t.with_data_dir(dir),
+        None => t,
+    })
 }
 
 /// Logs (and, for the servers, traces) for this process.
@@ -209,6 +236,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Up { config, data } => {
+            let topology = load_with(&config, data.as_deref())?;
+            up::run(up::Up { config, data }, &topology).await
+        }
         Command::CheckConfig { config } => {
             let t = load(&config)?;
             println!(
@@ -319,6 +350,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Edge {
             config,
+            data,
             listen,
             admin_listen,
             drain_seconds,
@@ -327,7 +359,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // Before anything listens: a SIGHUP must never find the default
             // action (exit) in place.
             let mut hangups = hangups()?;
-            let topology = Arc::new(load(&config)?);
+            let topology = Arc::new(load_with(&config, data.as_deref())?);
             let secret = domicile_node::load_or_create_secret(
                 &topology.index.secret_file,
                 topology.index.create_secret,
@@ -375,6 +407,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Node {
             region,
             config,
+            data,
             node,
             listen,
             drain_seconds,
@@ -383,7 +416,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // A stray SIGHUP (e.g. `systemctl reload` on every unit) must not
             // kill a node without a drain.
             let mut hangups = hangups()?;
-            let topology = Arc::new(load(&config)?);
+            let topology = Arc::new(load_with(&config, data.as_deref())?);
             let drain = drain_seconds.map_or(
                 topology.edge.health_check_interval * 2 + std::time::Duration::from_secs(1),
                 std::time::Duration::from_secs,

@@ -282,7 +282,10 @@ impl EdgeProxy {
             );
             facts.country = geo.country(ip);
         }
-        Ok(routing::route(&ctx.live(&self.state).topology, &facts))
+        // A preference the residency rule refuses is refused here, exactly as
+        // the node would, so the registration goes to no region at all.
+        routing::route(&ctx.live(&self.state).topology, &facts)
+            .map_err(|e| Refusal::new(3, 400, format!("region_preference: {e}")))
     }
 }
 

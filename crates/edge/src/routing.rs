@@ -4,7 +4,11 @@
 //! domain, preference, GeoIP country) and this function applies the brief's
 //! table, first rule that applies wins. No sockets, no clock.
 
-use domicile_core::{RegionCode, topology::Topology};
+use domicile_core::{
+    RegionCode,
+    residency::{self, Placement, PlacementError},
+    topology::Topology,
+};
 use std::fmt;
 
 /// Why a region was chosen (the `domicile-route` header and metric label).
@@ -68,42 +72,40 @@ pub struct Route {
     pub reason: Reason,
 }
 
-/// Applies the routing table. Regions not in the topology are ignored.
-pub fn route(topology: &Topology, facts: &Facts) -> Route {
+/// Applies the routing table. Regions not in the topology are ignored. A
+/// region preference that cannot be honoured (unknown region, or users may
+/// not choose) is refused, exactly as the node refuses it: the same
+/// `residency::placement` decides both (see `docs/routing.md`).
+pub fn route(topology: &Topology, facts: &Facts) -> Result<Route, PlacementError> {
     let known = |r: &RegionCode| topology.region(r).is_some();
     let pick = |region: &RegionCode, reason| Route {
         region: region.clone(),
         reason,
     };
+    let placement = residency::placement(
+        topology,
+        facts.email_domain.as_deref(),
+        facts.preference.as_deref(),
+    )?;
     if let Some(r) = facts.artifact.as_ref().filter(|r| known(r)) {
-        return pick(r, Reason::Artifact);
+        return Ok(pick(r, Reason::Artifact));
     }
     if let Some(r) = facts.indexed.as_ref().filter(|r| known(r)) {
-        return pick(r, Reason::Index);
+        return Ok(pick(r, Reason::Index));
     }
-    if let Some(r) = facts
-        .email_domain
-        .as_deref()
-        .and_then(|d| topology.region_for_domain(d))
-    {
-        return pick(r, Reason::Domain);
-    }
-    if topology.federation.allow_region_preference
-        && let Some(r) = facts
-            .preference
-            .as_deref()
-            .and_then(|p| topology.known_region(p))
-    {
-        return pick(r, Reason::Preference);
+    match &placement {
+        Placement::Pinned(r) => return Ok(pick(r, Reason::Domain)),
+        Placement::Chosen(r) => return Ok(pick(r, Reason::Preference)),
+        Placement::Free => {}
     }
     if let Some(r) = facts
         .country
         .as_deref()
         .and_then(|c| topology.region_for_country(c))
     {
-        return pick(r, Reason::Geoip);
+        return Ok(pick(r, Reason::Geoip));
     }
-    pick(&topology.federation.default_region, Reason::Default)
+    Ok(pick(&topology.federation.default_region, Reason::Default))
 }
 
 #[cfg(test)]
@@ -175,10 +177,10 @@ store = {{ backend = "embedded", path = "ap" }}
         };
         assert_eq!(
             route(t, &facts),
-            Route {
+            Ok(Route {
                 region: r(region),
                 reason
-            },
+            }),
             "{facts:?}"
         );
     }
@@ -312,38 +314,47 @@ store = {{ backend = "embedded", path = "ap" }}
         );
     }
 
+    /// The residency rule's shared case table, as the edge applies it: a
+    /// required region routes there (`domain` or `preference`), a free
+    /// identifier falls through to GeoIP, a refused preference is refused.
     #[test]
-    fn what_is_not_allowed_or_unknown_falls_through() {
-        let t = topology(false);
-        check(
-            &t,
-            Case {
-                preference: Some("ap"),
-                country: Some("US"),
-                ..NONE
-            },
-            "us",
-            Reason::Geoip,
-        );
+    fn the_shared_residency_cases() {
+        let (open, closed) = (topology(true), topology(false));
+        for (allow, domain, preference, want) in residency::cases::CASES {
+            let t = if *allow { &open } else { &closed };
+            let facts = Facts {
+                email_domain: Some((*domain).to_owned()),
+                preference: Some((*preference).to_owned()),
+                country: Some("JP".into()),
+                ..Facts::default()
+            };
+            let got = route(t, &facts);
+            let as_placement = got.clone().map(|r| match r.reason {
+                Reason::Domain => Placement::Pinned(r.region),
+                Reason::Preference => Placement::Chosen(r.region),
+                _ => Placement::Free,
+            });
+            assert!(
+                residency::cases::matches(&as_placement, want),
+                "allow={allow} {domain} {preference:?}: got {got:?}, want {want:?}"
+            );
+            if let Ok(Route {
+                reason: Reason::Geoip,
+                region,
+            }) = &got
+            {
+                assert_eq!(
+                    region.as_str(),
+                    "ap",
+                    "a free identifier falls through to GeoIP"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_regions_named_by_facts_are_ignored() {
         let t = topology(true);
-        check(
-            &t,
-            Case {
-                preference: Some("mars"),
-                ..NONE
-            },
-            "eu",
-            Reason::Default,
-        );
-        check(
-            &t,
-            Case {
-                preference: Some("EU!"),
-                ..NONE
-            },
-            "eu",
-            Reason::Default,
-        );
         check(
             &t,
             Case {

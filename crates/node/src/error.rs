@@ -1,62 +1,65 @@
-//! The node's errors and their one mapping to gRPC statuses.
+//! The node's errors: why a node could not start ([`NodeError`]), and the
+//! one mapping of the use cases' [`IdentityError`] to gRPC statuses
+//! ([`status`]). No internal detail reaches a client: store faults, index
+//! outages and our own faults are logged with their context and answered
+//! with a fixed text.
 
-use domicile_core::RegionCode;
+use domicile_core::region::HOME_REGION_HEADER;
+use domicile_identity::IdentityError;
 use tonic::{Code, Status, metadata::MetadataMap};
 
 /// Response metadata naming the user's home region on FAILED_PRECONDITION.
-pub const HOME_REGION_METADATA: &str = "domicile-home-region";
+pub const HOME_REGION_METADATA: &str = HOME_REGION_HEADER;
 
-/// Everything a node request can fail with.
+/// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("user is homed in region {0}")]
-    WrongRegion(RegionCode),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("too many password hashes in progress; retry shortly")]
-    Busy,
-    #[error("{0}")]
-    Aborted(String),
-    #[error("home-region index unavailable: {0}")]
-    IndexUnavailable(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("{what}: {detail}")]
+    Start { what: &'static str, detail: String },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Store(#[from] domicile_store::StoreError),
 }
 
-impl From<domicile_store::StoreError> for NodeError {
-    fn from(e: domicile_store::StoreError) -> Self {
-        NodeError::Internal(e.to_string())
+impl NodeError {
+    pub(crate) fn start(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Start {
+            what,
+            detail: detail.to_string(),
+        }
     }
 }
 
-impl From<NodeError> for Status {
-    fn from(e: NodeError) -> Self {
-        match &e {
-            NodeError::Invalid(m) => Status::invalid_argument(m.clone()),
-            NodeError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
-            NodeError::WrongRegion(region) => {
-                let mut md = MetadataMap::new();
-                if let Ok(v) = region.as_str().parse() {
-                    md.insert(HOME_REGION_METADATA, v);
-                }
-                Status::with_metadata(Code::FailedPrecondition, e.to_string(), md)
+/// The gRPC status of a use case's error: the one mapping of the node's
+/// gRPC services.
+pub fn status(e: IdentityError) -> Status {
+    let text = e.to_string();
+    match e {
+        IdentityError::Invalid { .. } => Status::invalid_argument(text),
+        IdentityError::Unauthenticated(_) => Status::unauthenticated(text),
+        IdentityError::WrongRegion { home } => {
+            let mut md = MetadataMap::new();
+            if let Ok(v) = home.as_str().parse() {
+                md.insert(HOME_REGION_METADATA, v);
             }
-            NodeError::AlreadyExists(m) => Status::already_exists(m.clone()),
-            NodeError::Busy => Status::resource_exhausted(e.to_string()),
-            NodeError::Aborted(m) => Status::aborted(m.clone()),
-            NodeError::IndexUnavailable(_) => Status::unavailable(e.to_string()),
-            NodeError::NotFound(m) => Status::not_found(m.clone()),
-            NodeError::Internal(m) => {
-                // Details go to the log, not to the client.
-                tracing::error!(error = %m, "internal error");
-                Status::internal("internal error")
-            }
+            Status::with_metadata(Code::FailedPrecondition, text, md)
+        }
+        IdentityError::EmailTaken => Status::already_exists(text),
+        IdentityError::Busy => Status::resource_exhausted(text),
+        IdentityError::Conflict(_) => Status::aborted(text),
+        IdentityError::NotIndexHost { .. } => Status::failed_precondition(text),
+        IdentityError::IndexUnavailable { op, detail } => {
+            tracing::warn!(op, error = %detail, "home-region index unavailable");
+            Status::unavailable("the home-region index is unavailable; retry shortly")
+        }
+        IdentityError::Store(e) => {
+            tracing::error!(error = %e, "store error");
+            Status::internal("internal error")
+        }
+        IdentityError::Internal { op, detail } => {
+            tracing::error!(op, error = %detail, "internal error");
+            Status::internal("internal error")
         }
     }
 }

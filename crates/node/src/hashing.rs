@@ -5,8 +5,10 @@
 //! once (RESOURCE_EXHAUSTED) instead of queueing without limit. Hashing never
 //! runs on the async runtime's threads.
 
-use crate::{error::NodeError, metrics::NodeMetrics};
-use domicile_core::password::Scratch;
+use crate::metrics::NodeMetrics;
+use async_trait::async_trait;
+use domicile_core::password::{self, HashParams, Scratch, Verified};
+use domicile_identity::{IdentityError, ports::Hasher};
 use std::{
     sync::{Arc, Mutex, mpsc},
     time::Instant,
@@ -25,7 +27,11 @@ pub struct HashPool {
 
 impl HashPool {
     /// `workers` = 0 means one per CPU core.
-    pub fn new(workers: usize, queue: usize, metrics: Arc<NodeMetrics>) -> Result<Self, NodeError> {
+    pub fn new(
+        workers: usize,
+        queue: usize,
+        metrics: Arc<NodeMetrics>,
+    ) -> Result<Self, crate::NodeError> {
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -52,7 +58,7 @@ impl HashPool {
                         }
                     }
                 })
-                .map_err(|e| NodeError::Internal(format!("cannot start hashing thread: {e}")))?;
+                .map_err(|e| crate::NodeError::start("hashing thread", e))?;
         }
         Ok(Self {
             admission: Arc::new(Semaphore::new(workers + queue)),
@@ -67,11 +73,11 @@ impl HashPool {
         &self,
         op: &'static str,
         f: impl FnOnce(&mut Scratch) -> R + Send + 'static,
-    ) -> Result<R, NodeError> {
+    ) -> Result<R, IdentityError> {
         let m = &self.metrics;
         let Ok(_admitted) = self.admission.clone().try_acquire_owned() else {
             m.hash_rejected.with_label_values(&[m.region()]).inc();
-            return Err(NodeError::Busy);
+            return Err(IdentityError::Busy);
         };
         let (done, result) = oneshot::channel();
         let metrics = self.metrics.clone();
@@ -88,7 +94,10 @@ impl HashPool {
         });
         if self.jobs.send(job).is_err() {
             m.hash_queue.dec();
-            return Err(NodeError::Internal("hashing threads have stopped".into()));
+            return Err(IdentityError::Internal {
+                op,
+                detail: "hashing threads have stopped".into(),
+            });
         }
         result
             .instrument(tracing::debug_span!(
@@ -97,7 +106,46 @@ impl HashPool {
                 region = m.region()
             ))
             .await
-            .map_err(|_| NodeError::Internal("hash job was dropped".into()))
+            .map_err(|_| IdentityError::Internal {
+                op,
+                detail: "hash job was dropped".into(),
+            })
+    }
+}
+
+/// The use cases' password hashing: Argon2id under the federation's
+/// parameters, on this pool.
+pub struct PoolHasher {
+    pub pool: HashPool,
+    pub params: HashParams,
+}
+
+#[async_trait]
+impl Hasher for PoolHasher {
+    async fn hash(&self, password: String, salt: [u8; 16]) -> Result<String, IdentityError> {
+        let params = self.params;
+        self.pool
+            .run("hash", move |scratch| {
+                password::hash_with(&password, &params, salt, scratch)
+            })
+            .await?
+            .map_err(|e| IdentityError::Internal {
+                op: "hash",
+                detail: e.to_string(),
+            })
+    }
+
+    async fn verify(&self, password: String, phc: String) -> Result<Verified, IdentityError> {
+        let policy = self.params;
+        self.pool
+            .run("verify", move |scratch| {
+                password::verify_with(&password, &phc, &policy, scratch)
+            })
+            .await?
+            .map_err(|e| IdentityError::Internal {
+                op: "verify",
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -128,7 +176,7 @@ mod tests {
         }
         assert!(matches!(
             pool.run("test", |_| ()).await,
-            Err(NodeError::Busy)
+            Err(IdentityError::Busy)
         ));
         assert_eq!(
             pool.metrics.hash_rejected.with_label_values(&["eu"]).get(),
@@ -152,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn workers_reuse_their_memory() {
-        use domicile_core::password::{HashParams, hash_with};
+        use domicile_core::password::hash_with;
         let pool = HashPool::new(1, 4, test_metrics()).unwrap();
         let params = HashParams {
             memory_kib: 256,

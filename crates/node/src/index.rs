@@ -1,134 +1,58 @@
-//! Access to the home-region index: the local store on the region that hosts
-//! it, a gRPC client elsewhere. Also the `HomeIndex` gRPC service.
+//! The home-region index over gRPC: the client other regions' nodes use to
+//! reach the index host ([`RemoteIndex`], the use cases' `HomeIndex` there),
+//! and the `HomeIndex` service the index host's nodes serve over the
+//! `IndexHost` use cases. Conversion between wire and domain entries lives
+//! here only.
 
-use crate::{Clock, error::NodeError};
+use crate::error::status;
+use async_trait::async_trait;
 use domicile_core::{
     RegionCode,
     ids::UserId,
     index::{IdentifierKey, IndexEntry, IndexState},
 };
+use domicile_identity::{IdentityError, index::IndexHost, ports::HomeIndex};
 use domicile_proto::v1 as pb;
-use domicile_store::{Applied, Claim, IndexStore};
-use std::{sync::Arc, time::Duration};
+use domicile_store::Claim;
+use std::time::Duration;
 use tonic::{Request, Response, Status, transport::Channel};
 
-/// Where this node reaches the index.
+/// A lazily connecting client to the index host's nodes.
 #[derive(Clone)]
-pub enum IndexAccess {
-    Local {
-        store: Arc<dyn IndexStore>,
-        clock: Arc<dyn Clock>,
-    },
-    Remote(pb::home_index_client::HomeIndexClient<Channel>),
-}
+pub struct RemoteIndex(pb::home_index_client::HomeIndexClient<Channel>);
 
-impl IndexAccess {
-    /// A lazily connecting client to the index host's nodes.
-    pub fn remote(addresses: &[std::net::SocketAddr]) -> Result<Self, NodeError> {
+impl RemoteIndex {
+    pub fn new(addresses: &[std::net::SocketAddr]) -> Result<Self, crate::NodeError> {
         domicile_proto::home_index_client(addresses, Duration::from_secs(2), Duration::from_secs(5))
-            .map(Self::Remote)
-            .map_err(|e| NodeError::Internal(format!("bad index endpoint: {e}")))
-    }
-
-    pub async fn lookup(&self, key: &IdentifierKey) -> Result<Option<IndexEntry>, NodeError> {
-        match self {
-            Self::Local { store, clock } => Ok(store.lookup(key, clock.now()).await?),
-            Self::Remote(c) => {
-                let r = c
-                    .clone()
-                    .lookup(pb::IndexLookupRequest {
-                        key: key.0.to_vec(),
-                    })
-                    .await
-                    .map_err(unavailable)?;
-                r.into_inner().entry.map(entry_from_pb).transpose()
-            }
-        }
-    }
-
-    pub async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, NodeError> {
-        match self {
-            Self::Local { store, clock } => Ok(store.claim(key, entry, clock.now()).await?),
-            Self::Remote(c) => {
-                let req = pb::IndexClaimRequest {
-                    key: key.0.to_vec(),
-                    region: entry.region.to_string(),
-                    user_id: entry.user_id.to_string(),
-                };
-                let r = c
-                    .clone()
-                    .claim(req)
-                    .await
-                    .map_err(unavailable)?
-                    .into_inner();
-                match (r.applied, r.holder) {
-                    (true, _) => Ok(Claim::Applied),
-                    (false, Some(h)) => Ok(Claim::Held(entry_from_pb(h)?)),
-                    (false, None) => Err(NodeError::IndexUnavailable(
-                        "claim refused without a holder".into(),
-                    )),
-                }
-            }
-        }
-    }
-
-    pub async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, NodeError> {
-        match self {
-            Self::Local { store, clock } => Ok(store
-                .confirm(key, user_id.as_str(), clock.now())
-                .await?
-                .is_applied()),
-            Self::Remote(c) => {
-                let req = pb::IndexConfirmRequest {
-                    key: key.0.to_vec(),
-                    user_id: user_id.to_string(),
-                };
-                Ok(c.clone()
-                    .confirm(req)
-                    .await
-                    .map_err(unavailable)?
-                    .into_inner()
-                    .applied)
-            }
-        }
-    }
-
-    pub async fn release(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, NodeError> {
-        match self {
-            Self::Local { store, .. } => {
-                Ok(store.release(key, user_id.as_str()).await?.is_applied())
-            }
-            Self::Remote(c) => {
-                let req = pb::IndexReleaseRequest {
-                    key: key.0.to_vec(),
-                    user_id: user_id.to_string(),
-                };
-                Ok(c.clone()
-                    .release(req)
-                    .await
-                    .map_err(unavailable)?
-                    .into_inner()
-                    .applied)
-            }
-        }
+            .map(Self)
+            .map_err(|e| crate::NodeError::start("index endpoint", e))
     }
 }
 
-fn unavailable(s: Status) -> NodeError {
-    NodeError::IndexUnavailable(format!("{:?}: {}", s.code(), s.message()))
+/// The index did not answer `op` usefully (the status is logged, never
+/// shown to a client).
+fn unavailable(op: &'static str) -> impl Fn(Status) -> IdentityError {
+    move |s| IdentityError::IndexUnavailable {
+        op,
+        detail: format!("{:?}: {}", s.code(), s.message()),
+    }
 }
 
-fn entry_from_pb(e: pb::IndexEntry) -> Result<IndexEntry, NodeError> {
-    let bad = |what: &str| {
-        NodeError::IndexUnavailable(format!("index answered a malformed entry ({what})"))
-    };
+fn malformed(op: &'static str, what: &str) -> IdentityError {
+    IdentityError::IndexUnavailable {
+        op,
+        detail: format!("index answered a malformed entry ({what})"),
+    }
+}
+
+fn entry_from_pb(op: &'static str, e: pb::IndexEntry) -> Result<IndexEntry, IdentityError> {
     Ok(IndexEntry {
-        region: RegionCode::parse(&e.region).map_err(|_| bad("region"))?,
-        user_id: UserId::parse(&e.user_id).map_err(|_| bad("user id"))?,
+        region: RegionCode::parse(&e.region).map_err(|_| malformed(op, "region"))?,
+        user_id: UserId::parse(&e.user_id).map_err(|_| malformed(op, "user id"))?,
         state: match pb::IndexState::try_from(e.state) {
             Ok(pb::IndexState::Pending) => IndexState::Pending,
             Ok(pb::IndexState::Active) => IndexState::Active,
-            _ => return Err(bad("state")),
+            _ => return Err(malformed(op, "state")),
         },
         created_at: e.created_at,
         expires_at: (e.expires_at != 0).then_some(e.expires_at),
@@ -148,25 +72,76 @@ fn entry_to_pb(e: &IndexEntry) -> pb::IndexEntry {
     }
 }
 
+#[async_trait]
+impl HomeIndex for RemoteIndex {
+    async fn lookup(&self, key: &IdentifierKey) -> Result<Option<IndexEntry>, IdentityError> {
+        let r = self
+            .0
+            .clone()
+            .lookup(pb::IndexLookupRequest {
+                key: key.0.to_vec(),
+            })
+            .await
+            .map_err(unavailable("lookup"))?;
+        r.into_inner()
+            .entry
+            .map(|e| entry_from_pb("lookup", e))
+            .transpose()
+    }
+
+    async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, IdentityError> {
+        let req = pb::IndexClaimRequest {
+            key: key.0.to_vec(),
+            region: entry.region.to_string(),
+            user_id: entry.user_id.to_string(),
+        };
+        let r = self
+            .0
+            .clone()
+            .claim(req)
+            .await
+            .map_err(unavailable("claim"))?
+            .into_inner();
+        match (r.applied, r.holder) {
+            (true, _) => Ok(Claim::Applied),
+            (false, Some(h)) => Ok(Claim::Held(entry_from_pb("claim", h)?)),
+            (false, None) => Err(malformed("claim", "refused without a holder")),
+        }
+    }
+
+    async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError> {
+        let req = pb::IndexConfirmRequest {
+            key: key.0.to_vec(),
+            user_id: user_id.to_string(),
+        };
+        Ok(self
+            .0
+            .clone()
+            .confirm(req)
+            .await
+            .map_err(unavailable("confirm"))?
+            .into_inner()
+            .applied)
+    }
+
+    async fn release(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError> {
+        let req = pb::IndexReleaseRequest {
+            key: key.0.to_vec(),
+            user_id: user_id.to_string(),
+        };
+        Ok(self
+            .0
+            .clone()
+            .release(req)
+            .await
+            .map_err(unavailable("release"))?
+            .into_inner()
+            .applied)
+    }
+}
+
 /// The `HomeIndex` gRPC service, served by the index host's nodes.
-pub struct IndexService {
-    pub store: Arc<dyn IndexStore>,
-    pub clock: Arc<dyn Clock>,
-    pub claim_ttl: i64,
-    pub topology: Arc<domicile_core::topology::Topology>,
-}
-
-fn key_of(bytes: &[u8]) -> Result<IdentifierKey, Status> {
-    IdentifierKey::from_slice(bytes).ok_or_else(|| Status::invalid_argument("key must be 32 bytes"))
-}
-
-fn user_of(s: &str) -> Result<UserId, Status> {
-    UserId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-fn store_err(e: domicile_store::StoreError) -> Status {
-    Status::from(NodeError::from(e))
-}
+pub struct IndexService(pub IndexHost);
 
 #[tonic::async_trait]
 impl pb::home_index_server::HomeIndex for IndexService {
@@ -174,12 +149,11 @@ impl pb::home_index_server::HomeIndex for IndexService {
         &self,
         req: Request<pb::IndexLookupRequest>,
     ) -> Result<Response<pb::IndexLookupResponse>, Status> {
-        let key = key_of(&req.get_ref().key)?;
         let entry = self
-            .store
-            .lookup(&key, self.clock.now())
+            .0
+            .lookup_bytes(&req.get_ref().key)
             .await
-            .map_err(store_err)?;
+            .map_err(status)?;
         Ok(Response::new(pb::IndexLookupResponse {
             entry: entry.as_ref().map(entry_to_pb),
         }))
@@ -190,29 +164,11 @@ impl pb::home_index_server::HomeIndex for IndexService {
         req: Request<pb::IndexClaimRequest>,
     ) -> Result<Response<pb::IndexClaimResponse>, Status> {
         let r = req.into_inner();
-        let key = key_of(&r.key)?;
-        let user_id = user_of(&r.user_id)?;
-        let region = self
-            .topology
-            .known_region(&r.region)
-            .cloned()
-            .ok_or_else(|| Status::invalid_argument(format!("unknown region {:?}", r.region)))?;
-        if user_id.region() != &region {
-            return Err(Status::invalid_argument("user id and region disagree"));
-        }
-        let now = self.clock.now();
-        let entry = IndexEntry {
-            region,
-            user_id,
-            state: IndexState::Pending,
-            created_at: now,
-            expires_at: Some(now + self.claim_ttl),
-        };
         let out = match self
-            .store
-            .claim(&key, &entry, now)
+            .0
+            .claim_for(&r.key, &r.region, &r.user_id)
             .await
-            .map_err(store_err)?
+            .map_err(status)?
         {
             Claim::Applied => pb::IndexClaimResponse {
                 applied: true,
@@ -231,15 +187,12 @@ impl pb::home_index_server::HomeIndex for IndexService {
         req: Request<pb::IndexConfirmRequest>,
     ) -> Result<Response<pb::IndexConfirmResponse>, Status> {
         let r = req.into_inner();
-        let (key, user) = (key_of(&r.key)?, user_of(&r.user_id)?);
         let applied = self
-            .store
-            .confirm(&key, user.as_str(), self.clock.now())
+            .0
+            .confirm_for(&r.key, &r.user_id)
             .await
-            .map_err(store_err)?;
-        Ok(Response::new(pb::IndexConfirmResponse {
-            applied: applied == Applied::Yes,
-        }))
+            .map_err(status)?;
+        Ok(Response::new(pb::IndexConfirmResponse { applied }))
     }
 
     async fn release(
@@ -247,14 +200,11 @@ impl pb::home_index_server::HomeIndex for IndexService {
         req: Request<pb::IndexReleaseRequest>,
     ) -> Result<Response<pb::IndexReleaseResponse>, Status> {
         let r = req.into_inner();
-        let (key, user) = (key_of(&r.key)?, user_of(&r.user_id)?);
         let applied = self
-            .store
-            .release(&key, user.as_str())
+            .0
+            .release_for(&r.key, &r.user_id)
             .await
-            .map_err(store_err)?;
-        Ok(Response::new(pb::IndexReleaseResponse {
-            applied: applied == Applied::Yes,
-        }))
+            .map_err(status)?;
+        Ok(Response::new(pb::IndexReleaseResponse { applied }))
     }
 }

@@ -1,31 +1,30 @@
-//! Domicile's regional identity node: the tonic services (identity API,
-//! home-region index, health, reflection) and HTTP endpoints of one region,
-//! over that region's store.
+//! Domicile's regional identity node: the transports of one region's use
+//! cases. gRPC services (identity API, home-region index, admin, health,
+//! reflection) and HTTP routes each convert their wire types (`convert`),
+//! call one use case of `domicile-identity`, and map its errors in one
+//! place per transport (`error::status` for gRPC; `http` for its routes).
 //!
-//! This crate is where wire types stop: requests are converted to validated
-//! domain inputs (`convert`) before any logic runs, and every error becomes a
-//! gRPC status in one place (`error`). The node enforces residency: it
-//! refuses any request about a user it does not home, with the home region in
-//! the `domicile-home-region` response metadata. It knows nothing of the edge
-//! or Pingora, and it never writes to another region's store.
+//! It also provides what the use cases need from outside: the bounded
+//! Argon2id pool (`hashing`), the index over gRPC for regions that do not
+//! host it (`index`), Prometheus metrics (`metrics`, `observe`, `metered`),
+//! and the assembly and drain of a node (`server`). It holds no identity
+//! logic, knows nothing of the edge or Pingora, and never writes to another
+//! region's store.
 
 #![forbid(unsafe_code)]
 
 mod admin;
-mod audit;
 mod convert;
-pub mod env;
 mod error;
 mod hashing;
 mod http;
 pub mod index;
-mod keys;
 mod metered;
 mod metrics;
 mod observe;
 mod server;
 mod service;
 
-pub use env::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
-pub use error::{HOME_REGION_METADATA, NodeError};
+pub use domicile_identity::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
+pub use error::{HOME_REGION_METADATA, NodeError, status};
 pub use server::{Node, NodeOptions, RunningNode, load_or_create_secret};

@@ -131,3 +131,11 @@ impl NodeMetrics {
         domicile_telemetry::metrics::render(&self.registry)
     }
 }
+
+impl domicile_identity::ports::Meter for NodeMetrics {
+    fn audit_events(&self, result: &'static str, n: u64) {
+        self.audit
+            .with_label_values(&[self.region(), result])
+            .inc_by(n);
+    }
+}

@@ -3,24 +3,27 @@
 
 use crate::admin::AdminService;
 use crate::{
-    Clock, Entropy,
-    audit::AuditLog,
-    env::random,
     error::NodeError,
-    hashing::HashPool,
-    http,
-    index::{IndexAccess, IndexService},
-    keys::{self, KeyRing},
+    hashing::{HashPool, PoolHasher},
+    http::{self, HttpState},
+    index::{IndexService, RemoteIndex},
     metered::MeteredStore,
     metrics::NodeMetrics,
     observe::ObserveLayer,
-    service::{IdentityCore, IdentityService},
+    service::IdentityService,
 };
 use domicile_core::{
     RegionCode,
     index::IndexSecret,
-    password,
     topology::{StoreConfig, Topology},
+};
+use domicile_identity::{
+    Clock, Entropy, Identity, Parts,
+    audit::AuditLog,
+    env::random,
+    index::IndexHost,
+    keys::{self, KeyRing},
+    ports::HomeIndex,
 };
 use domicile_proto::v1::{
     admin_server::AdminServer, home_index_server::HomeIndexServer, identity_server::IdentityServer,
@@ -29,7 +32,10 @@ use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore, Scy
 use std::{
     net::SocketAddr,
     path::Path,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -57,7 +63,9 @@ pub struct RunningNode {
     pub region: RegionCode,
     /// The region's store (for reports and tests; the node owns it).
     pub store: Arc<dyn RegionStore>,
-    core: Arc<IdentityCore>,
+    identity: Arc<Identity>,
+    draining: Arc<AtomicBool>,
+    metrics: Arc<NodeMetrics>,
     health: HealthReporter,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -75,7 +83,7 @@ impl RunningNode {
         self.purge.abort();
         let _ = self.shutdown.send(());
         let served = Self::join(self.task).await;
-        drop(self.core);
+        drop(self.identity);
         if tokio::time::timeout(AUDIT_FLUSH, self.audit).await.is_err() {
             tracing::warn!("audit events still queued at exit were not written");
         }
@@ -87,8 +95,8 @@ impl RunningNode {
     /// `grace` for the edge's health checks to move traffic away, then shuts
     /// down (in-flight calls finish).
     pub async fn drain(self, grace: Duration) -> Result<(), NodeError> {
-        self.core.draining.store(true, Ordering::SeqCst);
-        self.core.metrics.draining.set(1);
+        self.draining.store(true, Ordering::SeqCst);
+        self.metrics.draining.set(1);
         self.health
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -118,14 +126,14 @@ impl RunningNode {
         joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
     ) -> Result<(), NodeError> {
         match joined {
-            Ok(r) => r.map_err(|e| NodeError::Internal(format!("server: {e}"))),
-            Err(e) => Err(NodeError::Internal(format!("server task: {e}"))),
+            Ok(r) => r.map_err(|e| NodeError::start("server", e)),
+            Err(e) => Err(NodeError::start("server task", e)),
         }
     }
 
     /// This node's metrics (the same text `/metrics` serves).
     pub fn metrics_text(&self) -> String {
-        self.core.metrics.render()
+        self.metrics.render()
     }
 }
 
@@ -136,7 +144,7 @@ pub fn load_or_create_secret(
     entropy: &dyn Entropy,
 ) -> Result<IndexSecret, NodeError> {
     let fail =
-        |what: String| NodeError::Internal(format!("index secret {}: {what}", path.display()));
+        |what: String| NodeError::start("index secret", format!("{}: {what}", path.display()));
     if create && !path.exists() {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
@@ -188,10 +196,10 @@ async fn open_stores(
     region: &RegionCode,
 ) -> Result<(Arc<dyn RegionStore>, Option<Arc<dyn IndexStore>>), NodeError> {
     let region_cfg = topology.region(region).ok_or_else(|| {
-        NodeError::Invalid(format!(
-            "region {region} is not in {}",
-            topology.source.display()
-        ))
+        NodeError::start(
+            "region",
+            format!("region {region} is not in {}", topology.source.display()),
+        )
     })?;
     let hosts_index = &topology.index.host_region == region;
     match (&region_cfg.store, &topology.index.store) {
@@ -229,7 +237,7 @@ impl Node {
             entropy,
         } = opts;
         let metrics = Arc::new(
-            NodeMetrics::new(region.as_str()).map_err(|e| NodeError::Internal(e.to_string()))?,
+            NodeMetrics::new(region.as_str()).map_err(|e| NodeError::start("metrics", e))?,
         );
         let (raw_store, index_store) = open_stores(&topology, &region).await?;
         let store: Arc<dyn RegionStore> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
@@ -239,24 +247,17 @@ impl Node {
             entropy.as_ref(),
         )?;
         let hosts_index = topology.index.host_region == region;
-        let index = match &index_store {
-            Some(ix) => IndexAccess::Local {
-                store: ix.clone(),
-                clock: clock.clone(),
-            },
-            None => IndexAccess::remote(&topology.index_host_addresses())?,
+        let local_index = index_store.map(|ix| IndexHost::new(ix, clock.clone(), topology.clone()));
+        let index: Arc<dyn HomeIndex> = match &local_index {
+            Some(host) => Arc::new(host.clone()),
+            None => Arc::new(RemoteIndex::new(&topology.index_host_addresses())?),
         };
         // The index host's nodes serve the index to the edge (and, when
         // embedded, to the other regions' nodes).
-        let index_service = match (&index_store, hosts_index) {
-            (Some(ix), true) => Some(IndexService {
-                store: ix.clone(),
-                clock: clock.clone(),
-                claim_ttl: topology.index.claim_ttl_seconds,
-                topology: topology.clone(),
-            }),
-            _ => None,
-        };
+        let index_service = local_index
+            .clone()
+            .filter(|_| hosts_index)
+            .map(IndexService);
         let access_ttl = topology.tokens.access_ttl_seconds;
         let keys = KeyRing::load_or_create(
             store.as_ref(),
@@ -278,29 +279,25 @@ impl Node {
             clock.clone(),
             entropy.clone(),
         );
-        let params = topology.passwords.params;
-        let salt = random::<16>(entropy.as_ref());
-        let dummy_hash = pool
-            .run("hash", move |scratch| {
-                password::hash_with("domicile-dummy-password", &params, salt, scratch)
+        let identity = Arc::new(
+            Identity::new(Parts {
+                region: region.clone(),
+                topology: topology.clone(),
+                store: store.clone(),
+                index: index.clone(),
+                secret,
+                hasher: Arc::new(PoolHasher {
+                    pool,
+                    params: topology.passwords.params,
+                }),
+                clock: clock.clone(),
+                entropy,
+                audit,
+                keys,
             })
-            .await?
-            .map_err(|e| NodeError::Internal(e.to_string()))?;
-        let core = Arc::new(IdentityCore {
-            region: region.clone(),
-            topology: topology.clone(),
-            store: store.clone(),
-            index,
-            secret,
-            keys: arc_swap::ArcSwap::from_pointee(keys),
-            pool,
-            dummy_hash,
-            clock: clock.clone(),
-            entropy,
-            audit,
-            draining: false.into(),
-            metrics: metrics.clone(),
-        });
+            .await?,
+        );
+        let draining = Arc::new(AtomicBool::new(false));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -309,17 +306,23 @@ impl Node {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(domicile_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|e| NodeError::Internal(format!("reflection: {e}")))?;
-        let identity = IdentityServer::new(IdentityService(core.clone()))
+            .map_err(|e| NodeError::start("reflection", e))?;
+        let identity_server = IdentityServer::new(IdentityService(identity.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let mut routes = tonic::service::Routes::from(http::router(core.clone()))
-            .add_service(identity)
+        let http_state = Arc::new(HttpState {
+            identity: identity.clone(),
+            index,
+            draining: draining.clone(),
+            metrics: metrics.clone(),
+        });
+        let mut routes = tonic::service::Routes::from(http::router(http_state))
+            .add_service(identity_server)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
                 AdminServer::new(AdminService {
-                    core: core.clone(),
-                    index: index_store,
+                    identity: identity.clone(),
+                    index: local_index,
                 })
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
             );
@@ -332,13 +335,15 @@ impl Node {
 
         let addr = listener
             .local_addr()
-            .map_err(|e| NodeError::Internal(e.to_string()))?;
+            .map_err(|e| NodeError::start("listener", e))?;
         let (tx, rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let stopping = health.clone();
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
-            .layer(ObserveLayer { metrics })
+            .layer(ObserveLayer {
+                metrics: metrics.clone(),
+            })
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.await;
@@ -348,7 +353,7 @@ impl Node {
             });
         let task = tokio::spawn(server);
         let purge_store = store.clone();
-        let key_core = core.clone();
+        let key_identity = identity.clone();
         let purge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(PURGE_EVERY);
             let mut keys_tick = tokio::time::interval(keys::RELOAD_EVERY);
@@ -357,9 +362,8 @@ impl Node {
                     _ = tick.tick() => {}
                     _ = keys_tick.tick() => {
                         // Keys another node of the region created (rotation).
-                        match KeyRing::load(key_core.store.as_ref(), &key_core.region, access_ttl).await {
-                            Ok(ring) => key_core.keys.store(Arc::new(ring)),
-                            Err(e) => tracing::warn!(error = %e, "could not reload signing keys; keeping the loaded ones"),
+                        if let Err(e) = key_identity.reload_keys().await {
+                            tracing::warn!(error = %e, "could not reload signing keys; keeping the loaded ones");
                         }
                         continue;
                     }
@@ -378,7 +382,9 @@ impl Node {
             addr,
             region,
             store,
-            core,
+            identity,
+            draining,
+            metrics,
             health,
             shutdown: tx,
             task,

@@ -17,24 +17,30 @@ pub const OWASP_PASSWORDS: &str =
 pub const START: i64 = 1_800_000_000;
 
 /// A test federation: eu (index host), us and ap, with email domains
-/// example.de → eu, example.com → us, example.jp → ap.
+/// example.de and *.eu.example.org → eu, example.com → us, example.jp → ap.
 pub struct Fed {
     pub dir: tempfile::TempDir,
     pub clock: ManualClock,
     pub topology: Arc<Topology>,
     pub nodes: BTreeMap<String, RunningNode>,
     passwords: String,
+    allow_preference: bool,
 }
 
-fn config(addrs: &BTreeMap<String, std::net::SocketAddr>, passwords: &str) -> String {
+fn config(
+    addrs: &BTreeMap<String, std::net::SocketAddr>,
+    passwords: &str,
+    allow_preference: bool,
+) -> String {
     let mut t = format!(
-        "[federation]\nname = \"test\"\nissuer = \"https://id.test\"\ndefault_region = \"eu\"\n\n\
+        "[federation]\nname = \"test\"\nissuer = \"https://id.test\"\ndefault_region = \"eu\"\n\
+         allow_region_preference = {allow_preference}\n\n\
          [index]\nhost_region = \"eu\"\nsecret_file = \"index.key\"\ncreate_secret = true\nclaim_ttl_seconds = 60\n\
          store = {{ backend = \"embedded\", path = \"data/index\" }}\n\n{passwords}\n"
     );
     for (region, addr) in addrs {
         let (countries, domains) = match region.as_str() {
-            "eu" => ("\"DE\", \"FR\"", "\"example.de\""),
+            "eu" => ("\"DE\", \"FR\"", "\"example.de\", \"*.eu.example.org\""),
             "us" => ("\"US\"", "\"example.com\""),
             _ => ("\"JP\"", "\"example.jp\""),
         };
@@ -54,6 +60,12 @@ impl Fed {
     }
 
     pub async fn with_passwords(passwords: &str) -> Self {
+        Self::with(passwords, true).await
+    }
+
+    /// Starts eu, us and ap with cheap hashing; `allow_preference` sets
+    /// `federation.allow_region_preference`.
+    pub async fn with(passwords: &str, allow_preference: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::at(START);
         let mut fed = Fed {
@@ -62,6 +74,7 @@ impl Fed {
             topology: Arc::new(placeholder()),
             nodes: BTreeMap::new(),
             passwords: passwords.into(),
+            allow_preference,
         };
         fed.boot(&["eu", "us", "ap"], BTreeMap::new()).await;
         fed
@@ -79,7 +92,7 @@ impl Fed {
             addrs.insert((*r).to_owned(), l.local_addr().unwrap());
             listeners.insert((*r).to_owned(), l);
         }
-        let text = config(&addrs, &self.passwords);
+        let text = config(&addrs, &self.passwords, self.allow_preference);
         let path = self.dir.path().join("regions.toml");
         std::fs::write(&path, &text).unwrap();
         self.topology = Arc::new(Topology::parse(&path, &text).unwrap());
@@ -140,6 +153,7 @@ fn placeholder() -> Topology {
     let text = config(
         &BTreeMap::from([("eu".to_owned(), "127.0.0.1:1".parse().unwrap())]),
         CHEAP_PASSWORDS,
+        true,
     );
     Topology::parse(std::path::Path::new("placeholder.toml"), &text).unwrap()
 }

@@ -5,6 +5,53 @@ use crate::harness::*;
 use domicile_proto::v1::{self as pb, home_index_client::HomeIndexClient};
 use tonic::Code;
 
+/// The residency rule's shared case table, as the node enforces it: a
+/// required region registers only there (the others refuse with the home
+/// region in metadata), a free identifier registers anywhere, a refused
+/// preference is bad input everywhere; refusals write nothing.
+#[tokio::test]
+async fn the_shared_residency_cases() {
+    use domicile_core::residency::cases::CASES;
+    for allow in [true, false] {
+        let fed = Fed::with(CHEAP_PASSWORDS, allow).await;
+        let mut clients = Vec::new();
+        for r in ["eu", "us", "ap"] {
+            clients.push((r, fed.client(r).await));
+        }
+        for (i, (case_allow, domain, preference, want)) in CASES.iter().enumerate() {
+            if *case_allow != allow {
+                continue;
+            }
+            let req = |at: &str| pb::RegisterRequest {
+                region_preference: (*preference).into(),
+                ..register_req(&format!("case{i}.{at}@{domain}"))
+            };
+            for (at, client) in &mut clients {
+                let before = fed.census().await;
+                let got = client.register(req(at)).await;
+                let what = format!("allow={allow} {domain} {preference:?} at {at}");
+                match want {
+                    Ok(Some(home)) if home == at => {
+                        assert!(got.is_ok(), "{what}: {got:?}")
+                    }
+                    Ok(Some(home)) => {
+                        expect_wrong_region(got, home);
+                        assert_eq!(fed.census().await, before, "{what} wrote");
+                    }
+                    Ok(None) => assert!(got.is_ok(), "{what}: {got:?}"),
+                    Err(e) => {
+                        let s = expect_status(got, Code::InvalidArgument, "region_preference");
+                        let kind = e.to_string();
+                        let want_text = kind.split('"').next().unwrap_or_default();
+                        assert!(s.message().contains(want_text.trim()), "{what}: {s:?}");
+                        assert_eq!(fed.census().await, before, "{what} wrote");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn compliance_pins_and_preferences_are_enforced_by_the_node() {
     let fed = Fed::start().await;

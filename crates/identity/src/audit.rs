@@ -1,28 +1,31 @@
-//! The region's audit trail: what happened to each user's account
-//! (registration, logins and failed logins, refresh-token reuse, logout,
-//! profile changes), appended to the home region's store.
+//! The audit trail: what happened to each user's account (registration,
+//! logins and failed logins, refresh-token reuse, logout, profile changes),
+//! appended to the home region's store, and read back from there only.
 //!
 //! Recording never blocks a request: events go into a bounded queue and a
 //! writer task appends them in batches. When the queue is full an event is
-//! dropped and counted (`domicile_node_audit_events_total{result="dropped"}`);
-//! a failed write is counted as `failed` and logged without its contents.
-//! Events hold ids, kinds and changed field names: never a password, a
-//! token or a field's value.
+//! dropped and counted (`dropped`); a failed write is counted as `failed`
+//! and logged without its contents. Events hold ids, kinds and changed field
+//! names: never a password, a token or a field's value.
 
-use crate::{Clock, Entropy, env::random_u128, metrics::NodeMetrics};
-use domicile_core::topology::AuditSettings;
+use crate::{Clock, Entropy, Identity, IdentityError, env::random_u128, ports::Meter};
+use domicile_core::{ids::UserId, topology::AuditSettings};
 use domicile_store::{AuditKind, AuditRecord, RegionStore};
 use std::sync::{Arc, Mutex};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 /// Most events one append carries.
 const BATCH: usize = 256;
+/// Events a trail read returns when the caller names no limit.
+pub const DEFAULT_TRAIL: u32 = 100;
+/// Most events one trail read returns.
+pub const MAX_TRAIL: u32 = 1000;
 
 #[derive(Clone)]
 pub struct AuditLog {
     queue: mpsc::Sender<AuditRecord>,
     retention_seconds: i64,
-    metrics: Arc<NodeMetrics>,
+    meter: Arc<dyn Meter>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     /// The last event id handed out: ids of one node only ever grow, so a
@@ -36,18 +39,18 @@ impl AuditLog {
     pub fn start(
         store: Arc<dyn RegionStore>,
         settings: AuditSettings,
-        metrics: Arc<NodeMetrics>,
+        meter: Arc<dyn Meter>,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
     ) -> (Self, JoinHandle<()>) {
-        let (log, rx) = Self::queue(settings, metrics.clone(), clock, entropy);
-        (log, tokio::spawn(write_loop(store, rx, metrics)))
+        let (log, rx) = Self::queue(settings, meter.clone(), clock, entropy);
+        (log, tokio::spawn(write_loop(store, rx, meter)))
     }
 
     /// The handle and the queue's receiving end, with no writer yet.
     fn queue(
         settings: AuditSettings,
-        metrics: Arc<NodeMetrics>,
+        meter: Arc<dyn Meter>,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
     ) -> (Self, mpsc::Receiver<AuditRecord>) {
@@ -55,7 +58,7 @@ impl AuditLog {
         let log = Self {
             queue,
             retention_seconds: settings.retention_seconds,
-            metrics,
+            meter,
             clock,
             entropy,
             last_id: Arc::new(Mutex::new(0)),
@@ -85,8 +88,7 @@ impl AuditLog {
             expires_at: at.saturating_add(self.retention_seconds),
         };
         if self.queue.try_send(event).is_err() {
-            let m = &self.metrics;
-            m.audit.with_label_values(&[m.region(), "dropped"]).inc();
+            self.meter.audit_events("dropped", 1);
             tracing::warn!(kind = kind.as_str(), "audit queue full: event dropped");
         }
     }
@@ -95,7 +97,7 @@ impl AuditLog {
 async fn write_loop(
     store: Arc<dyn RegionStore>,
     mut rx: mpsc::Receiver<AuditRecord>,
-    metrics: Arc<NodeMetrics>,
+    meter: Arc<dyn Meter>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -107,11 +109,44 @@ async fn write_loop(
                 "failed"
             }
         };
-        metrics
-            .audit
-            .with_label_values(&[metrics.region(), result])
-            .inc_by(n);
+        meter.audit_events(result, n);
         batch.clear();
+    }
+}
+
+impl Identity {
+    /// Records `kind` for `user_id` in the trail (never waits).
+    pub(crate) fn audit_event(&self, user_id: &str, kind: AuditKind, session_id: &str) {
+        self.audit
+            .record(user_id, kind, Some(session_id), String::new());
+    }
+
+    /// A user's newest events, newest first: read only in the user's home
+    /// region (another region's trail is never read, or cached, here).
+    /// `limit` 0 means [`DEFAULT_TRAIL`]; above [`MAX_TRAIL`] is refused.
+    pub async fn user_audit(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<(UserId, Vec<AuditRecord>), IdentityError> {
+        let id = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
+        self.check_home(id.region(), "user_id")?;
+        let limit = match limit {
+            0 => DEFAULT_TRAIL,
+            n @ 1..=MAX_TRAIL => n,
+            n => {
+                return Err(IdentityError::invalid(
+                    "limit",
+                    format!("{n} is more than {MAX_TRAIL}"),
+                ));
+            }
+        };
+        let events = self
+            .store
+            .audit_for_user(id.as_str(), limit as usize)
+            .await?;
+        tracing::info!(region = %self.region, "audit trail served");
+        Ok((id, events))
     }
 }
 
@@ -121,10 +156,28 @@ mod tests {
     use crate::{ManualClock, OsEntropy};
     use domicile_core::RegionCode;
     use domicile_store::EmbeddedRegion;
+    use std::{collections::HashMap, sync::Mutex};
+
+    #[derive(Default)]
+    struct Counts(Mutex<HashMap<&'static str, u64>>);
+
+    impl Meter for Counts {
+        fn audit_events(&self, result: &'static str, n: u64) {
+            if let Ok(mut m) = self.0.lock() {
+                *m.entry(result).or_default() += n;
+            }
+        }
+    }
+
+    impl Counts {
+        fn get(&self, result: &str) -> u64 {
+            self.0.lock().unwrap().get(result).copied().unwrap_or(0)
+        }
+    }
 
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_waiting() {
-        let metrics = Arc::new(NodeMetrics::new("eu").unwrap());
+        let counts = Arc::new(Counts::default());
         let settings = AuditSettings {
             queue: 2,
             retention_seconds: 86_400,
@@ -132,7 +185,7 @@ mod tests {
         let clock = ManualClock::at(1_800_000_000);
         let (log, rx) = AuditLog::queue(
             settings,
-            metrics.clone(),
+            counts.clone(),
             Arc::new(clock),
             Arc::new(OsEntropy),
         );
@@ -141,15 +194,14 @@ mod tests {
         for _ in 0..5 {
             log.record(user, AuditKind::LoginFailed, None, String::new());
         }
-        let count = |r: &str| metrics.audit.with_label_values(&["eu", r]).get();
-        assert_eq!(count("dropped"), 3);
+        assert_eq!(counts.get("dropped"), 3);
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn RegionStore> =
             Arc::new(EmbeddedRegion::open(dir.path(), &RegionCode::parse("eu").unwrap()).unwrap());
-        let writer = tokio::spawn(write_loop(store.clone(), rx, metrics.clone()));
+        let writer = tokio::spawn(write_loop(store.clone(), rx, counts.clone()));
         drop(log);
         writer.await.unwrap();
-        assert_eq!(count("written"), 2);
+        assert_eq!(counts.get("written"), 2);
         let trail = store.audit_for_user(user, 10).await.unwrap();
         assert_eq!(trail.len(), 2);
         assert!(trail[0].event_id > trail[1].event_id, "newest first");

@@ -1,4 +1,4 @@
-//! Time and randomness, passed into the node so tests can control them.
+//! Time and randomness, passed into the use cases so tests can control them.
 
 use std::sync::{
     Arc,
@@ -67,12 +67,12 @@ impl Entropy for OsEntropy {
 }
 
 /// Helpers over `dyn Entropy`.
-pub(crate) fn random<const N: usize>(e: &dyn Entropy) -> [u8; N] {
+pub fn random<const N: usize>(e: &dyn Entropy) -> [u8; N] {
     let mut b = [0; N];
     e.fill(&mut b);
     b
 }
 
-pub(crate) fn random_u128(e: &dyn Entropy) -> u128 {
+pub fn random_u128(e: &dyn Entropy) -> u128 {
     u128::from_le_bytes(random::<16>(e))
 }

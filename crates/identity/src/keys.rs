@@ -10,7 +10,7 @@
 //! reloads the keys from the store periodically; which key signs is decided
 //! at signing time from `now`, so activation needs no reload.
 
-use crate::{Entropy, env, error::NodeError};
+use crate::{Conflict, Entropy, Identity, IdentityError, env};
 use domicile_core::{
     RegionCode, UnixSeconds,
     token::{AccessClaims, Jwk, KeySet, Kid, SigningKey},
@@ -46,7 +46,7 @@ impl KeyRing {
         entropy: &dyn Entropy,
         now: UnixSeconds,
         access_ttl: i64,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<Self, IdentityError> {
         if store.signing_keys().await?.is_empty() {
             store
                 .insert_signing_key(&SigningKeyRecord {
@@ -70,20 +70,20 @@ impl KeyRing {
         store: &dyn RegionStore,
         region: &RegionCode,
         access_ttl: i64,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<Self, IdentityError> {
         let mut entries = Vec::new();
         let mut verify = KeySet::default();
         for r in store.signing_keys().await? {
             let kid = Kid::parse(&r.kid)
                 .filter(|k| &k.region == region)
                 .ok_or_else(|| {
-                    NodeError::Internal(format!(
-                        "stored signing key {} does not belong to region {region}",
-                        r.kid
-                    ))
+                    IdentityError::internal(
+                        "load signing keys",
+                        format!("stored key {} does not belong to region {region}", r.kid),
+                    )
                 })?;
             let key = SigningKey::from_seed(kid, r.seed)
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
+                .map_err(|e| IdentityError::internal("load signing keys", e))?;
             let jwk = key.public_jwk();
             verify.insert(key.kid(), public_bytes(&jwk)?);
             entries.push(Entry {
@@ -94,9 +94,10 @@ impl KeyRing {
             });
         }
         if entries.is_empty() {
-            return Err(NodeError::Internal(format!(
-                "region {region} has no signing key"
-            )));
+            return Err(IdentityError::internal(
+                "load signing keys",
+                format!("region {region} has no signing key"),
+            ));
         }
         entries.sort_by_key(|e| e.key.kid().n);
         Ok(Self {
@@ -107,19 +108,19 @@ impl KeyRing {
     }
 
     /// The key that signs at `now`: the newest active one.
-    fn current(&self, now: UnixSeconds) -> Result<&SigningKey, NodeError> {
+    fn current(&self, now: UnixSeconds) -> Result<&SigningKey, IdentityError> {
         self.entries
             .iter()
             .rev()
             .find(|e| e.active_from <= now && e.retire_at.is_none_or(|t| now < t))
             .map(|e| &e.key)
-            .ok_or_else(|| NodeError::Internal("no signing key is active".into()))
+            .ok_or_else(|| IdentityError::internal("sign", "no signing key is active"))
     }
 
-    pub fn sign(&self, claims: &AccessClaims, now: UnixSeconds) -> Result<String, NodeError> {
+    pub fn sign(&self, claims: &AccessClaims, now: UnixSeconds) -> Result<String, IdentityError> {
         self.current(now)?
             .sign(claims)
-            .map_err(|e| NodeError::Internal(e.to_string()))
+            .map_err(|e| IdentityError::internal("sign", e))
     }
 
     /// Every key this region ever had (a token still needs its `exp` to pass).
@@ -154,13 +155,13 @@ impl KeyRing {
 }
 
 /// Creates the region's next key, signing from `now + lead`.
-pub async fn rotate(
+async fn rotate(
     store: &dyn RegionStore,
     region: &RegionCode,
     entropy: &dyn Entropy,
     now: UnixSeconds,
     lead: i64,
-) -> Result<SigningKeyRecord, NodeError> {
+) -> Result<SigningKeyRecord, IdentityError> {
     let next = store
         .signing_keys()
         .await?
@@ -183,18 +184,97 @@ pub async fn rotate(
     };
     match store.insert_signing_key(&record).await? {
         Applied::Yes => Ok(record),
-        Applied::No(()) => Err(NodeError::Aborted(format!(
-            "{} was created concurrently; nothing changed, try again",
-            record.kid
-        ))),
+        Applied::No(()) => Err(Conflict::KeyCreated { kid: record.kid }.into()),
     }
 }
 
-fn public_bytes(jwk: &Jwk) -> Result<[u8; 32], NodeError> {
+fn public_bytes(jwk: &Jwk) -> Result<[u8; 32], IdentityError> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&jwk.x)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| NodeError::Internal("bad public key encoding".into()))
+        .ok_or_else(|| IdentityError::internal("load signing keys", "bad public key encoding"))
+}
+
+/// A rotation started by [`Identity::rotate_signing_key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub kid: String,
+    pub activates_at: UnixSeconds,
+    /// The key signing until then.
+    pub previous_kid: String,
+}
+
+/// Lead time of a rotation when the operator names none.
+pub const DEFAULT_LEAD: u32 = 600;
+/// Longest lead time of a rotation (7 days).
+pub const MAX_LEAD: u32 = 604_800;
+
+impl Identity {
+    /// Signs access claims with the key active now.
+    pub(crate) fn sign(&self, claims: &AccessClaims) -> Result<String, IdentityError> {
+        self.keys.load().sign(claims, self.now())
+    }
+
+    /// `{"keys": [...]}`: this region's published public keys.
+    pub fn jwks_json(&self) -> serde_json::Value {
+        self.keys.load().jwks_json(self.now())
+    }
+
+    /// Reads the region's keys from the store again (another node may have
+    /// rotated them); keeps the loaded ones on failure.
+    pub async fn reload_keys(&self) -> Result<(), IdentityError> {
+        let ring = KeyRing::load(
+            self.store.as_ref(),
+            &self.region,
+            self.topology.tokens.access_ttl_seconds,
+        )
+        .await?;
+        self.keys.store(std::sync::Arc::new(ring));
+        Ok(())
+    }
+
+    /// Whether the region's store answers (a read of its one keys partition).
+    pub async fn store_answers(&self) -> Result<(), IdentityError> {
+        self.store
+            .signing_keys()
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+
+    /// Starts a rotation: the next key is published now and signs from
+    /// `activate_in` seconds on (0: [`DEFAULT_LEAD`]; above [`MAX_LEAD`] is
+    /// refused).
+    pub async fn rotate_signing_key(&self, activate_in: u32) -> Result<Rotation, IdentityError> {
+        let lead = match activate_in {
+            0 => DEFAULT_LEAD,
+            n @ 1..=MAX_LEAD => n,
+            n => {
+                return Err(IdentityError::invalid(
+                    "activate_in_seconds",
+                    format!("{n} is more than {MAX_LEAD} (7 days)"),
+                ));
+            }
+        };
+        let now = self.now();
+        let previous_kid = self.keys.load().signing_kid(now).unwrap_or_default();
+        let lead = i64::from(lead);
+        let record = rotate(
+            self.store.as_ref(),
+            &self.region,
+            self.entropy.as_ref(),
+            now,
+            lead,
+        )
+        .await?;
+        self.reload_keys().await?;
+        tracing::info!(region = %self.region, kid = %record.kid, activates_at = now + lead, "signing key rotation started");
+        Ok(Rotation {
+            kid: record.kid,
+            activates_at: now + lead,
+            previous_kid,
+        })
+    }
 }

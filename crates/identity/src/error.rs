@@ -1,0 +1,103 @@
+//! The use cases' one error type. Variants say what went wrong with typed
+//! context (field, region, operation); transports map each variant once.
+//! Display texts of client-facing variants are safe to show a client;
+//! `IndexUnavailable`, `Store` and `Internal` carry details for logs only.
+
+use domicile_core::RegionCode;
+use domicile_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Bad input: nothing was read or written.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0}")]
+    Unauthenticated(Unauthenticated),
+    /// The user (or identifier) is homed in another region.
+    #[error("user is homed in region {home}")]
+    WrongRegion { home: RegionCode },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// The bounded hashing pool is full.
+    #[error("too many password hashes in progress; retry shortly")]
+    Busy,
+    /// A concurrent change won; nothing was changed, the caller may retry.
+    #[error("{0}")]
+    Conflict(Conflict),
+    /// Asked of a region that does not host the home-region index.
+    #[error("region {region} does not host the index; ask region {host}")]
+    NotIndexHost {
+        region: RegionCode,
+        host: RegionCode,
+    },
+    /// The home-region index did not answer (`op`: lookup, claim, ...).
+    #[error("home-region index unavailable during {op}: {detail}")]
+    IndexUnavailable { op: &'static str, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A fault of ours (`op` names what was being done).
+    #[error("{op}: {detail}")]
+    Internal { op: &'static str, detail: String },
+}
+
+/// Why a caller is not authenticated. The texts are what clients see.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unauthenticated {
+    /// Unknown user and wrong password alike.
+    #[error("invalid email or password")]
+    BadCredentials,
+    #[error("refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    #[error("refresh token was already used; the session has been revoked")]
+    RefreshReused,
+    #[error("missing authorization (Bearer access token)")]
+    MissingBearer,
+    #[error("authorization must be \"Bearer <token>\"")]
+    MalformedBearer,
+    /// The access token failed verification (the reason is a token error's text).
+    #[error("{0}")]
+    BadAccessToken(String),
+    #[error("the session of this access token has ended")]
+    SessionEnded,
+    #[error("user no longer exists")]
+    UserGone,
+}
+
+/// What lost to a concurrent change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("registration took too long and lost its claim; try again")]
+    ClaimLost,
+    #[error("the profile changed concurrently; try again")]
+    ProfileChanged,
+    #[error("{kid} was created concurrently; nothing changed, try again")]
+    KeyCreated { kid: String },
+}
+
+impl IdentityError {
+    pub(crate) fn invalid(field: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn internal(op: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            op,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<Unauthenticated> for IdentityError {
+    fn from(u: Unauthenticated) -> Self {
+        Self::Unauthenticated(u)
+    }
+}
+
+impl From<Conflict> for IdentityError {
+    fn from(c: Conflict) -> Self {
+        Self::Conflict(c)
+    }
+}

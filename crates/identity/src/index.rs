@@ -1,0 +1,195 @@
+//! The home-region index as its host region serves it: lookups, claims,
+//! confirmations and releases validated before they reach the index store,
+//! and the index report (what the index holds, for compliance). The same
+//! type is the [`HomeIndex`] of the host region's own use cases.
+
+use crate::{Clock, IdentityError, ports::HomeIndex};
+use async_trait::async_trait;
+use domicile_core::{
+    UnixSeconds,
+    ids::UserId,
+    index::{IdentifierKey, IndexEntry, IndexState},
+    topology::Topology,
+};
+use domicile_store::{Claim, IndexStore};
+use std::{collections::HashMap, sync::Arc};
+
+/// The index, served by the region that hosts it.
+#[derive(Clone)]
+pub struct IndexHost {
+    store: Arc<dyn IndexStore>,
+    clock: Arc<dyn Clock>,
+    topology: Arc<Topology>,
+}
+
+/// What the index holds, counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexReport {
+    pub entries: u64,
+    pub active_by_region: HashMap<String, u64>,
+    pub pending: u64,
+    /// Entries that contradict themselves: a region outside the federation,
+    /// or a user id naming another region than the entry.
+    pub malformed_keys: u64,
+    /// Keys that read as text with an `@`: an identifier stored in the
+    /// clear instead of its keyed hash (a residency violation).
+    pub plaintext_suspects: u64,
+}
+
+/// Whether `key` reads as a plaintext identifier: printable ASCII (or
+/// ASCII padded with zeros) holding an `@`. A keyed hash looks like this
+/// with a probability far below 2^-100.
+pub fn looks_like_plaintext(key: &[u8]) -> bool {
+    let text: Vec<u8> = key.iter().copied().take_while(|b| *b != 0).collect();
+    let padding_is_zero = key[text.len()..].iter().all(|b| *b == 0);
+    text.contains(&b'@') && padding_is_zero && text.iter().all(|b| b.is_ascii_graphic())
+}
+
+fn key_of(bytes: &[u8]) -> Result<IdentifierKey, IdentityError> {
+    IdentifierKey::from_slice(bytes)
+        .ok_or_else(|| IdentityError::invalid("key", "must be 32 bytes"))
+}
+
+fn user_of(s: &str) -> Result<UserId, IdentityError> {
+    UserId::parse(s).map_err(|e| IdentityError::invalid("user_id", e))
+}
+
+impl IndexHost {
+    pub fn new(store: Arc<dyn IndexStore>, clock: Arc<dyn Clock>, topology: Arc<Topology>) -> Self {
+        Self {
+            store,
+            clock,
+            topology,
+        }
+    }
+
+    fn now(&self) -> UnixSeconds {
+        self.clock.now()
+    }
+
+    /// The live entry of a key given as bytes.
+    pub async fn lookup_bytes(&self, key: &[u8]) -> Result<Option<IndexEntry>, IdentityError> {
+        let key = key_of(key)?;
+        Ok(self.store.lookup(&key, self.now()).await?)
+    }
+
+    /// A pending claim for `user_id` of `region`, as another region's node
+    /// asks for it: the region must be the federation's and the user's.
+    pub async fn claim_for(
+        &self,
+        key: &[u8],
+        region: &str,
+        user_id: &str,
+    ) -> Result<Claim, IdentityError> {
+        let key = key_of(key)?;
+        let user_id = user_of(user_id)?;
+        let region = self.topology.known_region(region).cloned().ok_or_else(|| {
+            IdentityError::invalid("region", format!("unknown region {region:?}"))
+        })?;
+        if user_id.region() != &region {
+            return Err(IdentityError::invalid(
+                "user_id",
+                "user id and region disagree",
+            ));
+        }
+        let now = self.now();
+        let entry = IndexEntry {
+            region,
+            user_id,
+            state: IndexState::Pending,
+            created_at: now,
+            expires_at: Some(now + self.topology.index.claim_ttl_seconds),
+        };
+        Ok(self.store.claim(&key, &entry, now).await?)
+    }
+
+    /// Confirms a claim given as bytes and text.
+    pub async fn confirm_for(&self, key: &[u8], user_id: &str) -> Result<bool, IdentityError> {
+        self.confirm(&key_of(key)?, &user_of(user_id)?).await
+    }
+
+    /// Releases a claim given as bytes and text.
+    pub async fn release_for(&self, key: &[u8], user_id: &str) -> Result<bool, IdentityError> {
+        self.release(&key_of(key)?, &user_of(user_id)?).await
+    }
+
+    /// Counts what the index holds.
+    pub async fn report(&self) -> Result<IndexReport, IdentityError> {
+        let entries = self.store.scan(self.now()).await?;
+        let mut report = IndexReport {
+            entries: entries.len() as u64,
+            ..IndexReport::default()
+        };
+        for (key, e) in &entries {
+            if self.topology.region(&e.region).is_none() || e.user_id.region() != &e.region {
+                report.malformed_keys += 1;
+            }
+            if looks_like_plaintext(&key.0) {
+                report.plaintext_suspects += 1;
+            }
+            match e.state {
+                IndexState::Active => {
+                    *report
+                        .active_by_region
+                        .entry(e.region.to_string())
+                        .or_default() += 1
+                }
+                IndexState::Pending => report.pending += 1,
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl HomeIndex for IndexHost {
+    async fn lookup(&self, key: &IdentifierKey) -> Result<Option<IndexEntry>, IdentityError> {
+        Ok(self.store.lookup(key, self.now()).await?)
+    }
+
+    async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, IdentityError> {
+        Ok(self.store.claim(key, entry, self.now()).await?)
+    }
+
+    async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError> {
+        Ok(self
+            .store
+            .confirm(key, user_id.as_str(), self.now())
+            .await?
+            .is_applied())
+    }
+
+    async fn release(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError> {
+        Ok(self
+            .store
+            .release(key, user_id.as_str())
+            .await?
+            .is_applied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_plaintext;
+
+    #[test]
+    fn plaintext_identifiers_are_recognised() {
+        let mut padded = [0u8; 32];
+        padded[..15].copy_from_slice(b"ada@example.net");
+        let full = *b"ada.lovelace@analytical-engine.x";
+        let mut hashed = [0u8; 32];
+        for (i, b) in hashed.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+        }
+        hashed[3] = b'@';
+        for (key, plain) in [
+            (&padded[..], true),
+            (&full[..], true),
+            (&hashed[..], false),
+            (&[0u8; 32][..], false),
+            (&b"no-at-sign-here-just-text-000000"[..], false),
+        ] {
+            assert_eq!(looks_like_plaintext(key), plain, "{key:?}");
+        }
+    }
+}

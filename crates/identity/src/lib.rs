@@ -1,0 +1,116 @@
+//! Domicile's identity use cases, one module each: `registration`, `login`,
+//! `sessions` (sessions, refresh-token rotation, logout, bearer checks),
+//! `profile`, `keys` (the region's signing keys and their rotation),
+//! `audit` (recording and reading a user's trail) and `residency` (the
+//! node's enforcement of the residency rule and the compliance reports).
+//!
+//! Domain types go in and out: validated inputs (`registration::Registration`,
+//! `login::Credentials`, `profile::ProfileChange`), results such as
+//! `sessions::Authenticated` and `profile::Profile`, and one error type,
+//! [`IdentityError`], with typed variants. This crate knows no transport: no
+//! gRPC, protobuf, HTTP or metadata; a tidy check in `cargo xtask test`
+//! fails if tonic, prost, axum, hyper or http enter its dependency tree.
+//! The node's gRPC services and HTTP routes convert their wire types, call
+//! a use case, and map [`IdentityError`] once per transport.
+//!
+//! What the use cases need from outside is passed in as traits this crate
+//! owns: the time ([`Clock`]), randomness ([`Entropy`]), password hashing off
+//! the async runtime ([`ports::Hasher`]), the home-region index, local or
+//! remote ([`ports::HomeIndex`]), and counters ([`ports::Meter`]).
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod env;
+mod error;
+pub mod index;
+pub mod keys;
+pub mod login;
+pub mod ports;
+pub mod profile;
+pub mod registration;
+pub mod residency;
+pub mod sessions;
+
+pub use env::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
+pub use error::{Conflict, IdentityError, Unauthenticated};
+
+use arc_swap::ArcSwap;
+use domicile_core::{RegionCode, UnixSeconds, index::IndexSecret, topology::Topology};
+use domicile_store::RegionStore;
+use std::sync::Arc;
+
+/// Everything a region's use cases need, passed in once at start.
+pub struct Parts {
+    pub region: RegionCode,
+    pub topology: Arc<Topology>,
+    pub store: Arc<dyn RegionStore>,
+    pub index: Arc<dyn ports::HomeIndex>,
+    pub secret: IndexSecret,
+    pub hasher: Arc<dyn ports::Hasher>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub audit: audit::AuditLog,
+    pub keys: keys::KeyRing,
+}
+
+/// One region's identity use cases. Its parts are private: transports call
+/// use cases, never the store or the index behind them.
+pub struct Identity {
+    region: RegionCode,
+    topology: Arc<Topology>,
+    store: Arc<dyn RegionStore>,
+    index: Arc<dyn ports::HomeIndex>,
+    secret: IndexSecret,
+    hasher: Arc<dyn ports::Hasher>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    audit: audit::AuditLog,
+    /// Reloaded from the store periodically (rotation by another node).
+    keys: ArcSwap<keys::KeyRing>,
+    /// Verified against when the user does not exist, so unknown users cost
+    /// as much as wrong passwords.
+    dummy_hash: String,
+}
+
+impl Identity {
+    /// Assembles the use cases; hashes the dummy password once.
+    pub async fn new(parts: Parts) -> Result<Self, IdentityError> {
+        let salt = env::random::<16>(parts.entropy.as_ref());
+        let dummy_hash = parts
+            .hasher
+            .hash("domicile-dummy-password".into(), salt)
+            .await?;
+        Ok(Self {
+            region: parts.region,
+            topology: parts.topology,
+            store: parts.store,
+            index: parts.index,
+            secret: parts.secret,
+            hasher: parts.hasher,
+            clock: parts.clock,
+            entropy: parts.entropy,
+            audit: parts.audit,
+            keys: ArcSwap::from_pointee(parts.keys),
+            dummy_hash,
+        })
+    }
+
+    /// The region these use cases serve.
+    pub fn region(&self) -> &RegionCode {
+        &self.region
+    }
+
+    /// The federation configuration they run under.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn now(&self) -> UnixSeconds {
+        self.clock.now()
+    }
+
+    fn random_u128(&self) -> u128 {
+        env::random_u128(self.entropy.as_ref())
+    }
+}

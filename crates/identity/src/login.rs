@@ -1,0 +1,94 @@
+//! Login with email and password. Unknown users and wrong passwords fail
+//! alike, after a hash of the same cost; a user homed elsewhere is sent
+//! there (the index says so); stored hashes weaker than policy are
+//! replaced on a successful login.
+
+use crate::{Identity, IdentityError, Unauthenticated, env::random, sessions::Authenticated};
+use domicile_core::{email::Email, index::IndexState, password};
+use domicile_store::{AuditKind, UserRecord};
+
+/// Validated login credentials. `Debug` hides the password and the
+/// email's local part.
+pub struct Credentials {
+    pub email: Email,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Errors name the field.
+    pub fn new(email: &str, password: String) -> Result<Self, IdentityError> {
+        let email = Email::parse(email).map_err(|e| IdentityError::invalid("email", e))?;
+        if password.is_empty() {
+            return Err(IdentityError::invalid("password", "must not be empty"));
+        }
+        if password.len() > password::MAX_PASSWORD_BYTES {
+            return Err(IdentityError::invalid(
+                "password",
+                password::PasswordError::TooLong,
+            ));
+        }
+        Ok(Self { email, password })
+    }
+}
+
+impl Identity {
+    /// Signs a user in and starts a session.
+    pub async fn login(&self, input: Credentials) -> Result<Authenticated, IdentityError> {
+        let key = self.secret.email_key(&input.email);
+        let user = match self.store.get_identifier(&key).await? {
+            Some(id) => self.store.get_user(&id).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            // Not homed here: if the index homes the user elsewhere, say so
+            // (the edge follows it); otherwise fail exactly like a wrong
+            // password, after a hash of the same cost.
+            if let Some(entry) = self.index.lookup(&key).await?
+                && entry.region != self.region
+                && entry.state == IndexState::Active
+            {
+                return Err(IdentityError::WrongRegion { home: entry.region });
+            }
+            self.hasher
+                .verify(input.password, self.dummy_hash.clone())
+                .await?;
+            return Err(Unauthenticated::BadCredentials.into());
+        };
+        match self
+            .hasher
+            .verify(input.password.clone(), user.password_hash.clone())
+            .await?
+        {
+            password::Verified::No => {
+                self.audit
+                    .record(&user.user_id, AuditKind::LoginFailed, None, String::new());
+                Err(Unauthenticated::BadCredentials.into())
+            }
+            password::Verified::Yes => self.login_session(&user).await,
+            password::Verified::YesRehash => {
+                let mut updated = user.clone();
+                let salt = random::<16>(self.entropy.as_ref());
+                updated.password_hash = self.hasher.hash(input.password, salt).await?;
+                updated.version += 1;
+                updated.updated_at = self.now();
+                // Best effort: a concurrent update wins and the next login retries.
+                self.store.update_user(&updated, user.version).await?;
+                self.login_session(&updated).await
+            }
+        }
+    }
+
+    async fn login_session(&self, user: &UserRecord) -> Result<Authenticated, IdentityError> {
+        let r = self.start_session(user).await?;
+        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &r.session_id);
+        Ok(r)
+    }
+}

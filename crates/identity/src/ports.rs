@@ -1,0 +1,43 @@
+//! What the use cases need from outside, as traits this crate owns: the
+//! node provides them (a bounded hashing pool; the index in this region's
+//! store or over the network; Prometheus counters). Nothing here knows how.
+
+use crate::IdentityError;
+use async_trait::async_trait;
+use domicile_core::{
+    ids::UserId,
+    index::{IdentifierKey, IndexEntry},
+    password::Verified,
+};
+use domicile_store::Claim;
+
+/// Argon2id work, off the async runtime and bounded: an implementation
+/// answers [`IdentityError::Busy`] at once when it is full.
+#[async_trait]
+pub trait Hasher: Send + Sync + 'static {
+    /// A PHC string of `password` under the federation's parameters.
+    async fn hash(&self, password: String, salt: [u8; 16]) -> Result<String, IdentityError>;
+    /// Checks `password` against a stored PHC string; `YesRehash` when the
+    /// stored parameters are weaker than the federation's.
+    async fn verify(&self, password: String, phc: String) -> Result<Verified, IdentityError>;
+}
+
+/// The global home-region index, as a region's use cases reach it.
+/// Failures are [`IdentityError::IndexUnavailable`].
+#[async_trait]
+pub trait HomeIndex: Send + Sync + 'static {
+    async fn lookup(&self, key: &IdentifierKey) -> Result<Option<IndexEntry>, IdentityError>;
+    /// A pending claim of `key` for `entry`'s user; `Held` names the live
+    /// holder as the index stored it.
+    async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, IdentityError>;
+    /// Makes the user's claim permanent; `false` when it was lost.
+    async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError>;
+    /// Gives the user's claim back; `false` when it held none.
+    async fn release(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError>;
+}
+
+/// Counters the use cases report (the node exports them).
+pub trait Meter: Send + Sync + 'static {
+    /// `n` audit events ended as `result`: `written`, `dropped` or `failed`.
+    fn audit_events(&self, result: &'static str, n: u64);
+}

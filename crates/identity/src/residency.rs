@@ -1,0 +1,121 @@
+//! The node's side of the residency rule, and the compliance reports.
+//!
+//! Before anything is read or written, every use case checks that the user
+//! is homed in this region: an artifact's region tag ([`Identity::check_home`]),
+//! the shared placement rule for new identifiers
+//! (`domicile_core::residency::placement`, the same function the edge
+//! routes with), or the index's answer. A user homed elsewhere gets
+//! [`IdentityError::WrongRegion`]; nothing is read or written.
+//!
+//! The region report lists what this region stores, so a compliance team
+//! can check that no other region's user is in it.
+
+use crate::{Identity, IdentityError};
+use domicile_core::{
+    RegionCode,
+    email::Email,
+    ids::UserId,
+    residency::{self, Placement},
+};
+
+/// What a region stores, for compliance.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegionReport {
+    pub region: RegionCode,
+    /// The region's residency label (EU, US, ...).
+    pub residency: String,
+    pub users: u64,
+    /// Users whose id names another region (a residency violation).
+    pub foreign_user_ids: Vec<String>,
+    /// Every stored email, sorted, when asked for (personal data: the
+    /// report is read on the region's internal address only).
+    pub identifiers: Vec<String>,
+    pub sessions: u64,
+}
+
+impl std::fmt::Debug for RegionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionReport")
+            .field("region", &self.region)
+            .field("users", &self.users)
+            .field("foreign_user_ids", &self.foreign_user_ids)
+            .field("identifiers", &self.identifiers.len())
+            .field("sessions", &self.sessions)
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Refuses an artifact (user id, token, session) of another region:
+    /// `WrongRegion` for a region of the federation, `Invalid` (naming
+    /// `field`) for one it does not have.
+    pub(crate) fn check_home(
+        &self,
+        region: &RegionCode,
+        field: &'static str,
+    ) -> Result<(), IdentityError> {
+        if region == &self.region {
+            Ok(())
+        } else if self.topology.region(region).is_some() {
+            Err(IdentityError::WrongRegion {
+                home: region.clone(),
+            })
+        } else {
+            Err(IdentityError::invalid(
+                field,
+                format!("unknown region {region}"),
+            ))
+        }
+    }
+
+    /// Refuses a new identifier that the residency rule homes elsewhere, or
+    /// a preference it cannot honour.
+    pub(crate) fn check_placement(
+        &self,
+        email: &Email,
+        preference: Option<&str>,
+    ) -> Result<Placement, IdentityError> {
+        let placement = residency::placement(&self.topology, Some(email.domain()), preference)
+            .map_err(|e| IdentityError::invalid("region_preference", e))?;
+        match placement.required() {
+            Some(home) if home != &self.region => {
+                Err(IdentityError::WrongRegion { home: home.clone() })
+            }
+            _ => Ok(placement),
+        }
+    }
+
+    /// What this region stores: users (with any of another region), their
+    /// emails when asked, sessions.
+    pub async fn region_report(
+        &self,
+        include_identifiers: bool,
+    ) -> Result<RegionReport, IdentityError> {
+        let users = self.store.scan_users().await?;
+        let foreign_user_ids = users
+            .iter()
+            .filter(|u| UserId::parse(&u.user_id).map_or(true, |id| id.region() != &self.region))
+            .map(|u| u.user_id.clone())
+            .collect();
+        let mut identifiers: Vec<String> = if include_identifiers {
+            users.iter().map(|u| u.email.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        identifiers.sort();
+        let residency = self
+            .topology
+            .region(&self.region)
+            .map(|r| r.residency.clone())
+            .unwrap_or_default();
+        tracing::info!(region = %self.region, with_identifiers = include_identifiers, "residency report served");
+        Ok(RegionReport {
+            region: self.region.clone(),
+            residency,
+            users: users.len() as u64,
+            foreign_user_ids,
+            identifiers,
+            sessions: self.store.count_sessions().await?,
+        })
+    }
+}

@@ -1,0 +1,265 @@
+//! Sessions and tokens: starting a session, issuing an access token and a
+//! rotating refresh token, refreshing (with reuse detection: presenting a
+//! rotated token again revokes the whole session), checking a bearer access
+//! token against a live session, and logout.
+
+use crate::{Identity, IdentityError, Unauthenticated, env::random};
+use domicile_core::{
+    RegionCode,
+    ids::{RefreshToken, SessionId, ulid_ms},
+    token::{AccessClaims, Expectations, TokenError},
+};
+use domicile_store::{AuditKind, RefreshRecord, RevokeReason, SessionRecord, UserRecord};
+
+/// Scope of first-party access tokens.
+const SCOPE: &str = "openid profile email";
+/// `client_id` of tokens issued through the first-party API.
+const CLIENT_ID: &str = "domicile";
+
+/// A signed-in session's credentials. The tokens are secrets: `Debug`
+/// shows only ids.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user_id: String,
+    pub region: RegionCode,
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: i64,
+    pub refresh_token: String,
+    /// Seconds.
+    pub refresh_expires_in: i64,
+    pub session_id: String,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("user_id", &self.user_id)
+            .field("region", &self.region)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a logout names its session.
+#[derive(Debug)]
+pub enum LogoutBy<'a> {
+    /// The session's refresh token.
+    Refresh(RefreshToken),
+    /// A bearer access token of the session.
+    Bearer(&'a str),
+}
+
+/// A refresh token from its text: errors name the `refresh_token` field.
+pub fn refresh_token(s: &str) -> Result<RefreshToken, IdentityError> {
+    if s.is_empty() {
+        return Err(IdentityError::invalid("refresh_token", "must not be empty"));
+    }
+    RefreshToken::parse(s).map_err(|e| IdentityError::invalid("refresh_token", e))
+}
+
+impl Identity {
+    /// A new session for `user`, with its first tokens.
+    pub(crate) async fn start_session(
+        &self,
+        user: &UserRecord,
+    ) -> Result<Authenticated, IdentityError> {
+        let now = self.now();
+        let session = SessionRecord {
+            session_id: SessionId::new(&self.region, self.clock.now_ms(), self.random_u128())
+                .to_string(),
+            user_id: user.user_id.clone(),
+            created_at: now,
+            expires_at: now + self.topology.tokens.session_ttl_seconds,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        if !self.store.insert_session(&session, now).await?.is_applied() {
+            return Err(IdentityError::internal(
+                "start session",
+                "session id collision",
+            ));
+        }
+        self.issue(user.user_id.clone(), &session).await
+    }
+
+    /// A new refresh token in `session` and an access token.
+    async fn issue(
+        &self,
+        user_id: String,
+        session: &SessionRecord,
+    ) -> Result<Authenticated, IdentityError> {
+        let now = self.now();
+        let token = RefreshToken::new(&self.region, random::<32>(self.entropy.as_ref()));
+        let refresh_expires =
+            (now + self.topology.tokens.refresh_ttl_seconds).min(session.expires_at);
+        let record = RefreshRecord {
+            token_hash: token.storage_hash(),
+            session_id: session.session_id.clone(),
+            user_id: user_id.clone(),
+            issued_at: now,
+            expires_at: refresh_expires,
+            used_at: None,
+        };
+        if !self.store.insert_refresh(&record, now).await?.is_applied() {
+            return Err(IdentityError::internal(
+                "issue tokens",
+                "refresh token collision",
+            ));
+        }
+        let ttl = self.topology.tokens.access_ttl_seconds;
+        let fed = &self.topology.federation;
+        let jti = ulid::Ulid::from_parts(ulid_ms(now, 0), self.random_u128());
+        let claims = AccessClaims {
+            iss: fed.issuer.clone(),
+            sub: user_id.clone(),
+            aud: fed.audience.clone(),
+            exp: now + ttl,
+            iat: now,
+            nbf: now,
+            jti: jti.to_string(),
+            client_id: CLIENT_ID.into(),
+            scope: SCOPE.into(),
+            rgn: self.region.to_string(),
+            sid: session.session_id.clone(),
+        };
+        Ok(Authenticated {
+            user_id,
+            region: self.region.clone(),
+            access_token: self.sign(&claims)?,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: token.expose().to_owned(),
+            refresh_expires_in: refresh_expires - now,
+            session_id: session.session_id.clone(),
+        })
+    }
+
+    /// The region a refresh token names must be this one.
+    fn check_token_home(&self, token: &RefreshToken) -> Result<(), IdentityError> {
+        match token.region() {
+            Some(r) => self.check_home(&r, "refresh_token"),
+            None => Ok(()),
+        }
+    }
+
+    /// Exchanges a refresh token for new tokens. A token already exchanged
+    /// is reuse: the session is revoked and audited.
+    pub async fn refresh(&self, token: &RefreshToken) -> Result<Authenticated, IdentityError> {
+        self.check_token_home(token)?;
+        let now = self.now();
+        let invalid = || IdentityError::from(Unauthenticated::InvalidRefreshToken);
+        let record = self
+            .store
+            .get_refresh(&token.storage_hash(), now)
+            .await?
+            .ok_or_else(invalid)?;
+        let session = self
+            .store
+            .get_session(&record.session_id, now)
+            .await?
+            .ok_or_else(invalid)?;
+        if session.revoked_at.is_some() {
+            return Err(invalid());
+        }
+        let won = record.used_at.is_none()
+            && self
+                .store
+                .mark_refresh_used(&record.token_hash, now)
+                .await?
+                .is_applied();
+        if !won {
+            // Reuse of a rotated token: someone else holds the family. End it.
+            self.store
+                .revoke_session(&session.session_id, now, RevokeReason::RefreshReuse)
+                .await?;
+            tracing::warn!(session = %session.session_id, "refresh token reuse; session revoked");
+            self.audit_event(
+                &session.user_id,
+                AuditKind::RefreshReuse,
+                &session.session_id,
+            );
+            return Err(Unauthenticated::RefreshReused.into());
+        }
+        self.issue(record.user_id, &session).await
+    }
+
+    /// Verifies a bearer access token issued by this region for a live
+    /// session of its user.
+    pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, IdentityError> {
+        let fed = &self.topology.federation;
+        let want = Expectations {
+            issuer: &fed.issuer,
+            audience: &fed.audience,
+            region: Some(&self.region),
+        };
+        let now = self.now();
+        let claims = self
+            .keys
+            .load()
+            .verifier()
+            .verify(bearer, &want, now)
+            .map_err(|e| match e {
+                TokenError::ForeignRegion(r) if self.topology.region(&r).is_some() => {
+                    IdentityError::WrongRegion { home: r }
+                }
+                other => Unauthenticated::BadAccessToken(other.to_string()).into(),
+            })?;
+        match self.store.get_session(&claims.sid, now).await? {
+            Some(s) if s.revoked_at.is_none() && s.user_id == claims.sub => Ok(claims),
+            _ => Err(Unauthenticated::SessionEnded.into()),
+        }
+    }
+
+    /// Ends a session; audited when this call ended it. Returns its id.
+    pub async fn logout(&self, by: LogoutBy<'_>) -> Result<String, IdentityError> {
+        let now = self.now();
+        let (session_id, user_id) = match by {
+            LogoutBy::Refresh(token) => {
+                self.check_token_home(&token)?;
+                let record = self
+                    .store
+                    .get_refresh(&token.storage_hash(), now)
+                    .await?
+                    .ok_or(Unauthenticated::InvalidRefreshToken)?;
+                (record.session_id, record.user_id)
+            }
+            LogoutBy::Bearer(bearer) => {
+                let claims = self.authorize(bearer).await?;
+                (claims.sid, claims.sub)
+            }
+        };
+        if self
+            .store
+            .revoke_session(&session_id, now, RevokeReason::Logout)
+            .await?
+            .is_applied()
+        {
+            self.audit_event(&user_id, AuditKind::Logout, &session_id);
+        }
+        Ok(session_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_do_not_print_their_tokens() {
+        let a = Authenticated {
+            user_id: "usr_eu_01JD0000000000000000000001".into(),
+            region: RegionCode::parse("eu").unwrap(),
+            access_token: "eyJhbGciOiJFZERTQSJ9.secret-access".into(),
+            token_type: "Bearer",
+            expires_in: 900,
+            refresh_token: "rt_eu_secret-refresh".into(),
+            refresh_expires_in: 3600,
+            session_id: "ses_eu_01JD0000000000000000000001".into(),
+        };
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("ses_eu_"), "{shown}");
+    }
+}
