@@ -20,6 +20,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tonic::Code;
 
 /// Response metadata a node uses to name a user's home region.
 const HOME_REGION: &str = "domicile-home-region";
@@ -54,14 +55,14 @@ pub struct EdgeProxy {
 
 /// An error the edge answers itself.
 struct Refusal {
-    grpc_code: u8,
+    grpc_code: Code,
     http_status: u16,
     message: String,
     retry_after: Option<u64>,
 }
 
 impl Refusal {
-    fn new(grpc_code: u8, http_status: u16, message: impl Into<String>) -> Self {
+    fn new(grpc_code: Code, http_status: u16, message: impl Into<String>) -> Self {
         Self {
             grpc_code,
             http_status,
@@ -74,7 +75,7 @@ impl Refusal {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(
-                14,
+                Code::Unavailable,
                 503,
                 format!("region {region} has no healthy node; retry later"),
             )
@@ -85,9 +86,11 @@ impl Refusal {
 impl From<BodyError> for Refusal {
     fn from(e: BodyError) -> Self {
         match e {
-            BodyError::TooLarge => Refusal::new(8, 413, e.to_string()),
-            BodyError::Compressed => Refusal::new(12, 415, e.to_string()),
-            BodyError::Frame(_) | BodyError::Message => Refusal::new(3, 400, e.to_string()),
+            BodyError::TooLarge => Refusal::new(Code::ResourceExhausted, 413, e.to_string()),
+            BodyError::Compressed => Refusal::new(Code::Unimplemented, 415, e.to_string()),
+            BodyError::Frame(_) | BodyError::Message => {
+                Refusal::new(Code::InvalidArgument, 400, e.to_string())
+            }
         }
     }
 }
@@ -114,7 +117,7 @@ impl EdgeProxy {
         let mut resp = if ctx.grpc {
             let mut h = ResponseHeader::build(200, Some(6))?;
             h.insert_header("content-type", "application/grpc")?;
-            h.insert_header("grpc-status", r.grpc_code.to_string())?;
+            h.insert_header("grpc-status", (r.grpc_code as i32).to_string())?;
             h.insert_header("grpc-message", percent_encode(&r.message))?;
             h
         } else {
@@ -127,7 +130,7 @@ impl EdgeProxy {
         }
         self.stamp(&mut resp, ctx)?;
         ctx.status = Some(if ctx.grpc {
-            format!("grpc_{}", r.grpc_code)
+            status_label(r.grpc_code)
         } else {
             r.http_status.to_string()
         });
@@ -249,7 +252,7 @@ impl EdgeProxy {
             ctx.rpc = Some(rpc);
             if !ctx.grpc {
                 return Err(Refusal::new(
-                    12,
+                    Code::Unimplemented,
                     415,
                     "Identity RPCs need content-type application/grpc",
                 ));
@@ -260,7 +263,7 @@ impl EdgeProxy {
             .any(|p| path.starts_with(p))
         {
             return Err(Refusal::new(
-                12,
+                Code::Unimplemented,
                 404,
                 format!("{path} is not served on the public hostname"),
             ));
@@ -407,16 +410,13 @@ impl ProxyHttp for EdgeProxy {
                 .with_label_values(&[region.as_str()])
                 .observe(start.elapsed().as_secs_f64());
         }
-        let grpc_status = resp
-            .headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok());
+        let grpc_status = grpc_code(resp.headers.get("grpc-status"));
         let home = resp
             .headers
             .get(HOME_REGION)
             .and_then(|v| v.to_str().ok())
             .and_then(|r| ctx.live(&self.state).topology.known_region(r).cloned());
-        if let (Some("9"), Some(home)) = (grpc_status, home)
+        if let (Some(Code::FailedPrecondition), Some(home)) = (grpc_status, home)
             && !ctx.followed
             && ctx.upstream_region.as_ref() != Some(&home)
         {
@@ -486,9 +486,12 @@ impl ProxyHttp for EdgeProxy {
             ctx.status = Some(format!("grpc_{s}"));
             // A registration succeeded: its lookup left "unknown" in the
             // cache; the user now lives where the request went.
-            if let (Some(Rpc::Register), "0", Some(key), Some(region)) =
-                (ctx.rpc, s, &ctx.email_key, &ctx.upstream_region)
-            {
+            if let (Some(Rpc::Register), Some(Code::Ok), Some(key), Some(region)) = (
+                ctx.rpc,
+                grpc_code(trailers.get("grpc-status")),
+                &ctx.email_key,
+                &ctx.upstream_region,
+            ) {
                 self.state.index.remember(key, region.clone()).await;
             }
         }
@@ -515,7 +518,11 @@ impl ProxyHttp for EdgeProxy {
                 &region,
                 ctx.live(&self.state).topology.edge.retry_after_seconds,
             ),
-            _ => Refusal::new(13, 502, "the edge could not complete the request"),
+            _ => Refusal::new(
+                Code::Internal,
+                502,
+                "the edge could not complete the request",
+            ),
         };
         let code = refusal.http_status;
         if let Err(write) = self.refuse(session, ctx, refusal).await {
@@ -554,7 +561,10 @@ impl ProxyHttp for EdgeProxy {
             span.record("region", region.as_str());
             span.record("domicile.route", route);
             span.record("domicile.status", status);
-            if status == "grpc_14" || status == "grpc_13" || status.starts_with('5') {
+            if status == status_label(Code::Unavailable)
+                || status == status_label(Code::Internal)
+                || status.starts_with('5')
+            {
                 span.record("otel.status_code", "error");
             }
             // The access log: inside the span, so it carries the trace id.
@@ -577,6 +587,17 @@ fn discovery(issuer: &str) -> serde_json::Value {
         "token_endpoint_auth_methods_supported": ["none"],
         "subject_types_supported": ["public"],
     })
+}
+
+/// A gRPC status as the `status` metric label: `grpc_<number>`.
+fn status_label(code: Code) -> String {
+    format!("grpc_{}", code as i32)
+}
+
+/// A `grpc-status` header value, read as a code.
+fn grpc_code(value: Option<&http::HeaderValue>) -> Option<Code> {
+    let n = value?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(Code::from_i32(n))
 }
 
 /// grpc-message is percent-encoded (gRPC over HTTP/2 spec).
