@@ -12,7 +12,7 @@ use crate::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use domicile_core::{RegionCode, index::IdentifierKey};
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{protocols::http::HttpTask, upstreams::peer::HttpPeer};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
@@ -113,6 +113,14 @@ impl Ctx {
 impl EdgeProxy {
     /// Writes a response the edge decided itself: a trailers-only gRPC reply
     /// for gRPC requests, a small JSON error otherwise.
+    ///
+    /// Trailers-only means one HEADERS frame with END_STREAM. Pingora 0.9's
+    /// `Session::write_response_header(resp, true)` cannot send that: the
+    /// end flag reaches only the response modules, the h2 writer is always
+    /// called with `end = false`, and `finish()` later ends the stream with
+    /// an empty DATA frame, which gRPC C-core clients (grpcio, C++, Ruby,
+    /// PHP, C#) reject ("Stream removed"). `write_response_tasks` passes the
+    /// flag through; see docs/routing.md, "The edge's own replies".
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<bool> {
         let mut resp = if ctx.grpc {
             let mut h = ResponseHeader::build(200, Some(6))?;
@@ -135,7 +143,9 @@ impl EdgeProxy {
             r.http_status.to_string()
         });
         if ctx.grpc {
-            session.write_response_header(Box::new(resp), true).await?;
+            session
+                .write_response_tasks(vec![HttpTask::Header(Box::new(resp), true)])
+                .await?;
         } else {
             let body = serde_json::json!({ "error": r.message }).to_string();
             resp.insert_header("content-length", body.len().to_string())?;
@@ -611,4 +621,27 @@ fn percent_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(message: &str, expected: &str) {
+        assert_eq!(percent_encode(message), expected, "{message:?}");
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        check(
+            "region ap has no healthy node; retry later",
+            "region ap has no healthy node; retry later",
+        );
+        check("100% sure", "100%25 sure");
+        check("~ and space stay", "~ and space stay");
+        check("tab\there", "tab%09here");
+        check("line\nbreak", "line%0Abreak");
+        check("\u{7f}", "%7F");
+        check("café", "caf%C3%A9");
+    }
 }
