@@ -85,8 +85,9 @@ fn has_tool(tool: &str) -> bool {
 }
 
 /// Installs (with apt-get, as root) or reports each system tool that
-/// `Cargo.lock` shows the build needs.
+/// `Cargo.lock` shows the build needs, and grpcio for the tests.
 fn prerequisites(root: &Path, install: bool) -> Result<()> {
+    grpcio(install);
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
     let missing: Vec<&Prerequisite> = PREREQUISITES
         .iter()
@@ -117,6 +118,52 @@ fn prerequisites(root: &Path, install: bool) -> Result<()> {
         );
     }
     bail!("install them first: sudo sh -c '{command}'")
+}
+
+/// The gRPC C-core client (PyPI) the edge's tests drive the edge with.
+const GRPCIO: &str = "grpcio==1.85.1";
+
+fn has_grpcio() -> bool {
+    Command::new("python3")
+        .args(["-c", "import grpc"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs grpcio with pip when python3 is there, or says how; without it
+/// the edge's C-core client test says SKIPPED (never fails the build).
+fn grpcio(install: bool) {
+    if has_grpcio() {
+        return;
+    }
+    let command = format!("python3 -m pip install --quiet {GRPCIO}");
+    if install && has_tool("python3") {
+        println!("xtask: installing {GRPCIO} (the edge's gRPC C-core client test)");
+        let pip = |extra: &[&str]| {
+            Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", GRPCIO])
+                .args(extra)
+                .output()
+        };
+        let mut out = pip(&[]);
+        // PEP 668: pip refuses a distribution-managed Python without this flag.
+        if out.as_ref().is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stderr).contains("externally-managed-environment")
+        }) {
+            out = pip(&["--break-system-packages"]);
+        }
+        match out {
+            Ok(o) if !o.status.success() => eprint!("{}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => eprintln!("xtask: cannot run pip: {e}"),
+            Ok(_) => {}
+        }
+        if has_grpcio() {
+            return;
+        }
+    }
+    eprintln!(
+        "xtask: grpcio is missing: the edge's gRPC C-core client test will be SKIPPED; install it with `{command}`"
+    );
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -12,7 +12,7 @@ use crate::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use domicile_core::{RegionCode, index::IdentifierKey};
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{protocols::http::HttpTask, upstreams::peer::HttpPeer};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
@@ -20,6 +20,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tonic::Code;
 
 /// Response metadata a node uses to name a user's home region.
 const HOME_REGION: &str = "domicile-home-region";
@@ -54,14 +55,14 @@ pub struct EdgeProxy {
 
 /// An error the edge answers itself.
 struct Refusal {
-    grpc_code: u8,
+    grpc_code: Code,
     http_status: u16,
     message: String,
     retry_after: Option<u64>,
 }
 
 impl Refusal {
-    fn new(grpc_code: u8, http_status: u16, message: impl Into<String>) -> Self {
+    fn new(grpc_code: Code, http_status: u16, message: impl Into<String>) -> Self {
         Self {
             grpc_code,
             http_status,
@@ -74,7 +75,7 @@ impl Refusal {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(
-                14,
+                Code::Unavailable,
                 503,
                 format!("region {region} has no healthy node; retry later"),
             )
@@ -85,9 +86,11 @@ impl Refusal {
 impl From<BodyError> for Refusal {
     fn from(e: BodyError) -> Self {
         match e {
-            BodyError::TooLarge => Refusal::new(8, 413, e.to_string()),
-            BodyError::Compressed => Refusal::new(12, 415, e.to_string()),
-            BodyError::Frame(_) | BodyError::Message => Refusal::new(3, 400, e.to_string()),
+            BodyError::TooLarge => Refusal::new(Code::ResourceExhausted, 413, e.to_string()),
+            BodyError::Compressed => Refusal::new(Code::Unimplemented, 415, e.to_string()),
+            BodyError::Frame(_) | BodyError::Message => {
+                Refusal::new(Code::InvalidArgument, 400, e.to_string())
+            }
         }
     }
 }
@@ -110,11 +113,19 @@ impl Ctx {
 impl EdgeProxy {
     /// Writes a response the edge decided itself: a trailers-only gRPC reply
     /// for gRPC requests, a small JSON error otherwise.
+    ///
+    /// Trailers-only means one HEADERS frame with END_STREAM. Pingora 0.9's
+    /// `Session::write_response_header(resp, true)` cannot send that: the
+    /// end flag reaches only the response modules, the h2 writer is always
+    /// called with `end = false`, and `finish()` later ends the stream with
+    /// an empty DATA frame, which gRPC C-core clients (grpcio, C++, Ruby,
+    /// PHP, C#) reject ("Stream removed"). `write_response_tasks` passes the
+    /// flag through; see docs/routing.md, "The edge's own replies".
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<bool> {
         let mut resp = if ctx.grpc {
             let mut h = ResponseHeader::build(200, Some(6))?;
             h.insert_header("content-type", "application/grpc")?;
-            h.insert_header("grpc-status", r.grpc_code.to_string())?;
+            h.insert_header("grpc-status", (r.grpc_code as i32).to_string())?;
             h.insert_header("grpc-message", percent_encode(&r.message))?;
             h
         } else {
@@ -127,12 +138,14 @@ impl EdgeProxy {
         }
         self.stamp(&mut resp, ctx)?;
         ctx.status = Some(if ctx.grpc {
-            format!("grpc_{}", r.grpc_code)
+            status_label(r.grpc_code)
         } else {
             r.http_status.to_string()
         });
         if ctx.grpc {
-            session.write_response_header(Box::new(resp), true).await?;
+            session
+                .write_response_tasks(vec![HttpTask::Header(Box::new(resp), true)])
+                .await?;
         } else {
             let body = serde_json::json!({ "error": r.message }).to_string();
             resp.insert_header("content-length", body.len().to_string())?;
@@ -249,7 +262,7 @@ impl EdgeProxy {
             ctx.rpc = Some(rpc);
             if !ctx.grpc {
                 return Err(Refusal::new(
-                    12,
+                    Code::Unimplemented,
                     415,
                     "Identity RPCs need content-type application/grpc",
                 ));
@@ -260,7 +273,7 @@ impl EdgeProxy {
             .any(|p| path.starts_with(p))
         {
             return Err(Refusal::new(
-                12,
+                Code::Unimplemented,
                 404,
                 format!("{path} is not served on the public hostname"),
             ));
@@ -410,16 +423,13 @@ impl ProxyHttp for EdgeProxy {
                 .with_label_values(&[region.as_str()])
                 .observe(start.elapsed().as_secs_f64());
         }
-        let grpc_status = resp
-            .headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok());
+        let grpc_status = grpc_code(resp.headers.get("grpc-status"));
         let home = resp
             .headers
             .get(HOME_REGION)
             .and_then(|v| v.to_str().ok())
             .and_then(|r| ctx.live(&self.state).topology.known_region(r).cloned());
-        if let (Some("9"), Some(home)) = (grpc_status, home)
+        if let (Some(Code::FailedPrecondition), Some(home)) = (grpc_status, home)
             && !ctx.followed
             && ctx.upstream_region.as_ref() != Some(&home)
         {
@@ -489,9 +499,12 @@ impl ProxyHttp for EdgeProxy {
             ctx.status = Some(format!("grpc_{s}"));
             // A registration succeeded: its lookup left "unknown" in the
             // cache; the user now lives where the request went.
-            if let (Some(Rpc::Register), "0", Some(key), Some(region)) =
-                (ctx.rpc, s, &ctx.email_key, &ctx.upstream_region)
-            {
+            if let (Some(Rpc::Register), Some(Code::Ok), Some(key), Some(region)) = (
+                ctx.rpc,
+                grpc_code(trailers.get("grpc-status")),
+                &ctx.email_key,
+                &ctx.upstream_region,
+            ) {
                 self.state.index.remember(key, region.clone()).await;
             }
         }
@@ -518,7 +531,11 @@ impl ProxyHttp for EdgeProxy {
                 &region,
                 ctx.live(&self.state).topology.edge.retry_after_seconds,
             ),
-            _ => Refusal::new(13, 502, "the edge could not complete the request"),
+            _ => Refusal::new(
+                Code::Internal,
+                502,
+                "the edge could not complete the request",
+            ),
         };
         let code = refusal.http_status;
         if let Err(write) = self.refuse(session, ctx, refusal).await {
@@ -557,7 +574,10 @@ impl ProxyHttp for EdgeProxy {
             span.record("region", region.as_str());
             span.record("domicile.route", route);
             span.record("domicile.status", status);
-            if status == "grpc_14" || status == "grpc_13" || status.starts_with('5') {
+            if status == status_label(Code::Unavailable)
+                || status == status_label(Code::Internal)
+                || status.starts_with('5')
+            {
                 span.record("otel.status_code", "error");
             }
             // The access log: inside the span, so it carries the trace id.
@@ -582,6 +602,17 @@ fn discovery(issuer: &str) -> serde_json::Value {
     })
 }
 
+/// A gRPC status as the `status` metric label: `grpc_<number>`.
+fn status_label(code: Code) -> String {
+    format!("grpc_{}", code as i32)
+}
+
+/// A `grpc-status` header value, read as a code.
+fn grpc_code(value: Option<&http::HeaderValue>) -> Option<Code> {
+    let n = value?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(Code::from_i32(n))
+}
+
 /// grpc-message is percent-encoded (gRPC over HTTP/2 spec).
 fn percent_encode(s: &str) -> String {
     s.bytes()
@@ -593,4 +624,27 @@ fn percent_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(message: &str, expected: &str) {
+        assert_eq!(percent_encode(message), expected, "{message:?}");
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        check(
+            "region ap has no healthy node; retry later",
+            "region ap has no healthy node; retry later",
+        );
+        check("100% sure", "100%25 sure");
+        check("~ and space stay", "~ and space stay");
+        check("tab\there", "tab%09here");
+        check("line\nbreak", "line%0Abreak");
+        check("\u{7f}", "%7F");
+        check("café", "caf%C3%A9");
+    }
 }

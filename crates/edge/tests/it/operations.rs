@@ -81,6 +81,15 @@ async fn metrics_are_served_on_the_admin_address() {
     edge.login(from("192.0.2.1", login("m@example.com")))
         .await
         .unwrap();
+    // Requests are counted in `logging`, after the client has its reply.
+    let last = "domicile_edge_requests_total{region=\"us\",route=\"index\",status=\"grpc_0\"} 2";
+    eventually("the second login to be counted", async || {
+        http_get(fed.admin_addr(), "/metrics")
+            .await
+            .1
+            .contains(last)
+    })
+    .await;
     let (status, body) = http_get(fed.admin_addr(), "/metrics").await;
     assert_eq!(status, 200);
     for needle in [
