@@ -97,8 +97,8 @@ fn placement(md: &MetadataMap) -> String {
     };
     format!(
         "region: {} (route: {})",
-        get("domicile-region"),
-        get("domicile-route")
+        get(domicile_core::region::REGION_HEADER),
+        get(domicile_core::region::ROUTE_HEADER)
     )
 }
 

@@ -11,7 +11,11 @@ use crate::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use domicile_core::{RegionCode, index::IdentifierKey};
+use domicile_core::{
+    RegionCode,
+    index::IdentifierKey,
+    region::{HOME_REGION_HEADER, REGION_HEADER, ROUTE_HEADER, TRACE_ID_HEADER},
+};
 use pingora_core::{protocols::http::HttpTask, upstreams::peer::HttpPeer};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -21,9 +25,6 @@ use std::{
     time::{Duration, Instant},
 };
 use tonic::Code;
-
-/// Response metadata a node uses to name a user's home region.
-const HOME_REGION: &str = "domicile-home-region";
 
 /// Per-request state.
 #[derive(Default)]
@@ -182,17 +183,17 @@ impl EdgeProxy {
     fn stamp(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
         if let Some(id) = &ctx.trace_id {
             // What a support ticket quotes to find the request's trace.
-            resp.insert_header("domicile-trace-id", id.as_str())?;
+            resp.insert_header(TRACE_ID_HEADER, id.as_str())?;
         }
         if let Some(route) = &ctx.route {
             let region = ctx.upstream_region.as_ref().unwrap_or(&route.region);
-            resp.insert_header("domicile-region", region.as_str())?;
+            resp.insert_header(REGION_HEADER, region.as_str())?;
             let reason = if ctx.followed {
                 Reason::Redirect
             } else {
                 route.reason
             };
-            resp.insert_header("domicile-route", reason.as_str())?;
+            resp.insert_header(ROUTE_HEADER, reason.as_str())?;
         }
         Ok(())
     }
@@ -297,8 +298,13 @@ impl EdgeProxy {
         }
         // A preference the residency rule refuses is refused here, exactly as
         // the node would, so the registration goes to no region at all.
-        routing::route(&ctx.live(&self.state).topology, &facts)
-            .map_err(|e| Refusal::new(3, 400, format!("region_preference: {e}")))
+        routing::route(&ctx.live(&self.state).topology, &facts).map_err(|e| {
+            Refusal::new(
+                Code::InvalidArgument,
+                400,
+                format!("region_preference: {e}"),
+            )
+        })
     }
 }
 
@@ -426,7 +432,7 @@ impl ProxyHttp for EdgeProxy {
         let grpc_status = grpc_code(resp.headers.get("grpc-status"));
         let home = resp
             .headers
-            .get(HOME_REGION)
+            .get(HOME_REGION_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|r| ctx.live(&self.state).topology.known_region(r).cloned());
         if let (Some(Code::FailedPrecondition), Some(home)) = (grpc_status, home)

@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod config;
+
 use base64::Engine as _;
 use domicile_core::token::{KeySet, Kid};
 use domicile_proto::v1 as pb;
@@ -58,7 +60,10 @@ pub fn route_of(md: &MetadataMap) -> (String, String) {
             .unwrap_or("")
             .to_owned()
     };
-    (get("domicile-region"), get("domicile-route"))
+    (
+        get(domicile_core::region::REGION_HEADER),
+        get(domicile_core::region::ROUTE_HEADER),
+    )
 }
 
 /// A verifier over the keys of a JWKS document.

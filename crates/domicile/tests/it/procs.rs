@@ -1,6 +1,7 @@
 //! Starting and stopping the federation's processes.
 
 use domicile_proto::v1::{self as pb, admin_client::AdminClient, identity_client::IdentityClient};
+use domicile_testkit::config::FederationConfig;
 pub use domicile_testkit::{
     bearer, from, grpc_status, h2_post, http_get, key_set, login, register, route_of,
 };
@@ -119,59 +120,18 @@ impl Federation {
             .collect();
         let (edge_addr, admin_addr) = (free_addr(), free_addr());
         let geo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/geoip/local.mmdb");
-        let text = format!(
-            r#"
-[federation]
-name = "e2e"
-issuer = "http://{edge_addr}"
-default_region = "eu"
-geoip_database = "{geo}"
-trusted_proxies = ["127.0.0.0/8"]
-
-[index]
-host_region = "eu"
-secret_file = "index.key"
-create_secret = true
-store = {{ backend = "embedded", path = "data/index" }}
-
-[passwords]
-memory_kib = 256
-iterations = 1
-parallelism = 1
-
-[edge]
-listen = "{edge_addr}"
-admin_listen = "{admin_addr}"
-health_check_seconds = 1
-jwks_refresh_seconds = 1
-retry_after_seconds = 3
-
-[regions.eu]
-residency = "EU"
-countries = ["DE", "FR", "GB"]
-email_domains = ["example.de"]
-nodes = [{{ address = "{eu}" }}]
-store = {{ backend = "embedded", path = "data/eu" }}
-
-[regions.us]
-residency = "US"
-countries = ["US", "CA", "BR"]
-email_domains = ["example.com"]
-nodes = [{{ address = "{us}" }}]
-store = {{ backend = "embedded", path = "data/us" }}
-
-[regions.ap]
-residency = "AP"
-countries = ["JP", "SG", "AU"]
-email_domains = ["example.jp"]
-nodes = [{{ address = "{ap}" }}]
-store = {{ backend = "embedded", path = "data/ap" }}
-"#,
-            geo = geo.display(),
-            eu = node_addrs["eu"],
-            us = node_addrs["us"],
-            ap = node_addrs["ap"],
-        );
+        let mut c = FederationConfig::new("e2e");
+        c.issuer = format!("http://{edge_addr}");
+        c.geoip_database = Some(geo.display().to_string());
+        c.trusted_proxies = Some("[\"127.0.0.0/8\"]".into());
+        c.edge = Some((edge_addr, admin_addr));
+        c.edge_settings = vec![
+            "health_check_seconds = 1".into(),
+            "jwks_refresh_seconds = 1".into(),
+            "retry_after_seconds = 3".into(),
+        ];
+        c.nodes = node_addrs.clone();
+        let text = c.render();
         let config = dir.path().join("regions.toml");
         std::fs::write(&config, text).unwrap();
         let mut fed = Federation {

@@ -4,6 +4,7 @@ use domicile_core::{RegionCode, index::IndexSecret, topology::Topology};
 use domicile_edge::{Edge, EdgeOptions, GeoIp, RunningEdge, Schema, geoip::build_database};
 use domicile_node::{Node, NodeOptions, OsEntropy, RunningNode, SystemClock};
 use domicile_proto::v1::identity_client::IdentityClient;
+use domicile_testkit::config::FederationConfig;
 pub use domicile_testkit::{
     bearer, from, grpc_status, h2_post, http_get, key_set, login, register, route_of,
 };
@@ -16,7 +17,7 @@ pub const GEO_SOURCE: &str = "\
 192.0.2.128/25 FR    # eu
 198.51.100.0/24 US   # us
 203.0.113.0/24 JP    # ap
-2001:db8:a::/48 BR   # nobody's country
+2001:db8:a::/48 ZA   # nobody's country
 ";
 
 pub struct Fed {
@@ -64,63 +65,20 @@ impl Fed {
         let addr = |r: &str| listeners[r].local_addr().unwrap();
         let geo_path = dir.path().join("geo.mmdb");
         std::fs::write(&geo_path, build_database(GEO_SOURCE, s.schema, 1).unwrap()).unwrap();
-        let text = format!(
-            r#"
-[federation]
-name = "edge-test"
-issuer = "https://id.test"
-default_region = "eu"
-geoip_database = "geo.mmdb"
-trusted_proxies = {trusted}
-
-[index]
-host_region = "eu"
-secret_file = "index.key"
-create_secret = true
-store = {{ backend = "embedded", path = "data/index" }}
-
-[passwords]
-memory_kib = 256
-iterations = 1
-parallelism = 1
-
-[edge]
-listen = "{edge}"
-admin_listen = "{admin}"
-index_cache_negative_seconds = {neg}
-health_check_seconds = 1
-jwks_refresh_seconds = 1
-retry_after_seconds = 7
-
-[regions.eu]
-residency = "EU"
-countries = ["DE", "FR"]
-email_domains = ["example.de"]
-nodes = [{{ address = "{eu}" }}]
-store = {{ backend = "embedded", path = "data/eu" }}
-
-[regions.us]
-residency = "US"
-countries = ["US"]
-email_domains = ["example.com"]
-nodes = [{{ address = "{us}" }}]
-store = {{ backend = "embedded", path = "data/us" }}
-
-[regions.ap]
-residency = "AP"
-countries = ["JP"]
-email_domains = ["example.jp"]
-nodes = [{{ address = "{ap}" }}]
-store = {{ backend = "embedded", path = "data/ap" }}
-"#,
-            trusted = s.trusted_proxies,
-            edge = edge_l.local_addr().unwrap(),
-            admin = admin_l.local_addr().unwrap(),
-            neg = s.negative_ttl,
-            eu = addr("eu"),
-            us = addr("us"),
-            ap = addr("ap"),
-        );
+        let mut config = FederationConfig::new("edge-test");
+        config.geoip_database = Some("geo.mmdb".into());
+        config.trusted_proxies = Some(s.trusted_proxies.into());
+        config.edge = Some((edge_l.local_addr().unwrap(), admin_l.local_addr().unwrap()));
+        config.edge_settings = vec![
+            format!("index_cache_negative_seconds = {}", s.negative_ttl),
+            "health_check_seconds = 1".into(),
+            "jwks_refresh_seconds = 1".into(),
+            "retry_after_seconds = 7".into(),
+        ];
+        for r in ["eu", "us", "ap"] {
+            config = config.node(r, addr(r));
+        }
+        let text = config.render();
         let path = dir.path().join("regions.toml");
         std::fs::write(&path, &text).unwrap();
         let topology = Arc::new(Topology::parse(&path, &text).unwrap());

@@ -7,12 +7,8 @@ pub use domicile_testkit::{bearer, http_get, key_set, register as register_req};
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use tonic::{Code, Status, transport::Channel};
 
-/// Argon2 parameters cheap enough for many hashes in debug tests. The
-/// shipped defaults are OWASP's; tests that need real cost ask for them.
-pub const CHEAP_PASSWORDS: &str =
-    "[passwords]\nmemory_kib = 256\niterations = 1\nparallelism = 1\n";
-pub const OWASP_PASSWORDS: &str =
-    "[passwords]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n";
+use domicile_testkit::config::FederationConfig;
+pub use domicile_testkit::config::{CHEAP_PASSWORDS, OWASP_PASSWORDS};
 
 pub const START: i64 = 1_800_000_000;
 
@@ -32,25 +28,12 @@ fn config(
     passwords: &str,
     allow_preference: bool,
 ) -> String {
-    let mut t = format!(
-        "[federation]\nname = \"test\"\nissuer = \"https://id.test\"\ndefault_region = \"eu\"\n\
-         allow_region_preference = {allow_preference}\n\n\
-         [index]\nhost_region = \"eu\"\nsecret_file = \"index.key\"\ncreate_secret = true\nclaim_ttl_seconds = 60\n\
-         store = {{ backend = \"embedded\", path = \"data/index\" }}\n\n{passwords}\n"
-    );
-    for (region, addr) in addrs {
-        let (countries, domains) = match region.as_str() {
-            "eu" => ("\"DE\", \"FR\"", "\"example.de\", \"*.eu.example.org\""),
-            "us" => ("\"US\"", "\"example.com\""),
-            _ => ("\"JP\"", "\"example.jp\""),
-        };
-        t += &format!(
-            "[regions.{region}]\nresidency = \"{}\"\ncountries = [{countries}]\nemail_domains = [{domains}]\n\
-             nodes = [{{ address = \"{addr}\" }}]\nstore = {{ backend = \"embedded\", path = \"data/{region}\" }}\n\n",
-            region.to_uppercase()
-        );
-    }
-    t
+    let mut c = FederationConfig::new("test");
+    c.allow_region_preference = allow_preference;
+    c.claim_ttl_seconds = Some(60);
+    c.passwords = passwords.into();
+    c.nodes = addrs.clone();
+    c.render()
 }
 
 impl Fed {

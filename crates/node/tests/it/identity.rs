@@ -332,7 +332,7 @@ async fn weaker_stored_hashes_are_upgraded_at_login() {
     );
     fed.restart(
         "eu",
-        Some("[passwords]\nmemory_kib = 512\niterations = 2\nparallelism = 1\n"),
+        Some("memory_kib = 512\niterations = 2\nparallelism = 1\n"),
     )
     .await;
     fed.client("eu")

@@ -1,0 +1,156 @@
+//! The test federation's `regions.toml`, built in one place for every suite
+//! (node, edge, end to end): regions eu (index host), us and ap with their
+//! countries and email-domain rules, cheap password hashing unless asked
+//! otherwise, and whatever addresses and settings a suite needs.
+//!
+//! Its rules match the residency rule's shared case table
+//! (`domicile_core::residency::cases`): `example.de` and `*.eu.example.org`
+//! → eu, `example.com` → us, `example.jp` → ap, nothing for `example.org`
+//! or `example.net`.
+
+use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
+
+/// Argon2 parameters cheap enough for many hashes in debug tests. The
+/// shipped defaults are OWASP's; tests that need real cost ask for them.
+pub const CHEAP_PASSWORDS: &str = "memory_kib = 256\niterations = 1\nparallelism = 1\n";
+/// OWASP's Argon2id parameters, for tests that measure real cost.
+pub const OWASP_PASSWORDS: &str = "memory_kib = 19456\niterations = 2\nparallelism = 1\n";
+
+/// (region, countries, email-domain rules)
+const REGIONS: &[(&str, &[&str], &[&str])] = &[
+    (
+        "eu",
+        &["DE", "FR", "GB"],
+        &["example.de", "*.eu.example.org"],
+    ),
+    ("us", &["US", "CA", "BR"], &["example.com"]),
+    ("ap", &["JP", "SG", "AU"], &["example.jp"]),
+];
+
+/// A test federation's configuration, rendered by [`FederationConfig::render`].
+#[derive(Clone, Debug)]
+pub struct FederationConfig {
+    pub name: String,
+    pub issuer: String,
+    pub allow_region_preference: bool,
+    /// `federation.geoip_database`, if any.
+    pub geoip_database: Option<String>,
+    /// `federation.trusted_proxies`, as TOML (e.g. `["127.0.0.0/8"]`).
+    pub trusted_proxies: Option<String>,
+    /// `index.claim_ttl_seconds`, if not the default.
+    pub claim_ttl_seconds: Option<i64>,
+    /// The `[passwords]` table's body.
+    pub passwords: String,
+    /// `edge.listen` and `edge.admin_listen`, when the suite runs an edge.
+    pub edge: Option<(SocketAddr, SocketAddr)>,
+    /// More `[edge]` settings, as `key = value` TOML lines.
+    pub edge_settings: Vec<String>,
+    /// Each region's node address (regions without one are left out).
+    pub nodes: BTreeMap<String, SocketAddr>,
+}
+
+impl FederationConfig {
+    /// A federation named `name` with cheap hashing and no edge.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            issuer: "https://id.test".into(),
+            allow_region_preference: true,
+            geoip_database: None,
+            trusted_proxies: None,
+            claim_ttl_seconds: None,
+            passwords: CHEAP_PASSWORDS.into(),
+            edge: None,
+            edge_settings: Vec::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a region's node address.
+    pub fn node(mut self, region: &str, addr: SocketAddr) -> Self {
+        self.nodes.insert(region.into(), addr);
+        self
+    }
+
+    /// The `regions.toml` text. Each region's nodes are written as
+    /// `nodes = [{ address = "ADDR" }]` on one line, so a suite can swap
+    /// that line for a weighted list.
+    pub fn render(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "[federation]\nname = \"{}\"\nissuer = \"{}\"\ndefault_region = \"eu\"\nallow_region_preference = {}",
+            self.name, self.issuer, self.allow_region_preference
+        );
+        if let Some(g) = &self.geoip_database {
+            let _ = writeln!(t, "geoip_database = \"{g}\"");
+        }
+        if let Some(p) = &self.trusted_proxies {
+            let _ = writeln!(t, "trusted_proxies = {p}");
+        }
+        let _ = writeln!(
+            t,
+            "\n[index]\nhost_region = \"eu\"\nsecret_file = \"index.key\"\ncreate_secret = true\nstore = {{ backend = \"embedded\", path = \"data/index\" }}"
+        );
+        if let Some(ttl) = self.claim_ttl_seconds {
+            let _ = writeln!(t, "claim_ttl_seconds = {ttl}");
+        }
+        let _ = writeln!(t, "\n[passwords]\n{}", self.passwords.trim_end());
+        if let Some((listen, admin)) = self.edge {
+            let _ = writeln!(
+                t,
+                "\n[edge]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\""
+            );
+            for line in &self.edge_settings {
+                let _ = writeln!(t, "{line}");
+            }
+        }
+        for (region, countries, domains) in REGIONS {
+            let Some(addr) = self.nodes.get(*region) else {
+                continue;
+            };
+            let list = |v: &[&str]| {
+                v.iter()
+                    .map(|s| format!("\"{s}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                t,
+                "\n[regions.{region}]\nresidency = \"{}\"\ncountries = [{}]\nemail_domains = [{}]\nnodes = [{{ address = \"{addr}\" }}]\nstore = {{ backend = \"embedded\", path = \"data/{region}\" }}",
+                region.to_uppercase(),
+                list(countries),
+                list(domains),
+            );
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_federation_the_topology_accepts() {
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let mut c = FederationConfig::new("t")
+            .node("eu", addr(1))
+            .node("us", addr(2))
+            .node("ap", addr(3));
+        c.edge = Some((addr(4), addr(5)));
+        c.edge_settings = vec!["retry_after_seconds = 7".into()];
+        c.claim_ttl_seconds = Some(60);
+        c.trusted_proxies = Some("[\"127.0.0.0/8\"]".into());
+        let text = c.render();
+        let t = domicile_core::topology::Topology::parse(std::path::Path::new("t.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(t.regions.len(), 3);
+        assert_eq!(t.index.claim_ttl_seconds, 60);
+        assert_eq!(
+            t.region_for_domain("a.eu.example.org").map(|r| r.as_str()),
+            Some("eu")
+        );
+        assert!(text.contains("nodes = [{ address = \"127.0.0.1:2\" }]"));
+    }
+}
