@@ -4,6 +4,7 @@
 //! (`domicile_node_rpc_total`, `domicile_node_rpc_seconds`). It reads the
 //! path and headers only, never the message.
 
+use tonic::Code;
 use crate::metrics::NodeMetrics;
 use std::{
     future::Future,
@@ -86,20 +87,31 @@ where
         Box::pin(
             async move {
                 let resp = call.await;
-                let status = match &resp {
+                let code = match &resp {
                     // A failing call answers trailers-only: the status is in
                     // the headers. Otherwise it succeeded (unary calls).
                     Ok(r) => r
                         .headers()
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(0),
-                    Err(_) => 13,
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(Code::Ok, Code::from),
+                    Err(_) => Code::Internal,
                 };
+                let status = code as i32;
                 let span = tracing::Span::current();
                 span.record("rpc.grpc.status_code", status);
-                if !matches!(status, 0 | 3 | 5 | 6 | 9 | 16) {
+                // Client-side outcomes are not the server's errors.
+                let client_side = matches!(
+                    code,
+                    Code::Ok
+                        | Code::InvalidArgument
+                        | Code::NotFound
+                        | Code::AlreadyExists
+                        | Code::FailedPrecondition
+                        | Code::Unauthenticated
+                );
+                if !client_side {
                     // Server-side failures (UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED…).
                     span.record("otel.status_code", "error");
                 }
