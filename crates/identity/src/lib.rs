@@ -114,3 +114,29 @@ impl Identity {
         env::random_u128(self.entropy.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{login::Credentials, profile::ProfileChange, registration::Registration};
+
+    /// Every input that carries personal data hides it in `Debug` (the
+    /// results `Profile`, `Authenticated` and `RegionReport` are checked in
+    /// their modules).
+    #[test]
+    fn inputs_do_not_print_personal_data() {
+        let change = ProfileChange::new(Some("Ada".into()), None, None, None).unwrap();
+        let reg = Registration::new(
+            "ada.lovelace@example.net",
+            "analytical engine".into(),
+            change,
+            "eu",
+        )
+        .unwrap();
+        let creds =
+            Credentials::new("ada.lovelace@example.net", "analytical engine".into()).unwrap();
+        let shown = format!("{reg:?} {reg:#?} {creds:?} {creds:#?}");
+        for secret in ["ada.lovelace", "analytical", "Ada"] {
+            assert!(!shown.contains(secret), "{shown} shows {secret}");
+        }
+    }
+}

@@ -119,3 +119,23 @@ impl Identity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_do_not_print_identifiers() {
+        let r = RegionReport {
+            region: RegionCode::parse("eu").unwrap(),
+            residency: "EU".into(),
+            users: 1,
+            foreign_user_ids: vec![],
+            identifiers: vec!["ada@example.net".into()],
+            sessions: 0,
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("ada@"), "{shown}");
+        assert!(shown.contains("identifiers: 1"), "{shown}");
+    }
+}
