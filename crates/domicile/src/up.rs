@@ -87,8 +87,8 @@ pub async fn run(up: Up, topology: &Topology) -> Result<()> {
         regions.join(", ")
     );
     println!(
-        "domicile up: try `domicile client register --edge {} --email ada@example.org --from 203.0.113.7`",
-        topology.edge.listen
+        "domicile up: try `domicile client --config {} --from 203.0.113.7 register --email ada@example.org --password 'analytical engine'`",
+        up.config.display()
     );
     let exited = {
         let waits = children.iter_mut().map(|(name, c)| {

@@ -4,7 +4,6 @@
 //! (`domicile_node_rpc_total`, `domicile_node_rpc_seconds`). It reads the
 //! path and headers only, never the message.
 
-use tonic::Code;
 use crate::metrics::NodeMetrics;
 use std::{
     future::Future,
@@ -13,6 +12,7 @@ use std::{
     task::{Context, Poll},
     time::Instant,
 };
+use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Instrument;
 

@@ -578,3 +578,80 @@ async fn keys_rotate_publishes_the_next_key_through_the_edge() {
     }
     assert!(published, "us-2 never reached the federation JWKS");
 }
+
+/// `domicile up` runs the whole federation from the shipped binary alone:
+/// a node per region and the edge, its state under `--data`, and SIGTERM
+/// stops every process it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domicile_up_runs_the_federation_from_the_binary() {
+    use domicile_testkit::config::FederationConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, admin) = (free_addr(), free_addr());
+    let mut c = FederationConfig::new("up");
+    c.edge = Some((edge, admin));
+    c.edge_settings = vec!["health_check_seconds = 1".into()];
+    c.trusted_proxies = Some("[\"127.0.0.0/8\"]".into());
+    let nodes: Vec<(&str, std::net::SocketAddr)> = ["eu", "us", "ap"]
+        .iter()
+        .map(|r| (*r, free_addr()))
+        .collect();
+    for (r, a) in &nodes {
+        c = c.node(r, *a);
+    }
+    let config = dir.path().join("regions.toml");
+    std::fs::write(&config, c.render()).unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("up.log");
+    let up = Proc::spawn(
+        &[
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            state.to_str().unwrap(),
+        ],
+        log.clone(),
+        dir.path(),
+        &Options::default(),
+    );
+    wait_for_port(edge, &log);
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = pb::identity_client::IdentityClient::connect(format!("http://{edge}")).await
+        {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut client = client.unwrap();
+    // The edge's health checks find the nodes within a few seconds.
+    let mut registered = None;
+    for _ in 0..100 {
+        match client.register(register("up@example.jp")).await {
+            Ok(r) => {
+                registered = Some(r.into_inner());
+                break;
+            }
+            Err(s) if s.code() == Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(s) => panic!("{s:?}\n{}", std::fs::read_to_string(&log).unwrap()),
+        }
+    }
+    assert_eq!(registered.unwrap().region, "ap");
+    for r in ["eu", "us", "ap", "index", "index.key"] {
+        assert!(state.join(r).exists(), "{r} is not under --data");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is written where regions.toml points"
+    );
+    up.stop();
+    for (what, addr) in [("edge", edge)].into_iter().chain(nodes) {
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{what} still listens after domicile up stopped"
+        );
+    }
+}

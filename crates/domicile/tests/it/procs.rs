@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_domicile");
 
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,7 +29,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(args: &[&str], log: PathBuf, cwd: &Path, opts: &Options) -> Self {
+    pub fn spawn(args: &[&str], log: PathBuf, cwd: &Path, opts: &Options) -> Self {
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
             .args(&opts.global_args)
@@ -95,7 +95,7 @@ pub struct Federation {
     pub edge: Option<Proc>,
 }
 
-fn wait_for_port(addr: SocketAddr, log: &Path) {
+pub fn wait_for_port(addr: SocketAddr, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(addr).is_err() {
         assert!(
