@@ -91,10 +91,44 @@ pub mod cases {
     /// One row: `allow_region_preference`, domain, preference, expectation.
     pub type Case = (bool, &'static str, &'static str, Expected);
 
-    /// The federation these cases assume: regions eu (domain `example.de`,
-    /// `*.eu.example.org`), us (`example.com`) and ap, no rule for
-    /// `example.net`. [`crate::topology`] tests and the edge and node suites
-    /// build it from their own fixtures.
+    /// The federation these cases assume, as `regions.toml` text: regions
+    /// eu (domain `example.de`, `*.eu.example.org`; countries DE, FR), us
+    /// (`example.com`; US) and ap (JP), no rule for `example.net`. The
+    /// edge's routing tests and this module's tests parse it; the node
+    /// suites' fixture has the same rules.
+    pub fn federation_toml(allow_preference: bool) -> String {
+        format!(
+            r#"
+[federation]
+name = "t"
+issuer = "https://id.example"
+default_region = "eu"
+allow_region_preference = {allow_preference}
+[index]
+host_region = "eu"
+secret_file = "k"
+store = {{ backend = "embedded", path = "i" }}
+[regions.eu]
+residency = "EU"
+countries = ["DE", "FR"]
+email_domains = ["example.de", "*.eu.example.org"]
+nodes = [{{ address = "127.0.0.1:1" }}]
+store = {{ backend = "embedded", path = "eu" }}
+[regions.us]
+residency = "US"
+countries = ["US"]
+email_domains = ["example.com"]
+nodes = [{{ address = "127.0.0.1:2" }}]
+store = {{ backend = "embedded", path = "us" }}
+[regions.ap]
+residency = "AP"
+countries = ["JP"]
+nodes = [{{ address = "127.0.0.1:3" }}]
+store = {{ backend = "embedded", path = "ap" }}
+"#
+        )
+    }
+
     pub const CASES: &[Case] = &[
         (true, "example.net", "", Ok(None)),
         (true, "example.net", "ap", Ok(Some("ap"))),
@@ -150,38 +184,8 @@ pub mod cases {
 mod tests {
     use super::*;
 
-    /// The federation the shared cases assume.
-    pub(crate) fn federation(allow_preference: bool) -> Topology {
-        let text = format!(
-            r#"
-[federation]
-name = "t"
-issuer = "https://id.example"
-default_region = "eu"
-allow_region_preference = {allow_preference}
-[index]
-host_region = "eu"
-secret_file = "k"
-store = {{ backend = "embedded", path = "i" }}
-[regions.eu]
-residency = "EU"
-countries = ["DE"]
-email_domains = ["example.de", "*.eu.example.org"]
-nodes = [{{ address = "127.0.0.1:1" }}]
-store = {{ backend = "embedded", path = "eu" }}
-[regions.us]
-residency = "US"
-countries = ["US"]
-email_domains = ["example.com"]
-nodes = [{{ address = "127.0.0.1:2" }}]
-store = {{ backend = "embedded", path = "us" }}
-[regions.ap]
-residency = "AP"
-countries = ["JP"]
-nodes = [{{ address = "127.0.0.1:3" }}]
-store = {{ backend = "embedded", path = "ap" }}
-"#
-        );
+    fn federation(allow_preference: bool) -> Topology {
+        let text = cases::federation_toml(allow_preference);
         match Topology::parse(std::path::Path::new("t.toml"), &text) {
             Ok(t) => t,
             Err(e) => panic!("fixture: {e}"),

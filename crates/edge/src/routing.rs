@@ -114,36 +114,7 @@ mod tests {
     use std::path::Path;
 
     fn topology(allow_preference: bool) -> Topology {
-        let text = format!(
-            r#"
-[federation]
-name = "t"
-issuer = "https://id.example"
-default_region = "eu"
-allow_region_preference = {allow_preference}
-[index]
-host_region = "eu"
-secret_file = "k"
-store = {{ backend = "embedded", path = "i" }}
-[regions.eu]
-residency = "EU"
-countries = ["DE", "FR"]
-email_domains = ["example.de", "*.eu.example.org"]
-nodes = [{{ address = "127.0.0.1:1" }}]
-store = {{ backend = "embedded", path = "eu" }}
-[regions.us]
-residency = "US"
-countries = ["US"]
-email_domains = ["example.com"]
-nodes = [{{ address = "127.0.0.1:2" }}]
-store = {{ backend = "embedded", path = "us" }}
-[regions.ap]
-residency = "AP"
-countries = ["JP"]
-nodes = [{{ address = "127.0.0.1:3" }}]
-store = {{ backend = "embedded", path = "ap" }}
-"#
-        );
+        let text = residency::cases::federation_toml(allow_preference);
         Topology::parse(Path::new("t.toml"), &text).unwrap()
     }
 
