@@ -9,9 +9,12 @@
 //! tokens and pending claims carry TTLs. Every statement is prepared once.
 //! Records are the same versioned blobs as the embedded backend's.
 
+mod config;
 mod cql;
 mod lwt;
 pub mod schema;
+
+pub use config::{replication_cql, valid_cql_name, validate};
 
 use crate::{
     Applied, AuditRecord, Claim, IndexStore, RefreshRecord, RegionStore, Result, RevokeReason,
@@ -99,6 +102,12 @@ pub fn profile(dc: &str, serial: SerialConsistency, cfg: &ScyllaConfig) -> Execu
 /// Opens a session to a region's datacenter.
 pub async fn connect(cfg: &ScyllaConfig) -> Result<Arc<Session>> {
     let name = format!("scylla:{}", cfg.keyspace);
+    if !valid_cql_name(&cfg.keyspace) {
+        return Err(backend(
+            &name,
+            format!("{:?} is not a keyspace name", cfg.keyspace),
+        ));
+    }
     let mut b = SessionBuilder::new()
         .known_nodes(&cfg.nodes)
         .connection_timeout(cfg.request_timeout.max(std::time::Duration::from_secs(2)))

@@ -7,7 +7,7 @@
 //! keyspace's `schema_version` table; a keyspace at a newer version is
 //! refused rather than touched.
 
-use super::connect;
+use super::{connect, replication_cql};
 use crate::{Result, StoreError};
 use domicile_core::topology::{ScyllaConfig, StoreConfig, Topology};
 
@@ -30,7 +30,7 @@ pub fn render(template: &str, cfg: &ScyllaConfig) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.replace("{keyspace}", &cfg.keyspace)
-                .replace("{replication}", &cfg.replication_cql())
+                .replace("{replication}", &replication_cql(cfg))
         })
         .collect()
 }
