@@ -158,6 +158,7 @@ impl AuditKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::UserExport;
 
     fn user() -> UserRecord {
         UserRecord {
@@ -196,6 +197,14 @@ mod tests {
         ];
         check_redacted(&u, &secrets);
         assert!(format!("{u:?}").contains("usr_eu_01JD0000000000000000000001"));
+        let export = UserExport {
+            user: Some(u),
+            identifiers: vec![],
+            sessions: vec![],
+            refresh_tokens: vec![],
+            audit: vec![],
+        };
+        check_redacted(&export, &secrets);
         check_redacted(
             &SigningKeyRecord {
                 kid: "eu-1".into(),

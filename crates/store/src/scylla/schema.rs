@@ -83,6 +83,8 @@ pub async fn apply(t: &Topology, now: i64, say: &mut (dyn FnMut(&str) + Send)) -
         let name = format!("scylla:{}", cfg.keyspace);
         let err = |e: &dyn std::fmt::Display| StoreError::Backend {
             store: name.clone(),
+            table: "schema",
+            op: "schema apply",
             reason: e.to_string(),
         };
         // Refuse to touch a keyspace a newer build has migrated.
@@ -151,7 +153,7 @@ mod tests {
             "a bare replication_factor would expand to every DC"
         );
         let tables: Vec<&String> = s.iter().filter(|x| x.starts_with("CREATE TABLE")).collect();
-        assert_eq!(tables.len(), 7, "{s:#?}");
+        assert_eq!(tables.len(), 9, "{s:#?}");
         for t in tables {
             assert!(
                 t.starts_with("CREATE TABLE IF NOT EXISTS domicile_eu."),
@@ -164,6 +166,31 @@ mod tests {
             "placeholders filled: {s:#?}"
         );
         assert!(s.iter().all(|x| !x.contains("--")), "comments removed");
+    }
+
+    /// The schema creates every table the store's aggregates use, in the
+    /// shape the primitive's statements expect.
+    fn check_shapes(template: &str, tables: &[&crate::Table]) {
+        let s = render(template, &cfg("ks", &["dc"]));
+        for t in tables {
+            let create = s
+                .iter()
+                .find(|x| x.starts_with(&format!("CREATE TABLE IF NOT EXISTS ks.{} (", t.name)))
+                .unwrap_or_else(|| panic!("no table {} in {s:#?}", t.name));
+            let shape = match t.shape {
+                crate::Shape::Row => "( p blob PRIMARY KEY, v blob )",
+                crate::Shape::Partitioned => {
+                    "( p blob, c blob, v blob, PRIMARY KEY ((p), c) ) WITH CLUSTERING ORDER BY (c DESC)"
+                }
+            };
+            assert!(create.contains(shape), "{create}");
+        }
+    }
+
+    #[test]
+    fn the_schema_has_every_table_in_the_primitive_shape() {
+        check_shapes(REGION_V1, crate::region::REGION_TABLES);
+        check_shapes(INDEX_V1, crate::index::INDEX_TABLES);
     }
 
     #[test]

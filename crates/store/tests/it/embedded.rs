@@ -1,7 +1,10 @@
 use domicile_core::{RegionCode, index::IdentifierKey};
 use domicile_store::{
-    Applied, EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore, StoreError, UserRecord,
-    conformance,
+    Applied, IndexStore, RegionStore, StoreError, StoreObserver, UserRecord, conformance,
+};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 fn eu() -> RegionCode {
@@ -11,14 +14,14 @@ fn eu() -> RegionCode {
 #[tokio::test]
 async fn embedded_region_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
     conformance::region_store(&store).await;
 }
 
 #[tokio::test]
 async fn embedded_index_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let index = EmbeddedIndex::open(dir.path()).unwrap();
+    let index = IndexStore::open_embedded(dir.path()).unwrap();
     conformance::index_store(&index).await;
 }
 
@@ -39,7 +42,7 @@ async fn data_survives_reopening() {
         version: 1,
     };
     {
-        let store = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+        let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
         assert_eq!(store.insert_user(&user).await.unwrap(), Applied::Yes);
         assert_eq!(
             store
@@ -49,7 +52,7 @@ async fn data_survives_reopening() {
             Applied::Yes
         );
     }
-    let store = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
     assert_eq!(store.get_user("usr_eu_x").await.unwrap(), Some(user));
     assert_eq!(
         store
@@ -64,41 +67,96 @@ async fn data_survives_reopening() {
 #[tokio::test]
 async fn concurrent_conditional_inserts_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(EmbeddedRegion::open(dir.path(), &eu()).unwrap());
+    let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let s = store.clone();
             tokio::spawn(async move {
-                s.insert_identifier(&IdentifierKey([7; 32]), &format!("u{i}"))
+                s.insert_identifier(&IdentifierKey([7; 32]), &format!("usr_eu_{i}"))
                     .await
                     .unwrap()
             })
         })
         .collect();
     let mut winners = 0;
+    let mut holders = Vec::new();
     for t in tasks {
-        if t.await.unwrap().is_applied() {
-            winners += 1;
+        match t.await.unwrap() {
+            Applied::Yes => winners += 1,
+            Applied::No(holder) => holders.push(holder),
         }
     }
     assert_eq!(winners, 1);
+    let winner = store
+        .get_identifier(&IdentifierKey([7; 32]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        holders.iter().all(|h| *h == winner),
+        "every loser is told the real holder"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_updates_never_lose_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
+    let id = "usr_eu_01JD0000000000000000000001";
+    let base = UserRecord {
+        user_id: id.into(),
+        email: "a@example.com".into(),
+        email_verified: false,
+        password_hash: "h".into(),
+        given_name: String::new(),
+        family_name: String::new(),
+        display_name: String::new(),
+        locale: String::new(),
+        created_at: 1,
+        updated_at: 1,
+        version: 1,
+    };
+    store.insert_user(&base).await.unwrap();
+    // Eight writers all read version 1; exactly one may move it to 2.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, mut u) = (store.clone(), base.clone());
+            tokio::spawn(async move {
+                u.version = 2;
+                u.given_name = format!("writer {i}");
+                s.update_user(&u, 1).await.unwrap().is_applied()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.get_user(id).await.unwrap().unwrap().version, 2);
+}
+
+fn redb_handle(dir: &std::path::Path) -> redb::Database {
+    redb::Database::create(dir.join("index.redb")).unwrap()
+}
+
+fn write_layout(dir: &std::path::Path, version: u64) {
+    let db = redb_handle(dir);
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap();
+        meta.insert("layout_version", version).unwrap();
+    }
+    tx.commit().unwrap();
 }
 
 #[tokio::test]
 async fn a_database_from_a_newer_build_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = redb_handle(dir.path());
-        let tx = db.begin_write().unwrap();
-        {
-            let mut meta = tx
-                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-                .unwrap();
-            meta.insert("layout_version", 99).unwrap();
-        }
-        tx.commit().unwrap();
-    }
-    match EmbeddedIndex::open(dir.path()) {
+    write_layout(dir.path(), 99);
+    match IndexStore::open_embedded(dir.path()) {
         Err(StoreError::FutureFormat { found: 99, .. }) => {}
         other => panic!(
             "expected FutureFormat, got {:?}",
@@ -107,16 +165,22 @@ async fn a_database_from_a_newer_build_is_refused() {
     }
 }
 
-fn redb_handle(dir: &std::path::Path) -> redb::Database {
-    redb::Database::create(dir.join("index.redb")).unwrap()
+#[tokio::test]
+async fn a_database_of_the_old_layout_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), 1);
+    match IndexStore::open_embedded(dir.path()) {
+        Err(StoreError::Open { reason, .. }) => assert!(reason.contains("layout 1"), "{reason}"),
+        other => panic!("expected Open, got {:?}", other.map(|i| i.describe())),
+    }
 }
 
 #[tokio::test]
 async fn two_handles_in_one_process_share_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let a = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    let a = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
     // A second node of the region in this process (a canary) opens the same file.
-    let b = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    let b = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
     let key = IdentifierKey([7; 32]);
     assert_eq!(
         a.insert_identifier(&key, "usr_eu_1").await.unwrap(),
@@ -135,6 +199,44 @@ async fn two_handles_in_one_process_share_the_database() {
     );
     drop(b);
     // With every handle gone the file is closed and opens again.
-    let c = EmbeddedRegion::open(dir.path(), &eu()).unwrap();
+    let c = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
     assert!(c.get_identifier(&key).await.unwrap().is_some());
+}
+
+/// Remembers what it was told.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(&'static str, bool)>>);
+
+impl StoreObserver for Seen {
+    fn observe(&self, op: &'static str, _elapsed: Duration, ok: bool) {
+        self.0.lock().unwrap().push((op, ok));
+    }
+}
+
+#[tokio::test]
+async fn every_operation_reaches_the_observer_once_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Seen::default());
+    let store = RegionStore::open_embedded(dir.path(), &eu())
+        .unwrap()
+        .with_observer(seen.clone());
+    store.get_user("usr_eu_1").await.unwrap();
+    let foreign = store
+        .insert_identifier(&IdentifierKey([1; 32]), "usr_us_1")
+        .await
+        .unwrap_err();
+    assert!(
+        foreign.to_string().contains("insert_identifier"),
+        "errors name the operation: {foreign}"
+    );
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        vec![("get_user", true), ("insert_identifier", false)]
+    );
+    let seen_ix = Arc::new(Seen::default());
+    let index = IndexStore::open_embedded(dir.path())
+        .unwrap()
+        .with_observer(seen_ix.clone());
+    index.lookup(&IdentifierKey([1; 32]), 0).await.unwrap();
+    assert_eq!(*seen_ix.0.lock().unwrap(), vec![("lookup", true)]);
 }
