@@ -14,6 +14,7 @@
 //! the stable node) shares the open database. Across processes the file is
 //! locked: several nodes of one region in separate processes need Scylla.
 
+mod migrate;
 mod tables;
 mod writer;
 
@@ -30,7 +31,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Version of the database layout (tables, keys, value envelope). Records
 /// carry their own format version (see `codec`). Layout 1 (one table per
 /// record kind, keyed by id, values without expiry) predates the generic
-/// table model; version 2 is the model of `backend`.
+/// table model and is migrated on open (`migrate`); version 2 is the model
+/// of `backend`.
 pub const LAYOUT_VERSION: u64 = 2;
 
 /// Databases open in this process, by canonical path (weak: the last
@@ -98,6 +100,7 @@ impl EmbeddedBackend {
             format!("embedded:{region}"),
             format!("embedded store of region {region}"),
             crate::region::REGION_TABLES,
+            migrate::Kind::Region(region),
         )
     }
 
@@ -109,6 +112,7 @@ impl EmbeddedBackend {
             "embedded:index".into(),
             "embedded home-region index".into(),
             crate::index::INDEX_TABLES,
+            migrate::Kind::Index,
         )
     }
 
@@ -118,6 +122,7 @@ impl EmbeddedBackend {
         name: String,
         describe: String,
         tables: &'static [&'static Table],
+        kind: migrate::Kind<'_>,
     ) -> Result<Self> {
         let fail = |reason: String| StoreError::Open {
             store: name.clone(),
@@ -129,26 +134,35 @@ impl EmbeddedBackend {
         let writer = writer::spawn(Arc::downgrade(&db), &name)
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
         let found = {
-            let go = || -> Result<Option<u64>, redb::Error> {
-                let tx = db.begin_write()?;
+            let go = || -> Result<Option<u64>, String> {
+                let tx = db.begin_write().map_err(|e| e.to_string())?;
                 let found = {
-                    let mut meta = tx.open_table(META)?;
-                    let found = meta.get("layout_version")?.map(|v| v.value());
-                    if found.is_none() {
-                        meta.insert("layout_version", LAYOUT_VERSION)?;
+                    let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
+                    let found = meta
+                        .get("layout_version")
+                        .map_err(|e| e.to_string())?
+                        .map(|v| v.value());
+                    if matches!(found, None | Some(1)) {
+                        meta.insert("layout_version", LAYOUT_VERSION)
+                            .map_err(|e| e.to_string())?;
                     }
                     found
                 };
-                // Older layouts would be migrated here, one version at a time.
-                if found.is_none_or(|v| v == LAYOUT_VERSION) {
-                    for t in tables {
-                        tx.open_table(tables::def(t))?;
-                    }
+                match found {
+                    // Not ours to touch: refused below, the file left as it is.
+                    Some(v) if v != 1 && v != LAYOUT_VERSION => return Ok(found),
+                    // Older layouts are migrated one version at a time, in
+                    // this transaction: a failed migration changes nothing.
+                    Some(1) => migrate::from_v1(&tx, kind)?,
+                    _ => {}
                 }
-                tx.commit()?;
+                for t in tables {
+                    tx.open_table(tables::def(t)).map_err(|e| e.to_string())?;
+                }
+                tx.commit().map_err(|e| e.to_string())?;
                 Ok(found)
             };
-            go().map_err(|e| fail(e.to_string()))?
+            go().map_err(fail)?
         };
         match found {
             Some(v) if v > LAYOUT_VERSION => Err(StoreError::FutureFormat {
@@ -156,8 +170,8 @@ impl EmbeddedBackend {
                 found: u32::try_from(v).unwrap_or(u32::MAX),
                 supported: LAYOUT_VERSION as u32,
             }),
-            Some(v) if v < LAYOUT_VERSION => Err(fail(format!(
-                "the database has layout {v}, from before the generic table model (layout {LAYOUT_VERSION}); no migration exists: move the file aside and re-create the local federation"
+            Some(v) if v != 1 && v != LAYOUT_VERSION => Err(fail(format!(
+                "the database has layout {v}, which no build wrote"
             ))),
             _ => Ok(Self {
                 db,

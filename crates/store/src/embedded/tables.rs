@@ -28,7 +28,7 @@ fn prefix(partition: &[u8]) -> Vec<u8> {
     k
 }
 
-fn encode_key(t: &Table, key: &Key) -> Vec<u8> {
+pub(super) fn encode_key(t: &Table, key: &Key) -> Vec<u8> {
     match t.shape {
         Shape::Row => key.partition.clone(),
         Shape::Partitioned => {
@@ -68,7 +68,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 const NEVER: i64 = i64::MAX;
 
-fn envelope(value: &[u8], expiry: Expiry) -> Vec<u8> {
+pub(super) fn envelope(value: &[u8], expiry: Expiry) -> Vec<u8> {
     let at = match expiry {
         Expiry::Never => NEVER,
         Expiry::At { at, .. } => at,

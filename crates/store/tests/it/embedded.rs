@@ -166,13 +166,178 @@ async fn a_database_from_a_newer_build_is_refused() {
 }
 
 #[tokio::test]
-async fn a_database_of_the_old_layout_is_refused_with_a_reason() {
+async fn a_database_of_an_unknown_layout_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    write_layout(dir.path(), 1);
+    write_layout(dir.path(), 0);
     match IndexStore::open_embedded(dir.path()) {
-        Err(StoreError::Open { reason, .. }) => assert!(reason.contains("layout 1"), "{reason}"),
+        Err(StoreError::Open { reason, .. }) => assert!(reason.contains("layout 0"), "{reason}"),
         other => panic!("expected Open, got {:?}", other.map(|i| i.describe())),
     }
+    // Refused again: the file was not stamped with the current layout.
+    assert!(IndexStore::open_embedded(dir.path()).is_err());
+}
+
+/// A record as layout 1 stored it: format byte 1, then JSON.
+fn v1<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![1];
+    serde_json::to_writer(&mut out, value).unwrap();
+    out
+}
+
+/// A layout-1 table: its name and (key, value) rows.
+type V1Table<'a> = (&'a str, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Writes `rows` into layout-1 tables of `<dir>/<file>`, stamped layout 1.
+fn write_v1(dir: &std::path::Path, file: &str, tables: &[V1Table<'_>]) {
+    let db = redb::Database::create(dir.join(file)).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap();
+        meta.insert("layout_version", 1).unwrap();
+        for (name, rows) in tables {
+            let mut t = tx
+                .open_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))
+                .unwrap();
+            for (k, v) in rows {
+                t.insert(k.as_slice(), v.as_slice()).unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_layout_1_database_is_migrated_on_open() {
+    use domicile_store::{AuditKind, AuditRecord, RefreshRecord, SessionRecord, SigningKeyRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let id = "usr_eu_01JD0000000000000000000001";
+    let user = UserRecord {
+        user_id: id.into(),
+        email: "a@example.com".into(),
+        email_verified: true,
+        password_hash: "h".into(),
+        given_name: "Ada".into(),
+        family_name: String::new(),
+        display_name: String::new(),
+        locale: String::new(),
+        created_at: 1,
+        updated_at: 1,
+        version: 4,
+    };
+    let session = SessionRecord {
+        session_id: "ses_eu_01JD0000000000000000000001".into(),
+        user_id: id.into(),
+        created_at: 1,
+        expires_at: 100,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let token = RefreshRecord {
+        token_hash: [5; 32],
+        session_id: session.session_id.clone(),
+        user_id: id.into(),
+        issued_at: 1,
+        expires_at: 50,
+        used_at: None,
+    };
+    let key = SigningKeyRecord {
+        kid: "eu-1".into(),
+        seed: [3; 32],
+        created_at: 1,
+        retire_at: None,
+        not_before: None,
+    };
+    let event = AuditRecord {
+        event_id: "01JD0000000000000000000001".into(),
+        user_id: id.into(),
+        at: 1,
+        kind: AuditKind::Registered,
+        session_id: None,
+        detail: String::new(),
+        expires_at: 1000,
+    };
+    let mut audit_key = id.as_bytes().to_vec();
+    audit_key.push(0);
+    audit_key.extend_from_slice(event.event_id.as_bytes());
+    write_v1(
+        dir.path(),
+        "region.redb",
+        &[
+            ("users", vec![(id.as_bytes().to_vec(), v1(&user))]),
+            ("users_by_identifier", vec![(vec![9; 32], v1(&id))]),
+            (
+                "sessions",
+                vec![(session.session_id.as_bytes().to_vec(), v1(&session))],
+            ),
+            ("refresh_tokens", vec![(vec![5; 32], v1(&token))]),
+            ("signing_keys", vec![(b"eu-1".to_vec(), v1(&key))]),
+            ("audit_log", vec![(audit_key, v1(&event))]),
+        ],
+    );
+    {
+        let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
+        assert_eq!(store.get_user(id).await.unwrap(), Some(user.clone()));
+        assert_eq!(store.signing_keys().await.unwrap(), vec![key.clone()]);
+        let export = store.export_user(id).await.unwrap();
+        assert_eq!(
+            (
+                export.identifiers,
+                export.sessions,
+                export.refresh_tokens,
+                export.audit
+            ),
+            (
+                vec![IdentifierKey([9; 32])],
+                vec![session.clone()],
+                vec![token.clone()],
+                vec![event.clone()]
+            ),
+            "the per-user lists were built"
+        );
+        // Expiry came along: the token (50) and its list entry go at 60.
+        assert_eq!(store.purge_expired(60).await.unwrap(), 2);
+        assert_eq!(store.get_refresh(&[5; 32], 10).await.unwrap(), None);
+        assert!(
+            store
+                .get_session(&session.session_id, 10)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    // Stamped layout 2: it opens again as it is.
+    let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
+    assert_eq!(store.get_user(id).await.unwrap(), Some(user));
+
+    #[derive(serde::Serialize)]
+    struct Entry {
+        region: &'static str,
+        user_id: &'static str,
+        state: &'static str,
+        created_at: i64,
+        expires_at: Option<i64>,
+    }
+    let entry = Entry {
+        region: "eu",
+        user_id: id,
+        state: "active",
+        created_at: 1,
+        expires_at: None,
+    };
+    write_v1(
+        dir.path(),
+        "index.redb",
+        &[("home_index", vec![(vec![9; 32], v1(&entry))])],
+    );
+    let index = IndexStore::open_embedded(dir.path()).unwrap();
+    let found = index
+        .lookup(&IdentifierKey([9; 32]), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user_id.as_str(), id);
 }
 
 #[tokio::test]
