@@ -750,6 +750,16 @@ async fn export_and_erase(s: &RegionStore) {
     );
     assert!(s.export_identifiers(&b_id).await.unwrap().is_empty());
     assert_eq!(s.export_identifiers(&uid(80)).await.unwrap(), vec![key(71)]);
+    assert_eq!(
+        s.replace_identifier(&key(71), &b_id, &uid(80)).await.unwrap(),
+        Applied::No(()),
+        "a stale replace does not apply…"
+    );
+    assert_eq!(
+        s.export_identifiers(&uid(80)).await.unwrap(),
+        vec![key(71)],
+        "…and the holder keeps its key"
+    );
     s.erase_user(&b_id).await.unwrap();
     assert_eq!(
         s.get_identifier(&key(71)).await.unwrap(),

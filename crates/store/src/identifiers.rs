@@ -75,21 +75,25 @@ impl RegionStore {
                 self.check_id(&IDENTIFIERS, ArtifactKind::User, user_id)?;
                 let value = self.encode(&IDENTIFIERS, &user_id.to_owned())?;
                 self.link_identifier(k, user_id).await?;
-                let outcome = self
+                // The outcome, and whether `user_id` holds the key afterwards.
+                let (outcome, holds) = self
                     .modify(&IDENTIFIERS, &key(k), |holder: Option<String>| {
                         Ok(match holder {
-                            Some(h) if h == expected => {
-                                (Change::Put(value.clone(), Expiry::Never), Applied::Yes)
-                            }
-                            _ => (Change::Keep, Applied::No(())),
+                            Some(h) if h == expected => (
+                                Change::Put(value.clone(), Expiry::Never),
+                                (Applied::Yes, true),
+                            ),
+                            h => (
+                                Change::Keep,
+                                (Applied::No(()), h.as_deref() == Some(user_id)),
+                            ),
                         })
                     })
                     .await?;
-                if outcome.is_applied() {
-                    if expected != user_id {
-                        self.unlink_identifier(k, expected).await?;
-                    }
-                } else {
+                if outcome.is_applied() && expected != user_id {
+                    self.unlink_identifier(k, expected).await?;
+                }
+                if !holds {
                     self.unlink_identifier(k, user_id).await?;
                 }
                 Ok(outcome)

@@ -58,6 +58,11 @@ pub fn plan(t: &Topology) -> Vec<(String, ScyllaConfig, Vec<String>)> {
 /// keyspace is created through a session to that region's datacenter; the
 /// index through the first region's.
 pub async fn apply(t: &Topology, now: i64, say: &mut (dyn FnMut(&str) + Send)) -> Result<()> {
+    // Keyspace names go into the statements' text: check them all first.
+    super::validate(t).map_err(|e| StoreError::Open {
+        store: "scylla schema".into(),
+        reason: e.to_string(),
+    })?;
     let plan = plan(t);
     if plan.is_empty() {
         say("no store in this topology is on scylla: nothing to do");

@@ -77,6 +77,13 @@ impl ScyllaBackend {
         profile: &ExecutionProfile,
     ) -> Result<Self> {
         let name = format!("scylla:{keyspace}");
+        // Statements name the keyspace in their text: only a plain name goes in.
+        if !super::config::valid_cql_name(keyspace) {
+            return Err(StoreError::Open {
+                store: name,
+                reason: format!("{keyspace:?} is not a keyspace name"),
+            });
+        }
         let mut prepared = Vec::new();
         for t in tables {
             let c = TableCql::new(keyspace, t);
