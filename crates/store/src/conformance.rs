@@ -751,7 +751,9 @@ async fn export_and_erase(s: &RegionStore) {
     assert!(s.export_identifiers(&b_id).await.unwrap().is_empty());
     assert_eq!(s.export_identifiers(&uid(80)).await.unwrap(), vec![key(71)]);
     assert_eq!(
-        s.replace_identifier(&key(71), &b_id, &uid(80)).await.unwrap(),
+        s.replace_identifier(&key(71), &b_id, &uid(80))
+            .await
+            .unwrap(),
         Applied::No(()),
         "a stale replace does not apply…"
     );

@@ -89,6 +89,7 @@ impl IndexStore {
         StoreError::Corrupt {
             store: self.backend.name().to_owned(),
             table: HOME_INDEX.name,
+            op: "decode",
             reason: reason.to_string(),
         }
     }

@@ -57,10 +57,11 @@ pub enum StoreError {
     #[error("store {store}: cannot open: {reason}")]
     Open { store: String, reason: String },
     /// A stored record could not be decoded (or a record could not be encoded).
-    #[error("store {store}: corrupt record in {table}: {reason}")]
+    #[error("store {store}: {op} on {table}: corrupt record: {reason}")]
     Corrupt {
         store: String,
         table: &'static str,
+        op: &'static str,
         reason: String,
     },
     /// A record whose id names another region (or no region): refused,
@@ -96,11 +97,10 @@ impl StoreError {
     pub(crate) fn during(mut self, operation: &'static str) -> Self {
         match &mut self {
             StoreError::Backend { op, .. }
+            | StoreError::Corrupt { op, .. }
             | StoreError::ForeignRecord { op, .. }
             | StoreError::Contended { op, .. } => *op = operation,
-            StoreError::Open { .. }
-            | StoreError::Corrupt { .. }
-            | StoreError::FutureFormat { .. } => {}
+            StoreError::Open { .. } | StoreError::FutureFormat { .. } => {}
         }
         self
     }

@@ -144,6 +144,7 @@ impl RegionStore {
         StoreError::Corrupt {
             store: self.backend.name().to_owned(),
             table: table.name,
+            op: "decode",
             reason,
         }
     }

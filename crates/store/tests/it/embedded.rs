@@ -405,3 +405,34 @@ async fn every_operation_reaches_the_observer_once_with_its_outcome() {
     index.lookup(&IdentifierKey([1; 32]), 0).await.unwrap();
     assert_eq!(*seen_ix.0.lock().unwrap(), vec![("lookup", true)]);
 }
+
+#[tokio::test]
+async fn errors_name_store_table_and_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "usr_eu_01JD0000000000000000000001";
+    drop(RegionStore::open_embedded(dir.path(), &eu()).unwrap());
+    {
+        // A users row written by a future build: record format 9.
+        let db = redb::Database::create(dir.path().join("region.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx
+                .open_table(redb::TableDefinition::<&[u8], &[u8]>::new("users"))
+                .unwrap();
+            let mut value = i64::MAX.to_be_bytes().to_vec();
+            value.extend_from_slice(&[9, b'{', b'}']);
+            t.insert(id.as_bytes(), value.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let store = RegionStore::open_embedded(dir.path(), &eu()).unwrap();
+    match store.get_user(id).await {
+        Err(StoreError::Corrupt {
+            store, table, op, ..
+        }) => assert_eq!(
+            (store.as_str(), table, op),
+            ("embedded:eu", "users", "get_user")
+        ),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
