@@ -157,6 +157,25 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Applied<Option<Vec<u8>>>>;
     /// Plain (unconditional, idempotent) writes of rows of a partitioned table.
     async fn append(&self, table: &Table, rows: Vec<Row>) -> Result<()>;
+    /// `append(rows_table, rows)`, then `put_if`: the rows are durable no
+    /// later than the conditional write, and are written whether or not its
+    /// condition holds (a list written before the row it lists). A backend
+    /// that can commit both at once does (embedded: one transaction); the
+    /// default runs them one after the other.
+    #[allow(clippy::too_many_arguments)]
+    async fn append_then_put_if(
+        &self,
+        rows_table: &Table,
+        rows: Vec<Row>,
+        table: &Table,
+        key: &Key,
+        condition: Condition,
+        value: Vec<u8>,
+        expiry: Expiry,
+    ) -> Result<Applied<Option<Vec<u8>>>> {
+        self.append(rows_table, rows).await?;
+        self.put_if(table, key, condition, value, expiry).await
+    }
     /// At most `limit` rows of one partition, greatest clustering key first,
     /// as (clustering key, value).
     async fn rows(
@@ -202,23 +221,27 @@ where
     R: Send,
 {
     let current = backend.get(table, key, Read::Serial).await?;
-    cycle(backend, table, key, current, decide).await
+    cycle(backend, table, key, current, None, decide).await
 }
 
 /// `modify` for writes that usually find no row (inserts, claims): it
 /// decides first as if the row were absent and writes `IF NOT EXISTS`,
 /// saving the read; a lost write reports the row, and the cycle goes on
-/// from there exactly as in `modify`.
+/// from there exactly as in `modify`. `listed`, when given, are rows of a
+/// per-owner list (`Backend::append_then_put_if`) written with the first
+/// write the cycle attempts; when it decides to write nothing, they are not
+/// written.
 pub(crate) async fn modify_expecting_absent<R>(
     backend: &dyn Backend,
     table: &Table,
     key: &Key,
+    listed: Option<(&Table, Vec<Row>)>,
     decide: impl FnMut(Option<&[u8]>) -> Result<(Change, R)> + Send,
 ) -> Result<R>
 where
     R: Send,
 {
-    cycle(backend, table, key, None, decide).await
+    cycle(backend, table, key, None, listed, decide).await
 }
 
 async fn cycle<R>(
@@ -226,6 +249,7 @@ async fn cycle<R>(
     table: &Table,
     key: &Key,
     mut current: Option<Vec<u8>>,
+    mut listed: Option<(&Table, Vec<Row>)>,
     mut decide: impl FnMut(Option<&[u8]>) -> Result<(Change, R)> + Send,
 ) -> Result<R>
 where
@@ -239,10 +263,20 @@ where
         };
         let applied = match change {
             Change::Keep => return Ok(out),
-            Change::Put(value, expiry) => {
-                backend.put_if(table, key, condition, value, expiry).await?
+            Change::Put(value, expiry) => match listed.take() {
+                Some((list, rows)) => {
+                    backend
+                        .append_then_put_if(list, rows, table, key, condition, value, expiry)
+                        .await?
+                }
+                None => backend.put_if(table, key, condition, value, expiry).await?,
+            },
+            Change::Delete => {
+                if let Some((list, rows)) = listed.take() {
+                    backend.append(list, rows).await?;
+                }
+                backend.delete_if(table, key, condition).await?
             }
-            Change::Delete => backend.delete_if(table, key, condition).await?,
         };
         match applied {
             Applied::Yes => return Ok(out),

@@ -23,6 +23,15 @@ fn key(k: &IdentifierKey) -> Key {
     Key::row(k.0.to_vec())
 }
 
+/// The row of `identifiers_by_user` saying `user_id` may hold `k`.
+fn link(k: &IdentifierKey, user_id: &str) -> Row {
+    Row {
+        key: Key::cell(user_id.as_bytes(), k.0.to_vec()),
+        value: Vec::new(),
+        expiry: Expiry::Never,
+    }
+}
+
 impl RegionStore {
     /// `INSERT … IF NOT EXISTS`; when taken, returns the holder's user id
     /// as the store reported it.
@@ -34,18 +43,23 @@ impl RegionStore {
         self.instrument
             .run("insert_identifier", async {
                 self.check_id(&IDENTIFIERS, ArtifactKind::User, user_id)?;
-                self.link_identifier(k, user_id).await?;
                 let user = user_id.to_owned();
+                let listed = (&IDENTIFIERS_BY_USER, vec![link(k, user_id)]);
                 let outcome = self
-                    .insert_or_modify(&IDENTIFIERS, &key(k), |holder: Option<String>| {
-                        Ok(match holder {
-                            Some(h) => (Change::Keep, Applied::No(h)),
-                            None => (
-                                Change::Put(self.encode(&IDENTIFIERS, &user)?, Expiry::Never),
-                                Applied::Yes,
-                            ),
-                        })
-                    })
+                    .insert_or_modify(
+                        &IDENTIFIERS,
+                        &key(k),
+                        Some(listed),
+                        |holder: Option<String>| {
+                            Ok(match holder {
+                                Some(h) => (Change::Keep, Applied::No(h)),
+                                None => (
+                                    Change::Put(self.encode(&IDENTIFIERS, &user)?, Expiry::Never),
+                                    Applied::Yes,
+                                ),
+                            })
+                        },
+                    )
                     .await?;
                 if let Applied::No(holder) = &outcome
                     && holder != user_id
@@ -171,12 +185,9 @@ impl RegionStore {
     }
 
     async fn link_identifier(&self, k: &IdentifierKey, user_id: &str) -> Result<()> {
-        let row = Row {
-            key: Key::cell(user_id.as_bytes(), k.0.to_vec()),
-            value: Vec::new(),
-            expiry: Expiry::Never,
-        };
-        self.backend.append(&IDENTIFIERS_BY_USER, vec![row]).await
+        self.backend
+            .append(&IDENTIFIERS_BY_USER, vec![link(k, user_id)])
+            .await
     }
 
     async fn unlink_identifier(&self, k: &IdentifierKey, user_id: &str) -> Result<()> {

@@ -133,9 +133,13 @@ impl IndexStore {
         k: &IdentifierKey,
         mut decide: impl FnMut(Option<IndexEntry>) -> Result<(Change, R)> + Send,
     ) -> Result<R> {
-        backend::modify_expecting_absent(self.backend.as_ref(), &HOME_INDEX, &key(k), |bytes| {
-            decide(bytes.map(|b| self.decode(b)).transpose()?)
-        })
+        backend::modify_expecting_absent(
+            self.backend.as_ref(),
+            &HOME_INDEX,
+            &key(k),
+            None,
+            |bytes| decide(bytes.map(|b| self.decode(b)).transpose()?),
+        )
         .await
     }
 

@@ -178,19 +178,21 @@ impl RegionStore {
         .await
     }
 
-    /// `modify` for inserts: decides first as if the row were absent
-    /// (see `backend::modify_expecting_absent`).
+    /// `modify` for inserts: decides first as if the row were absent, and
+    /// writes `listed` (per-user list rows) with the first write (see
+    /// `backend::modify_expecting_absent`).
     pub(crate) async fn insert_or_modify<T, R>(
         &self,
         table: &Table,
         key: &crate::Key,
+        listed: Option<(&Table, Vec<crate::Row>)>,
         mut decide: impl FnMut(Option<T>) -> Result<(Change, R)> + Send,
     ) -> Result<R>
     where
         T: DeserializeOwned,
         R: Send,
     {
-        backend::modify_expecting_absent(self.backend.as_ref(), table, key, |bytes| {
+        backend::modify_expecting_absent(self.backend.as_ref(), table, key, listed, |bytes| {
             decide(bytes.map(|b| self.decode(table, b)).transpose()?)
         })
         .await

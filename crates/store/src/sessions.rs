@@ -33,6 +33,17 @@ fn tagged(tag: u8, id: &[u8]) -> Vec<u8> {
     c
 }
 
+/// A `sessions_by_user` row: `user_id` holds the session or token named by
+/// `clustering`, until `expiry`.
+fn link<'t>(user_id: &str, clustering: Vec<u8>, expiry: Expiry) -> (&'t Table, Vec<Row>) {
+    let row = Row {
+        key: Key::cell(user_id.as_bytes(), clustering),
+        value: Vec::new(),
+        expiry,
+    };
+    (&SESSIONS_BY_USER, vec![row])
+}
+
 impl RegionStore {
     /// Inserts a session unless a live one has its id.
     pub async fn insert_session(&self, s: &SessionRecord, now: UnixSeconds) -> Result<Applied> {
@@ -44,16 +55,16 @@ impl RegionStore {
                     at: s.expires_at,
                     now,
                 };
-                self.link_session(
+                let listed = link(
                     &s.user_id,
                     tagged(SESSION_TAG, s.session_id.as_bytes()),
                     expiry,
-                )
-                .await?;
+                );
                 let value = self.encode(&SESSIONS, s)?;
                 self.insert_or_modify(
                     &SESSIONS,
                     &Key::row(s.session_id.as_bytes()),
+                    Some(listed),
                     |current: Option<SessionRecord>| {
                         Ok(match current {
                             Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
@@ -129,12 +140,12 @@ impl RegionStore {
                     at: r.expires_at,
                     now,
                 };
-                self.link_session(&r.user_id, tagged(REFRESH_TAG, &r.token_hash), expiry)
-                    .await?;
+                let listed = link(&r.user_id, tagged(REFRESH_TAG, &r.token_hash), expiry);
                 let value = self.encode(&REFRESH, r)?;
                 self.insert_or_modify(
                     &REFRESH,
                     &Key::row(r.token_hash.to_vec()),
+                    Some(listed),
                     |current: Option<RefreshRecord>| {
                         Ok(match current {
                             Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
@@ -277,14 +288,5 @@ impl RegionStore {
                     .await
             })
             .await
-    }
-
-    async fn link_session(&self, user_id: &str, clustering: Vec<u8>, expiry: Expiry) -> Result<()> {
-        let row = Row {
-            key: Key::cell(user_id.as_bytes(), clustering),
-            value: Vec::new(),
-            expiry,
-        };
-        self.backend.append(&SESSIONS_BY_USER, vec![row]).await
     }
 }

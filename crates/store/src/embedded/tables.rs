@@ -90,6 +90,45 @@ fn payload(stored: &[u8]) -> Vec<u8> {
     stored.get(8..).unwrap_or_default().to_vec()
 }
 
+/// The conditional write inside a write transaction.
+fn put_in(
+    tx: &redb::WriteTransaction,
+    d: Def,
+    k: &[u8],
+    condition: &Condition,
+    value: &[u8],
+    expiry: Expiry,
+) -> Result<Applied<Option<Vec<u8>>>, redb::Error> {
+    let mut t = tx.open_table(d)?;
+    let current = t.get(k)?.map(|v| payload(v.value()));
+    let holds = match (condition, &current) {
+        (Condition::Any, _) | (Condition::Absent, None) => true,
+        (Condition::Equals(old), Some(c)) => old == c,
+        _ => false,
+    };
+    if !holds {
+        return Ok(Applied::No(current));
+    }
+    t.insert(k, envelope(value, expiry).as_slice())?;
+    Ok(Applied::Yes)
+}
+
+/// Plain writes of rows inside a write transaction.
+fn append_in(
+    tx: &redb::WriteTransaction,
+    table: &Table,
+    rows: Vec<Row>,
+) -> Result<(), redb::Error> {
+    let mut t = tx.open_table(def(table))?;
+    for r in rows {
+        t.insert(
+            encode_key(table, &r.key).as_slice(),
+            envelope(&r.value, r.expiry).as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Backend for EmbeddedBackend {
     fn name(&self) -> &str {
@@ -123,18 +162,26 @@ impl Backend for EmbeddedBackend {
     ) -> Result<Applied<Option<Vec<u8>>>> {
         let (d, k) = (def(table), encode_key(table, key));
         self.write(table, "put_if", move |tx| {
-            let mut t = tx.open_table(d)?;
-            let current = t.get(k.as_slice())?.map(|v| payload(v.value()));
-            let holds = match (&condition, &current) {
-                (Condition::Any, _) | (Condition::Absent, None) => true,
-                (Condition::Equals(old), Some(c)) => old == c,
-                _ => false,
-            };
-            if !holds {
-                return Ok(Applied::No(current));
-            }
-            t.insert(k.as_slice(), envelope(&value, expiry).as_slice())?;
-            Ok(Applied::Yes)
+            put_in(tx, d, &k, &condition, &value, expiry)
+        })
+        .await
+    }
+
+    async fn append_then_put_if(
+        &self,
+        rows_table: &Table,
+        rows: Vec<Row>,
+        table: &Table,
+        key: &Key,
+        condition: Condition,
+        value: Vec<u8>,
+        expiry: Expiry,
+    ) -> Result<Applied<Option<Vec<u8>>>> {
+        // One transaction: the list rows and the row they list commit together.
+        let (list, d, k) = (*rows_table, def(table), encode_key(table, key));
+        self.write(table, "append_then_put_if", move |tx| {
+            append_in(tx, &list, rows)?;
+            put_in(tx, d, &k, &condition, &value, expiry)
         })
         .await
     }
@@ -167,18 +214,9 @@ impl Backend for EmbeddedBackend {
         if rows.is_empty() {
             return Ok(());
         }
-        let (d, t0) = (def(table), *table);
-        self.write(table, "append", move |tx| {
-            let mut t = tx.open_table(d)?;
-            for r in rows {
-                t.insert(
-                    encode_key(&t0, &r.key).as_slice(),
-                    envelope(&r.value, r.expiry).as_slice(),
-                )?;
-            }
-            Ok(())
-        })
-        .await
+        let t0 = *table;
+        self.write(table, "append", move |tx| append_in(tx, &t0, rows))
+            .await
     }
 
     async fn rows(
