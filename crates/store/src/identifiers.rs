@@ -3,8 +3,9 @@
 //! `users_by_identifier` (partition: identifier key) names the user holding
 //! each key; `identifiers_by_user` (partition: user id, clustering:
 //! identifier key) lists the keys a user holds, so a user's identifiers can
-//! be exported and erased without a scan. The list is written before the
-//! identifier row and trimmed after a release, so it may name a key the
+//! be exported and erased without a scan. The list entry is durable no
+//! later than the identifier row (`append_then_put_if`) and trimmed after a
+//! release, so it may name a key the
 //! user no longer holds (never the reverse): export and erase check each key
 //! against its row.
 //!

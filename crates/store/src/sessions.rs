@@ -2,8 +2,8 @@
 //! refresh tokens (partition: SHA-256 of the token), both expiring with
 //! their records, plus `sessions_by_user` (partition: user id; clustering:
 //! `s` + session id or `r` + token hash) so a user's sessions and tokens can
-//! be exported and erased without a scan. The per-user list is written
-//! before each record and expires with it.
+//! be exported and erased without a scan. The per-user list entry is durable
+//! no later than its record (`append_then_put_if`) and expires with it.
 //!
 //! Expiry is judged here from each record's `expires_at` against the `now`
 //! passed in; the backend only drops rows (TTL, purge).
