@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use domicile_core::RegionCode;
-use domicile_store::{EmbeddedRegion, RefreshRecord, RegionStore, SessionRecord};
+use domicile_store::{RefreshRecord, RegionStore, SessionRecord};
 use std::time::Instant;
 
 fn rss_kib() -> u64 {
@@ -28,7 +28,7 @@ async fn main() {
         .unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(
-        EmbeddedRegion::open(dir.path(), &RegionCode::parse("eu").unwrap()).unwrap(),
+        RegionStore::open_embedded(dir.path(), &RegionCode::parse("eu").unwrap()).unwrap(),
     );
     let now = 1_800_000_000;
     let rss0 = rss_kib();

@@ -4,9 +4,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::*;
-use domicile_core::{RegionCode, ids::UserId, index::IndexState};
+use async_trait::async_trait;
+use domicile_core::{
+    RegionCode, UnixSeconds,
+    ids::UserId,
+    index::{IdentifierKey, IndexEntry, IndexState},
+};
+use std::sync::{Arc, Mutex};
 
 const NOW: UnixSeconds = 1_800_000_000;
+
+/// A user id of region eu (every conformance run opens region eu).
+fn uid(n: u32) -> String {
+    format!("usr_eu_01JD{n:022}")
+}
+
+/// A session id of region eu.
+fn sid(n: u32) -> String {
+    format!("ses_eu_01JD{n:022}")
+}
 
 fn key(n: u8) -> IdentifierKey {
     IdentifierKey([n; 32])
@@ -31,7 +47,7 @@ fn user(id: &str, version: u64) -> UserRecord {
 fn session(id: &str, expires_at: UnixSeconds) -> SessionRecord {
     SessionRecord {
         session_id: id.into(),
-        user_id: "u1".into(),
+        user_id: uid(1),
         created_at: NOW,
         expires_at,
         revoked_at: None,
@@ -42,16 +58,16 @@ fn session(id: &str, expires_at: UnixSeconds) -> SessionRecord {
 fn refresh(n: u8, expires_at: UnixSeconds) -> RefreshRecord {
     RefreshRecord {
         token_hash: [n; 32],
-        session_id: "s1".into(),
-        user_id: "u1".into(),
+        session_id: sid(1),
+        user_id: uid(1),
         issued_at: NOW,
         expires_at,
         used_at: None,
     }
 }
 
-/// Runs every region-store check against a fresh, empty store.
-pub async fn region_store(store: &dyn RegionStore) {
+/// Runs every region-store check against a fresh, empty store of region eu.
+pub async fn region_store(store: &RegionStore) {
     identifiers(store).await;
     users(store).await;
     sessions(store).await;
@@ -59,65 +75,77 @@ pub async fn region_store(store: &dyn RegionStore) {
     signing_keys(store).await;
     audit(store).await;
     purge(store).await;
+    foreign_records(store).await;
+    export_and_erase(store).await;
+    keys_are_one_partition(store).await;
 }
 
-async fn identifiers(s: &dyn RegionStore) {
+async fn identifiers(s: &RegionStore) {
     assert_eq!(s.get_identifier(&key(1)).await.unwrap(), None);
     assert_eq!(
-        s.insert_identifier(&key(1), "u1").await.unwrap(),
+        s.insert_identifier(&key(1), &uid(1)).await.unwrap(),
         Applied::Yes
     );
     assert_eq!(
-        s.insert_identifier(&key(1), "u2").await.unwrap(),
-        Applied::No("u1".into()),
+        s.insert_identifier(&key(1), &uid(2)).await.unwrap(),
+        Applied::No(uid(1)),
         "IF NOT EXISTS keeps the first"
     );
     assert_eq!(
         s.get_identifier(&key(1)).await.unwrap().as_deref(),
-        Some("u1")
+        Some(uid(1).as_str())
     );
     assert_eq!(
-        s.replace_identifier(&key(1), "u9", "u2").await.unwrap(),
+        s.replace_identifier(&key(1), &uid(9), &uid(2))
+            .await
+            .unwrap(),
         Applied::No(()),
         "IF user_id = wrong"
     );
     assert_eq!(
-        s.replace_identifier(&key(1), "u1", "u2").await.unwrap(),
+        s.replace_identifier(&key(1), &uid(1), &uid(2))
+            .await
+            .unwrap(),
         Applied::Yes
     );
     assert_eq!(
         s.get_identifier(&key(1)).await.unwrap().as_deref(),
-        Some("u2")
+        Some(uid(2).as_str())
     );
     assert_eq!(
-        s.delete_identifier(&key(1), "u1").await.unwrap(),
+        s.delete_identifier(&key(1), &uid(1)).await.unwrap(),
         Applied::No(())
     );
     assert_eq!(
-        s.delete_identifier(&key(1), "u2").await.unwrap(),
+        s.delete_identifier(&key(1), &uid(2)).await.unwrap(),
         Applied::Yes
     );
     assert_eq!(s.get_identifier(&key(1)).await.unwrap(), None);
     assert_eq!(
-        s.replace_identifier(&key(2), "u1", "u2").await.unwrap(),
+        s.replace_identifier(&key(2), &uid(1), &uid(2))
+            .await
+            .unwrap(),
         Applied::No(()),
         "absent rows are not created"
     );
 }
 
-async fn users(s: &dyn RegionStore) {
+async fn users(s: &RegionStore) {
     let base = s.count_users().await.unwrap();
-    assert_eq!(s.get_user("u1").await.unwrap(), None);
-    assert_eq!(s.insert_user(&user("u1", 1)).await.unwrap(), Applied::Yes);
-    let mut other = user("u1", 1);
+    assert_eq!(s.get_user(&uid(1)).await.unwrap(), None);
+    assert_eq!(
+        s.insert_user(&user(&uid(1), 1)).await.unwrap(),
+        Applied::Yes
+    );
+    let mut other = user(&uid(1), 1);
     other.email = "intruder@example.com".into();
     assert_eq!(
         s.insert_user(&other).await.unwrap(),
         Applied::No(()),
         "IF NOT EXISTS"
     );
-    assert_eq!(s.get_user("u1").await.unwrap(), Some(user("u1", 1)));
-    let mut v2 = user("u1", 2);
+    assert_eq!(s.get_user(&uid(1)).await.unwrap(), Some(user(&uid(1), 1)));
+    let mut v2 = user(&uid(1), 2);
     v2.given_name = "Grace".into();
     assert_eq!(
         s.update_user(&v2, 5).await.unwrap(),
@@ -126,85 +154,85 @@ async fn users(s: &dyn RegionStore) {
     );
     assert_eq!(s.update_user(&v2, 1).await.unwrap(), Applied::Yes);
     assert_eq!(
-        s.update_user(&user("u1", 3), 1).await.unwrap(),
+        s.update_user(&user(&uid(1), 3), 1).await.unwrap(),
         Applied::No(()),
         "lost update prevented"
     );
-    assert_eq!(s.get_user("u1").await.unwrap(), Some(v2));
+    assert_eq!(s.get_user(&uid(1)).await.unwrap(), Some(v2));
     assert_eq!(
-        s.update_user(&user("nobody", 2), 1).await.unwrap(),
+        s.update_user(&user(&uid(99), 2), 1).await.unwrap(),
         Applied::No(())
     );
     assert_eq!(s.count_users().await.unwrap(), base + 1);
     assert_eq!(
-        s.insert_user(&user("u-gone", 1)).await.unwrap(),
+        s.insert_user(&user(&uid(3), 1)).await.unwrap(),
         Applied::Yes
     );
-    assert_eq!(s.delete_user("u-gone").await.unwrap(), Applied::Yes);
-    assert_eq!(s.delete_user("u-gone").await.unwrap(), Applied::No(()));
-    assert_eq!(s.get_user("u-gone").await.unwrap(), None);
+    assert_eq!(s.delete_user(&uid(3)).await.unwrap(), Applied::Yes);
+    assert_eq!(s.delete_user(&uid(3)).await.unwrap(), Applied::No(()));
+    assert_eq!(s.get_user(&uid(3)).await.unwrap(), None);
     assert_eq!(s.count_users().await.unwrap(), base + 1);
     let all = s.scan_users().await.unwrap();
     assert_eq!(all.len() as u64, base + 1);
     assert!(
         all.iter()
-            .any(|u| u.user_id == "u1" && u.given_name == "Grace")
+            .any(|u| u.user_id == uid(1) && u.given_name == "Grace")
     );
 }
 
-async fn sessions(s: &dyn RegionStore) {
+async fn sessions(s: &RegionStore) {
     assert_eq!(
-        s.insert_session(&session("s1", NOW + 100), NOW)
+        s.insert_session(&session(&sid(1), NOW + 100), NOW)
             .await
             .unwrap(),
         Applied::Yes
     );
     assert_eq!(
-        s.insert_session(&session("s1", NOW + 500), NOW)
+        s.insert_session(&session(&sid(1), NOW + 500), NOW)
             .await
             .unwrap(),
         Applied::No(())
     );
     assert_eq!(
-        s.get_session("s1", NOW + 99)
+        s.get_session(&sid(1), NOW + 99)
             .await
             .unwrap()
             .map(|x| x.expires_at),
         Some(NOW + 100)
     );
     assert_eq!(
-        s.get_session("s1", NOW + 100).await.unwrap(),
+        s.get_session(&sid(1), NOW + 100).await.unwrap(),
         None,
         "expired at its TTL"
     );
     assert_eq!(
-        s.revoke_session("s1", NOW + 1, RevokeReason::RefreshReuse)
+        s.revoke_session(&sid(1), NOW + 1, RevokeReason::RefreshReuse)
             .await
             .unwrap(),
         Applied::Yes
     );
     assert_eq!(
-        s.revoke_session("s1", NOW + 2, RevokeReason::Logout)
+        s.revoke_session(&sid(1), NOW + 2, RevokeReason::Logout)
             .await
             .unwrap(),
         Applied::Yes,
         "idempotent"
     );
-    let got = s.get_session("s1", NOW + 3).await.unwrap().unwrap();
+    let got = s.get_session(&sid(1), NOW + 3).await.unwrap().unwrap();
     assert_eq!(
         (got.revoked_at, got.revoked_reason),
         (Some(NOW + 1), Some(RevokeReason::RefreshReuse)),
         "first revocation stays"
     );
     assert_eq!(
-        s.revoke_session("nope", NOW, RevokeReason::Logout)
+        s.revoke_session(&sid(99), NOW, RevokeReason::Logout)
             .await
             .unwrap(),
         Applied::No(())
     );
 }
 
-async fn refresh_tokens(s: &dyn RegionStore) {
+async fn refresh_tokens(s: &RegionStore) {
     assert_eq!(
         s.insert_refresh(&refresh(1, NOW + 100), NOW).await.unwrap(),
         Applied::Yes
@@ -251,7 +279,7 @@ async fn refresh_tokens(s: &dyn RegionStore) {
     );
 }
 
-async fn signing_keys(s: &dyn RegionStore) {
+async fn signing_keys(s: &RegionStore) {
     assert!(s.signing_keys().await.unwrap().is_empty());
     let k1 = SigningKeyRecord {
         kid: "eu-1".into(),
@@ -297,7 +325,7 @@ fn event(user: &str, n: u8, kind: AuditKind, expires_at: UnixSeconds) -> AuditRe
 }
 
 /// The store is region eu's (as every conformance run opens it).
-async fn audit(s: &dyn RegionStore) {
+async fn audit(s: &RegionStore) {
     const A: &str = "usr_eu_01JD00000000000000000000AA";
     const B: &str = "usr_eu_01JD00000000000000000000BB";
     let first = vec![
@@ -352,22 +380,22 @@ async fn audit(s: &dyn RegionStore) {
     );
 }
 
-async fn purge(s: &dyn RegionStore) {
-    s.insert_session(&session("p1", NOW + 10), NOW)
+async fn purge(s: &RegionStore) {
+    s.insert_session(&session(&sid(11), NOW + 10), NOW)
         .await
         .unwrap();
-    s.insert_session(&session("p2", NOW + 1000), NOW)
+    s.insert_session(&session(&sid(12), NOW + 1000), NOW)
         .await
         .unwrap();
     s.insert_refresh(&refresh(9, NOW + 10), NOW).await.unwrap();
     s.purge_expired(NOW + 50).await.unwrap();
     // At NOW + 50 expired rows are gone (embedded: swept) or invisible
     // (Scylla: filtered until the TTL removes them); live ones stay.
-    assert_eq!(s.get_session("p1", NOW + 50).await.unwrap(), None);
-    assert!(s.get_session("p2", NOW + 50).await.unwrap().is_some());
+    assert_eq!(s.get_session(&sid(11), NOW + 50).await.unwrap(), None);
+    assert!(s.get_session(&sid(12), NOW + 50).await.unwrap().is_some());
     assert_eq!(s.get_refresh(&[9; 32], NOW + 50).await.unwrap(), None);
     assert!(
-        s.get_user("u1").await.unwrap().is_some(),
+        s.get_user(&uid(1)).await.unwrap().is_some(),
         "purge never touches users"
     );
 }
@@ -391,7 +419,7 @@ const U_EU: &str = "usr_eu_01JD0000000000000000000001";
 const U_US: &str = "usr_us_01JD0000000000000000000002";
 
 /// Runs every index check against a fresh, empty index.
-pub async fn index_store(ix: &dyn IndexStore) {
+pub async fn index_store(ix: &IndexStore) {
     let pending_eu = entry("eu", U_EU, IndexState::Pending, Some(NOW + 60));
     let pending_us = entry("us", U_US, IndexState::Pending, Some(NOW + 60));
     assert_eq!(ix.lookup(&key(1), NOW).await.unwrap(), None);
@@ -471,4 +499,365 @@ pub async fn index_store(ix: &dyn IndexStore) {
     let scanned = ix.scan(NOW + 62).await.unwrap();
     assert_eq!(scanned.len(), 1);
     assert_eq!(scanned[0].0, key(2));
+
+    // The holder reported is the stored entry, never the claimant's own.
+    let held = ix.claim(&key(2), &pending_eu, NOW + 63).await.unwrap();
+    match &held {
+        Claim::Held(h) => assert_eq!(
+            (h.user_id.as_str(), h.region.as_str()),
+            (U_US, "us"),
+            "{held:?}"
+        ),
+        Claim::Applied => panic!("a live claim of another user was taken"),
+    }
+    // An entry whose user id names another region than its own is refused.
+    let mismatched = entry("eu", U_US, IndexState::Pending, Some(NOW + 60));
+    refused(ix.claim(&key(3), &mismatched, NOW).await, "home_index");
+    assert_eq!(ix.lookup(&key(3), NOW).await.unwrap(), None);
+}
+
+/// Asserts `r` is the store's refusal of a foreign record in `table`.
+fn refused<T: std::fmt::Debug>(r: Result<T>, table: &str) {
+    match r {
+        Err(StoreError::ForeignRecord { table: t, .. }) if t == table => {}
+        other => panic!("expected ForeignRecord in {table}, got {other:?}"),
+    }
+}
+
+/// Every table refuses a record whose id names another region (or none),
+/// and nothing is written.
+async fn foreign_records(s: &RegionStore) {
+    const US_USER: &str = "usr_us_01JD00000000000000000000F1";
+    const US_SESSION: &str = "ses_us_01JD00000000000000000000F2";
+    let users_before = s.count_users().await.unwrap();
+    let sessions_before = s.count_sessions().await.unwrap();
+
+    // users
+    refused(s.insert_user(&user(US_USER, 1)).await, "users");
+    refused(s.insert_user(&user("u1", 1)).await, "users");
+    refused(s.update_user(&user(US_USER, 2), 1).await, "users");
+    assert_eq!(s.get_user(US_USER).await.unwrap(), None);
+    assert_eq!(s.count_users().await.unwrap(), users_before);
+
+    // identifiers
+    refused(
+        s.insert_identifier(&key(40), US_USER).await,
+        "users_by_identifier",
+    );
+    assert_eq!(s.get_identifier(&key(40)).await.unwrap(), None);
+    s.insert_identifier(&key(41), &uid(41)).await.unwrap();
+    refused(
+        s.replace_identifier(&key(41), &uid(41), US_USER).await,
+        "users_by_identifier",
+    );
+    assert_eq!(
+        s.get_identifier(&key(41)).await.unwrap(),
+        Some(uid(41)),
+        "a refused replace changes nothing"
+    );
+    assert!(s.export_identifiers(US_USER).await.unwrap().is_empty());
+
+    // sessions: a foreign session id, or a local session of a foreign user
+    let mut foreign_session = session(US_SESSION, NOW + 100);
+    refused(s.insert_session(&foreign_session, NOW).await, "sessions");
+    foreign_session.session_id = sid(40);
+    foreign_session.user_id = US_USER.into();
+    refused(s.insert_session(&foreign_session, NOW).await, "sessions");
+    assert_eq!(s.get_session(US_SESSION, NOW).await.unwrap(), None);
+    assert_eq!(s.get_session(&sid(40), NOW).await.unwrap(), None);
+    assert_eq!(s.count_sessions().await.unwrap(), sessions_before);
+
+    // refresh tokens
+    let mut foreign_token = refresh(40, NOW + 100);
+    foreign_token.session_id = US_SESSION.into();
+    refused(
+        s.insert_refresh(&foreign_token, NOW).await,
+        "refresh_tokens",
+    );
+    let mut foreign_token = refresh(41, NOW + 100);
+    foreign_token.user_id = US_USER.into();
+    refused(
+        s.insert_refresh(&foreign_token, NOW).await,
+        "refresh_tokens",
+    );
+    assert_eq!(s.get_refresh(&[40; 32], NOW).await.unwrap(), None);
+    assert_eq!(s.get_refresh(&[41; 32], NOW).await.unwrap(), None);
+
+    // signing keys
+    let keys_before = s.signing_keys().await.unwrap();
+    for kid in ["us-1", "eu", "eu-", "euro-1"] {
+        let k = SigningKeyRecord {
+            kid: kid.into(),
+            seed: [9; 32],
+            created_at: NOW,
+            retire_at: None,
+            not_before: None,
+        };
+        refused(s.insert_signing_key(&k).await, "signing_keys");
+    }
+    assert_eq!(s.signing_keys().await.unwrap(), keys_before);
+
+    // audit: one foreign event refuses the whole append
+    let mut mixed = vec![
+        event(&uid(42), 1, AuditKind::Registered, NOW + 1000),
+        event(US_USER, 2, AuditKind::Registered, NOW + 1000),
+    ];
+    refused(s.append_audit(&mixed).await, "audit_log");
+    mixed[1] = event(&uid(42), 3, AuditKind::Logout, NOW + 1000);
+    mixed[1].session_id = Some(US_SESSION.into());
+    refused(s.append_audit(&mixed).await, "audit_log");
+    assert!(s.audit_for_user(&uid(42), 10).await.unwrap().is_empty());
+    assert!(s.audit_for_user(US_USER, 10).await.unwrap().is_empty());
+}
+
+/// A user with something in every aggregate, written through the store.
+async fn populate(s: &RegionStore, n: u32) -> UserExport {
+    let id = uid(n);
+    let mut u = user(&id, 1);
+    u.email = format!("person{n}@example.com");
+    assert_eq!(s.insert_user(&u).await.unwrap(), Applied::Yes);
+    let keys = [key(n as u8), key(n as u8 + 1)];
+    for k in &keys {
+        assert_eq!(s.insert_identifier(k, &id).await.unwrap(), Applied::Yes);
+    }
+    let mut sessions = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..2u8 {
+        let mut ses = session(&sid(n * 10 + u32::from(i)), NOW + 1000);
+        ses.user_id = id.clone();
+        assert_eq!(s.insert_session(&ses, NOW).await.unwrap(), Applied::Yes);
+        let mut token = refresh(n as u8 + 100 + i, NOW + 500);
+        token.session_id = ses.session_id.clone();
+        token.user_id = id.clone();
+        assert_eq!(s.insert_refresh(&token, NOW).await.unwrap(), Applied::Yes);
+        sessions.push(ses);
+        tokens.push(token);
+    }
+    let events = vec![
+        event(&id, 1, AuditKind::Registered, NOW + 1000),
+        event(&id, 2, AuditKind::LoginSucceeded, NOW + 1000),
+        event(&id, 3, AuditKind::Logout, NOW + 1000),
+    ];
+    s.append_audit(&events).await.unwrap();
+    UserExport {
+        user: Some(u),
+        identifiers: keys.to_vec(),
+        sessions,
+        refresh_tokens: tokens,
+        audit: events.into_iter().rev().collect(),
+    }
+}
+
+fn sorted(mut e: UserExport) -> UserExport {
+    e.identifiers.sort();
+    e.sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+    e.refresh_tokens.sort_by_key(|t| t.token_hash);
+    e
+}
+
+/// Export returns what was written; erase leaves nothing of the user
+/// readable and other users untouched.
+async fn export_and_erase(s: &RegionStore) {
+    let a = populate(s, 60).await;
+    let b = populate(s, 70).await;
+    let (a_id, b_id) = (uid(60), uid(70));
+    assert_eq!(
+        sorted(s.export_user(&a_id).await.unwrap()),
+        sorted(a.clone()),
+        "export round-trips what was written"
+    );
+    // A revoked session is exported as it is stored now.
+    assert_eq!(
+        s.revoke_session(&a.sessions[0].session_id, NOW + 1, RevokeReason::Logout)
+            .await
+            .unwrap(),
+        Applied::Yes
+    );
+    let exported = s.export_user(&a_id).await.unwrap();
+    assert!(
+        exported
+            .sessions
+            .iter()
+            .any(|x| x.revoked_reason == Some(RevokeReason::Logout))
+    );
+
+    s.erase_user(&a_id).await.unwrap();
+    assert_eq!(s.get_user(&a_id).await.unwrap(), None);
+    for k in &a.identifiers {
+        assert_eq!(s.get_identifier(k).await.unwrap(), None);
+    }
+    for x in &a.sessions {
+        assert_eq!(s.get_session(&x.session_id, NOW).await.unwrap(), None);
+        assert_eq!(
+            s.revoke_session(&x.session_id, NOW, RevokeReason::Logout)
+                .await
+                .unwrap(),
+            Applied::No(()),
+            "an erased session is not there to revoke"
+        );
+    }
+    for t in &a.refresh_tokens {
+        assert_eq!(s.get_refresh(&t.token_hash, NOW).await.unwrap(), None);
+    }
+    assert!(s.audit_for_user(&a_id, 10).await.unwrap().is_empty());
+    let empty = UserExport {
+        user: None,
+        identifiers: vec![],
+        sessions: vec![],
+        refresh_tokens: vec![],
+        audit: vec![],
+    };
+    assert_eq!(s.export_user(&a_id).await.unwrap(), empty);
+    assert!(
+        !s.scan_users()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.user_id == a_id),
+        "gone from scans too"
+    );
+    // Erasing again finds nothing and fails nothing.
+    s.erase_user(&a_id).await.unwrap();
+
+    assert_eq!(
+        sorted(s.export_user(&b_id).await.unwrap()),
+        sorted(b),
+        "other users untouched"
+    );
+    // An identifier released by its user is no longer exported.
+    let released = key(70);
+    assert_eq!(
+        s.delete_identifier(&released, &b_id).await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(
+        s.export_identifiers(&b_id).await.unwrap(),
+        vec![key(71)],
+        "only what the user holds"
+    );
+    // …and a key taken over by another user belongs to that user's export.
+    assert_eq!(
+        s.insert_identifier(&key(71), &uid(80)).await.unwrap(),
+        Applied::No(b_id.clone()),
+        "the holder as stored"
+    );
+    assert!(s.export_identifiers(&uid(80)).await.unwrap().is_empty());
+    assert_eq!(
+        s.replace_identifier(&key(71), &b_id, &uid(80))
+            .await
+            .unwrap(),
+        Applied::Yes
+    );
+    assert!(s.export_identifiers(&b_id).await.unwrap().is_empty());
+    assert_eq!(s.export_identifiers(&uid(80)).await.unwrap(), vec![key(71)]);
+    assert_eq!(
+        s.replace_identifier(&key(71), &b_id, &uid(80))
+            .await
+            .unwrap(),
+        Applied::No(()),
+        "a stale replace does not apply…"
+    );
+    assert_eq!(
+        s.export_identifiers(&uid(80)).await.unwrap(),
+        vec![key(71)],
+        "…and the holder keeps its key"
+    );
+    s.erase_user(&b_id).await.unwrap();
+    assert_eq!(
+        s.get_identifier(&key(71)).await.unwrap(),
+        Some(uid(80)),
+        "erasing a user never takes another user's identifier"
+    );
+}
+
+/// Records which primitive each store call reaches.
+struct Recording {
+    inner: Arc<dyn Backend>,
+    calls: Mutex<Vec<(&'static str, &'static str)>>,
+}
+
+impl Recording {
+    fn note(&self, primitive: &'static str, table: &Table) {
+        self.calls.lock().unwrap().push((primitive, table.name));
+    }
+}
+
+#[async_trait]
+impl Backend for Recording {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn get(&self, table: &Table, key: &Key, read: Read) -> Result<Option<Vec<u8>>> {
+        self.note("get", table);
+        self.inner.get(table, key, read).await
+    }
+    async fn put_if(
+        &self,
+        table: &Table,
+        key: &Key,
+        condition: Condition,
+        value: Vec<u8>,
+        expiry: Expiry,
+    ) -> Result<Applied<Option<Vec<u8>>>> {
+        self.note("put_if", table);
+        self.inner
+            .put_if(table, key, condition, value, expiry)
+            .await
+    }
+    async fn delete_if(
+        &self,
+        table: &Table,
+        key: &Key,
+        condition: Condition,
+    ) -> Result<Applied<Option<Vec<u8>>>> {
+        self.note("delete_if", table);
+        self.inner.delete_if(table, key, condition).await
+    }
+    async fn append(&self, table: &Table, rows: Vec<Row>) -> Result<()> {
+        self.note("append", table);
+        self.inner.append(table, rows).await
+    }
+    async fn rows(
+        &self,
+        table: &Table,
+        partition: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.note("rows", table);
+        self.inner.rows(table, partition, limit).await
+    }
+    async fn delete_partition(&self, table: &Table, partition: &[u8]) -> Result<()> {
+        self.note("delete_partition", table);
+        self.inner.delete_partition(table, partition).await
+    }
+    async fn scan(&self, table: &Table) -> Result<Vec<(Key, Vec<u8>)>> {
+        self.note("scan", table);
+        self.inner.scan(table).await
+    }
+    async fn count(&self, table: &Table) -> Result<u64> {
+        self.note("count", table);
+        self.inner.count(table).await
+    }
+    async fn purge_expired(&self, now: UnixSeconds) -> Result<u64> {
+        self.inner.purge_expired(now).await
+    }
+}
+
+/// Loading a region's signing keys is one single-partition read.
+async fn keys_are_one_partition(s: &RegionStore) {
+    let rec = Arc::new(Recording {
+        inner: s.backend.clone(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let seen = RegionStore::new(rec.clone(), s.region().clone());
+    let keys = seen.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2, "the keys written earlier");
+    assert_eq!(
+        *rec.calls.lock().unwrap(),
+        vec![("rows", "signing_keys")],
+        "one partition, no scan"
+    );
 }

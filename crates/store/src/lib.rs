@@ -1,45 +1,85 @@
-//! Domicile's per-region persistence: the store traits every backend
-//! implements, the embedded backend, and the conformance suite.
+//! Domicile's per-region persistence: one region's store and the global
+//! home-region index, each written once over a small storage primitive that
+//! every backend implements (`backend`), plus the embedded and Scylla
+//! backends and the conformance suite.
 //!
-//! The traits are shaped for ScyllaDB: every operation addresses one
-//! partition by its key, uniqueness comes from conditional inserts (LWT
-//! semantics: `IF NOT EXISTS`, `IF col = ?`), and sessions, refresh tokens and
-//! pending index claims expire (TTL). The embedded backend honours the same
-//! semantics so code written against it behaves the same on Scylla.
+//! The model is ScyllaDB's: every operation addresses one partition by its
+//! key, uniqueness and every read-modify-write come from one conditional
+//! write (`put_if`: LWT on Scylla, one serializable transaction in the
+//! embedded backend), and sessions, refresh tokens, audit events and
+//! pending index claims expire (TTL). Domain operations live in one module
+//! per aggregate (`users`, `identifiers`, `sessions`, `keys`, `audit`,
+//! `index`) as methods of the concrete [`RegionStore`] and [`IndexStore`];
+//! adding an operation touches only its aggregate's module and the
+//! conformance suite.
 //!
 //! This crate knows nothing of gRPC, tokens or routing; it never reads the
-//! clock (`now` is passed in). A `RegionStore` belongs to exactly one region:
-//! opening one names the region, and it never holds another region's data.
+//! clock (`now` is passed in). A `RegionStore` belongs to exactly one region
+//! and refuses any record whose id names another region.
 
 #![forbid(unsafe_code)]
 
+mod audit;
+pub mod backend;
 mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-mod embedded;
+pub mod embedded;
+mod identifiers;
+mod index;
+mod keys;
+mod observe;
 mod records;
+mod region;
 pub mod scylla;
+mod sessions;
+mod users;
 
-pub use embedded::{EmbeddedIndex, EmbeddedRegion};
+pub use backend::{Backend, Condition, Expiry, Key, Read, Row, Scope, Shape, Table};
+pub use index::{Claim, IndexStore};
+pub use observe::StoreObserver;
 pub use records::*;
-pub use scylla::{ScyllaIndex, ScyllaRegion};
+pub use region::{RegionStore, UserExport};
+pub use scylla::ScyllaRegion;
 
-use async_trait::async_trait;
-use domicile_core::{
-    UnixSeconds,
-    index::{IdentifierKey, IndexEntry},
-};
-
-/// A store error, with the store it came from.
+/// A store error, with the store, table and operation it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {store}: backend error: {reason}")]
-    Backend { store: String, reason: String },
-    #[error("store {store}: corrupt record in {table}: {reason}")]
+    /// The backend failed (I/O, driver, closed store).
+    #[error("store {store}: {op} on {table}: {reason}")]
+    Backend {
+        store: String,
+        table: &'static str,
+        op: &'static str,
+        reason: String,
+    },
+    /// The store could not be opened or connected.
+    #[error("store {store}: cannot open: {reason}")]
+    Open { store: String, reason: String },
+    /// A stored record could not be decoded (or a record could not be encoded).
+    #[error("store {store}: {op} on {table}: corrupt record: {reason}")]
     Corrupt {
         store: String,
-        table: String,
+        table: &'static str,
+        op: &'static str,
         reason: String,
+    },
+    /// A record whose id names another region (or no region): refused,
+    /// nothing written.
+    #[error("store {store}: {op} on {table}: {id:?} does not belong to region {region}")]
+    ForeignRecord {
+        store: String,
+        region: String,
+        table: &'static str,
+        op: &'static str,
+        id: String,
+    },
+    /// A conditional write kept losing to concurrent writers.
+    #[error("store {store}: {op} on {table}: the row kept changing under a conditional write")]
+    Contended {
+        store: String,
+        table: &'static str,
+        op: &'static str,
     },
     #[error(
         "store {store}: stored format version {found} is newer than this build understands ({supported})"
@@ -49,6 +89,21 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
+}
+
+impl StoreError {
+    /// Names the store operation during which the error happened (the
+    /// backend knows only its primitive).
+    pub(crate) fn during(mut self, operation: &'static str) -> Self {
+        match &mut self {
+            StoreError::Backend { op, .. }
+            | StoreError::Corrupt { op, .. }
+            | StoreError::ForeignRecord { op, .. }
+            | StoreError::Contended { op, .. } => *op = operation,
+            StoreError::Open { .. } | StoreError::FutureFormat { .. } => {}
+        }
+        self
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -65,142 +120,4 @@ impl<T> Applied<T> {
     pub fn is_applied(&self) -> bool {
         matches!(self, Applied::Yes)
     }
-}
-
-/// One region's data: users, identifiers, sessions, refresh tokens, signing keys.
-#[async_trait]
-pub trait RegionStore: Send + Sync + 'static {
-    /// Which region and backend this is, for errors and logs.
-    fn describe(&self) -> String;
-
-    // --- users_by_identifier (partition: identifier key) ---
-
-    /// `INSERT … IF NOT EXISTS`; when taken, returns the holder's user id.
-    async fn insert_identifier(
-        &self,
-        key: &IdentifierKey,
-        user_id: &str,
-    ) -> Result<Applied<String>>;
-    async fn get_identifier(&self, key: &IdentifierKey) -> Result<Option<String>>;
-    /// `UPDATE … IF user_id = expected` (takes over an orphaned identifier).
-    async fn replace_identifier(
-        &self,
-        key: &IdentifierKey,
-        expected: &str,
-        user_id: &str,
-    ) -> Result<Applied>;
-    /// `DELETE … IF user_id = expected`.
-    async fn delete_identifier(&self, key: &IdentifierKey, expected: &str) -> Result<Applied>;
-
-    // --- users (partition: user id) ---
-
-    /// `INSERT … IF NOT EXISTS`. Acknowledged only once durable.
-    async fn insert_user(&self, user: &UserRecord) -> Result<Applied>;
-    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>>;
-    /// `UPDATE … IF version = expected_version`; the record carries the new version.
-    async fn update_user(&self, user: &UserRecord, expected_version: u64) -> Result<Applied>;
-    /// Deletes a user row (undoing a failed registration; erasure later).
-    async fn delete_user(&self, user_id: &str) -> Result<Applied>;
-    /// Number of users (compliance reports; a full scan on Scylla).
-    async fn count_users(&self) -> Result<u64>;
-    /// Every user (compliance reports and audits; a full scan, paged on Scylla).
-    async fn scan_users(&self) -> Result<Vec<UserRecord>>;
-    /// Number of sessions stored, live or not yet purged.
-    async fn count_sessions(&self) -> Result<u64>;
-
-    // --- sessions (partition: session id; TTL to expires_at) ---
-
-    async fn insert_session(&self, session: &SessionRecord, now: UnixSeconds) -> Result<Applied>;
-    /// The session unless it has expired at `now`.
-    async fn get_session(
-        &self,
-        session_id: &str,
-        now: UnixSeconds,
-    ) -> Result<Option<SessionRecord>>;
-    /// Marks the session revoked for `reason` (idempotent: the first reason
-    /// stays); `No` when it does not exist.
-    async fn revoke_session(
-        &self,
-        session_id: &str,
-        now: UnixSeconds,
-        reason: RevokeReason,
-    ) -> Result<Applied>;
-
-    // --- refresh tokens (partition: SHA-256 of the token; TTL to expires_at) ---
-
-    async fn insert_refresh(&self, token: &RefreshRecord, now: UnixSeconds) -> Result<Applied>;
-    /// The record unless it has expired at `now`.
-    async fn get_refresh(&self, hash: &[u8; 32], now: UnixSeconds)
-    -> Result<Option<RefreshRecord>>;
-    /// `UPDATE … SET state = rotated IF state = active`: exactly one caller wins.
-    async fn mark_refresh_used(&self, hash: &[u8; 32], now: UnixSeconds) -> Result<Applied>;
-
-    // --- signing keys (one partition per region) ---
-
-    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
-    /// `INSERT … IF NOT EXISTS` by kid.
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<Applied>;
-
-    // --- audit log (partition: user id; clustering: event id, newest first; TTL to expires_at) ---
-
-    /// Appends events (idempotent by event id; not conditional). Every
-    /// event's user must belong to this store's region.
-    async fn append_audit(&self, events: &[AuditRecord]) -> Result<()>;
-    /// A user's newest `limit` events at most, newest first.
-    async fn audit_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<AuditRecord>>;
-
-    /// Deletes what has expired at `now` (Scylla's TTL does this by itself).
-    async fn purge_expired(&self, now: UnixSeconds) -> Result<u64>;
-}
-
-/// Residency of an audit append, checked before anything is written: every
-/// event's user must be homed in `region`.
-fn check_audit_region(
-    events: &[AuditRecord],
-    region: &domicile_core::RegionCode,
-) -> std::result::Result<(), String> {
-    match events.iter().find(|e| {
-        domicile_core::ids::UserId::parse(&e.user_id).map_or(true, |id| id.region() != region)
-    }) {
-        Some(e) => Err(format!(
-            "audit event {} is not for a user of region {region}",
-            e.event_id
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Outcome of an index claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Claim {
-    Applied,
-    /// Held by a live entry of another user.
-    Held(IndexEntry),
-}
-
-/// The global home-region index: identifier key → region, user id, state.
-#[async_trait]
-pub trait IndexStore: Send + Sync + 'static {
-    fn describe(&self) -> String;
-    /// The live entry for a key at `now` (expired pending claims are absent).
-    async fn lookup(&self, key: &IdentifierKey, now: UnixSeconds) -> Result<Option<IndexEntry>>;
-    /// Writes `entry` (a pending claim with an expiry) if the key is free, its
-    /// holder has expired, or the holder is the same user. SERIAL on Scylla.
-    async fn claim(
-        &self,
-        key: &IdentifierKey,
-        entry: &IndexEntry,
-        now: UnixSeconds,
-    ) -> Result<Claim>;
-    /// Makes this user's claim active and non-expiring.
-    async fn confirm(
-        &self,
-        key: &IdentifierKey,
-        user_id: &str,
-        now: UnixSeconds,
-    ) -> Result<Applied>;
-    /// Deletes the entry if it belongs to this user.
-    async fn release(&self, key: &IdentifierKey, user_id: &str) -> Result<Applied>;
-    /// Every entry, for residency audits (no personal data in it).
-    async fn scan(&self, now: UnixSeconds) -> Result<Vec<(IdentifierKey, IndexEntry)>>;
 }

@@ -6,7 +6,8 @@ use domicile_core::UnixSeconds;
 use serde::{Deserialize, Serialize};
 
 /// A user: all of it is personal data and lives only in the home region.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows the id, flags, times and version only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub user_id: String,
     /// Normalized email.
@@ -26,6 +27,18 @@ pub struct UserRecord {
     pub updated_at: UnixSeconds,
     /// Optimistic concurrency: every update increments it.
     pub version: u64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("email_verified", &self.email_verified)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A login session (the family of its refresh tokens).
@@ -139,5 +152,68 @@ impl AuditKind {
             AuditKind::Logout => "logout",
             AuditKind::ProfileUpdated => "profile_updated",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UserExport;
+
+    fn user() -> UserRecord {
+        UserRecord {
+            user_id: "usr_eu_01JD0000000000000000000001".into(),
+            email: "ada@example.com".into(),
+            email_verified: true,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$c2VjcmV0".into(),
+            given_name: "Ada".into(),
+            family_name: "Lovelace".into(),
+            display_name: "Countess".into(),
+            locale: "en".into(),
+            created_at: 1,
+            updated_at: 2,
+            version: 3,
+        }
+    }
+
+    /// Formats `value` with `{:?}` and `{:#?}` and looks for each secret.
+    fn check_redacted(value: &impl std::fmt::Debug, secrets: &[&str]) {
+        for text in [format!("{value:?}"), format!("{value:#?}")] {
+            for s in secrets {
+                assert!(!text.contains(s), "{s:?} leaks in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn personal_data_types_redact_themselves() {
+        let u = user();
+        let secrets = [
+            "ada@example.com",
+            "argon2id",
+            "c2VjcmV0",
+            "Lovelace",
+            "Countess",
+        ];
+        check_redacted(&u, &secrets);
+        assert!(format!("{u:?}").contains("usr_eu_01JD0000000000000000000001"));
+        let export = UserExport {
+            user: Some(u),
+            identifiers: vec![],
+            sessions: vec![],
+            refresh_tokens: vec![],
+            audit: vec![],
+        };
+        check_redacted(&export, &secrets);
+        check_redacted(
+            &SigningKeyRecord {
+                kid: "eu-1".into(),
+                seed: [0xAB; 32],
+                created_at: 1,
+                retire_at: None,
+                not_before: None,
+            },
+            &["171", "0xab", "AB"],
+        );
     }
 }

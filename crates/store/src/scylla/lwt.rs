@@ -1,32 +1,45 @@
-//! Reading the outcome of a conditional write (LWT).
+//! Reading the outcome of a conditional write (LWT) into the primitive's
+//! answer, `Applied<Option<current value>>`.
 //!
 //! The result row starts with `[applied]` (boolean). When the write was not
-//! applied, ScyllaDB returns every column of the existing row after it (and
-//! Cassandra only the ones the condition named); when it was applied, Scylla
-//! may return the columns as nulls. So the row is read untyped: column 0 is
-//! the outcome, the rest is looked up by name.
+//! applied, ScyllaDB returns every column of the existing row after it (nulls
+//! when there is no row), and Cassandra the existing row for `IF NOT EXISTS`
+//! or only the columns the condition named (`v`) for `IF v = ?`; when it was
+//! applied, Scylla returns the columns as nulls and Cassandra only
+//! `[applied]`. So the row is read untyped: column 0 is the outcome, the
+//! current value is the `v` column when reported and not null. Nothing here
+//! invents a value: when the stored row is not reported, the caller reads it.
 
+use crate::Applied;
 use scylla::value::CqlValue;
+
+/// What an LWT result says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Known(Applied<Option<Vec<u8>>>),
+    /// Not applied, and the stored row was not reported.
+    Unreported,
+}
+
+/// The outcome of a conditional write that timed out, from the row read at
+/// serial consistency afterwards: applied if the row holds what the write
+/// would leave (`wanted`; `None` for a delete), otherwise blocked by it.
+pub fn settle(now: Option<Vec<u8>>, wanted: Option<&[u8]>) -> Applied<Option<Vec<u8>>> {
+    if now.as_deref() == wanted {
+        Applied::Yes
+    } else {
+        Applied::No(now)
+    }
+}
 
 /// An LWT result: the outcome and the current values it reported.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lwt {
     pub applied: bool,
     columns: Vec<(String, Option<CqlValue>)>,
-    /// Set when the result could not be read.
-    pub malformed: Option<String>,
 }
 
 impl Lwt {
-    /// A result that could not be read.
-    pub fn malformed(reason: String) -> Self {
-        Self {
-            applied: false,
-            columns: Vec::new(),
-            malformed: Some(reason),
-        }
-    }
-
     /// From column names and values of the result's first row.
     pub fn from_row(names: &[String], values: Vec<Option<CqlValue>>) -> Result<Self, String> {
         let first = names.first().ok_or("empty LWT result")?;
@@ -39,23 +52,29 @@ impl Lwt {
             other => return Err(format!("[applied] is not a boolean: {other:?}")),
         };
         let columns = names[1..].iter().cloned().zip(values).collect();
-        Ok(Self {
-            applied,
-            columns,
-            malformed: None,
-        })
+        Ok(Self { applied, columns })
     }
 
-    /// A text column of the existing row (when reported and not null).
-    pub fn text(&self, name: &str) -> Option<&str> {
-        self.get(name)
-            .and_then(CqlValue::as_text)
-            .map(String::as_str)
+    /// A blob column of the existing row (when reported and not null).
+    pub fn blob(&self, name: &str) -> Option<&[u8]> {
+        match self.get(name) {
+            Some(CqlValue::Blob(b)) => Some(b),
+            _ => None,
+        }
     }
 
-    #[cfg(test)]
-    pub fn bigint(&self, name: &str) -> Option<i64> {
-        self.get(name).and_then(CqlValue::as_bigint)
+    /// The primitive's answer, when the result gives it: applied, or the
+    /// stored value that blocked it (`None`: the result reported `v` as null,
+    /// there is no row). `Unreported` when the write was not applied and the
+    /// result did not say what is stored: the caller must read it.
+    pub fn outcome(&self) -> Outcome {
+        if self.applied {
+            Outcome::Known(Applied::Yes)
+        } else if self.columns.iter().any(|(n, _)| n == "v") {
+            Outcome::Known(Applied::No(self.blob("v").map(<[u8]>::to_vec)))
+        } else {
+            Outcome::Unreported
+        }
     }
 
     fn get(&self, name: &str) -> Option<&CqlValue> {
@@ -74,78 +93,102 @@ mod tests {
         n.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    #[test]
-    fn applied_shapes() {
-        // Cassandra-style: only [applied].
-        let l = Lwt::from_row(&names(&["[applied]"]), vec![Some(CqlValue::Boolean(true))]).unwrap();
-        assert!(l.applied);
-        assert_eq!(l.text("user_id"), None);
-        // Scylla-style: [applied] plus the row's columns as nulls.
-        let l = Lwt::from_row(
-            &names(&["[applied]", "key", "user_id"]),
-            vec![Some(CqlValue::Boolean(true)), None, None],
-        )
-        .unwrap();
-        assert!(l.applied);
-        assert_eq!(l.text("user_id"), None);
+    fn check(cols: &[&str], values: Vec<Option<CqlValue>>, expected: Outcome) {
+        let l = Lwt::from_row(&names(cols), values).unwrap();
+        assert_eq!(l.outcome(), expected, "{cols:?}");
+    }
+
+    fn known(a: Applied<Option<Vec<u8>>>) -> Outcome {
+        Outcome::Known(a)
+    }
+
+    fn b(v: bool) -> Option<CqlValue> {
+        Some(CqlValue::Boolean(v))
+    }
+
+    fn blob(x: &[u8]) -> Option<CqlValue> {
+        Some(CqlValue::Blob(x.to_vec()))
     }
 
     #[test]
-    fn not_applied_shapes() {
-        // Scylla: every column of the existing row, in table order.
-        let l = Lwt::from_row(
-            &names(&[
-                "[applied]",
-                "key",
-                "created_at",
-                "expires_at",
-                "region",
-                "state",
-                "user_id",
-            ]),
-            vec![
-                Some(CqlValue::Boolean(false)),
-                Some(CqlValue::Blob(vec![1; 32])),
-                Some(CqlValue::BigInt(10)),
-                None,
-                Some(CqlValue::Text("us".into())),
-                Some(CqlValue::Text("active".into())),
-                Some(CqlValue::Text("usr_us_x".into())),
-            ],
-        )
-        .unwrap();
-        assert!(!l.applied);
-        assert_eq!(
-            (l.text("region"), l.text("state"), l.text("user_id")),
-            (Some("us"), Some("active"), Some("usr_us_x"))
+    fn applied_shapes() {
+        // Cassandra: only [applied].
+        check(&["[applied]"], vec![b(true)], known(Applied::Yes));
+        // Scylla: [applied] plus every column, as nulls.
+        check(
+            &["[applied]", "p", "v"],
+            vec![b(true), None, None],
+            known(Applied::Yes),
         );
-        assert_eq!(
-            (l.bigint("created_at"), l.bigint("expires_at")),
-            (Some(10), None)
+        check(
+            &["[applied]", "p", "c", "v"],
+            vec![b(true), None, None, None],
+            known(Applied::Yes),
         );
-        // Cassandra: only the columns of the condition.
-        let l = Lwt::from_row(
-            &names(&["[applied]", "user_id"]),
-            vec![
-                Some(CqlValue::Boolean(false)),
-                Some(CqlValue::Text("u1".into())),
-            ],
-        )
-        .unwrap();
-        assert_eq!(l.text("user_id"), Some("u1"));
-        // A non-existent row under `IF col = ?`: not applied, nothing reported.
-        let l =
-            Lwt::from_row(&names(&["[applied]"]), vec![Some(CqlValue::Boolean(false))]).unwrap();
-        assert!(!l.applied);
+    }
+
+    #[test]
+    fn not_applied_shapes_report_the_stored_row() {
+        // Scylla, row table: every column of the existing row.
+        check(
+            &["[applied]", "p", "v"],
+            vec![b(false), blob(b"key"), blob(b"\x01\"usr_eu_1\"")],
+            known(Applied::No(Some(b"\x01\"usr_eu_1\"".to_vec()))),
+        );
+        // Scylla, partitioned table.
+        check(
+            &["[applied]", "p", "c", "v"],
+            vec![b(false), blob(b"eu"), blob(b"eu-1"), blob(b"rec")],
+            known(Applied::No(Some(b"rec".to_vec()))),
+        );
+        // Cassandra under `IF v = ?`: only the condition's column.
+        check(
+            &["[applied]", "v"],
+            vec![b(false), blob(b"old")],
+            known(Applied::No(Some(b"old".to_vec()))),
+        );
+        // No row under `IF v = ?`: Scylla reports nulls (no holder); a bare
+        // [applied] says nothing, so the caller must read the row rather
+        // than answer a holder it was not told.
+        check(
+            &["[applied]", "p", "v"],
+            vec![b(false), None, None],
+            known(Applied::No(None)),
+        );
+        check(&["[applied]"], vec![b(false)], Outcome::Unreported);
+        check(
+            &["[applied]", "p"],
+            vec![b(false), blob(b"key")],
+            Outcome::Unreported,
+        );
     }
 
     #[test]
     fn malformed_results() {
         assert!(Lwt::from_row(&[], vec![]).is_err());
-        assert!(
-            Lwt::from_row(&names(&["user_id"]), vec![Some(CqlValue::Text("u".into()))]).is_err()
-        );
+        assert!(Lwt::from_row(&names(&["v"]), vec![Some(CqlValue::Text("u".into()))]).is_err());
         assert!(Lwt::from_row(&names(&["[applied]"]), vec![None]).is_err());
         assert!(Lwt::from_row(&names(&["[applied]"]), vec![Some(CqlValue::Int(1))]).is_err());
+        // A `v` that is not a blob is not a value of ours.
+        let l = Lwt::from_row(
+            &names(&["[applied]", "v"]),
+            vec![b(false), Some(CqlValue::Text("x".into()))],
+        )
+        .unwrap();
+        assert_eq!(l.outcome(), known(Applied::No(None)));
+    }
+
+    #[test]
+    fn timed_out_writes_settle_on_what_is_stored() {
+        let mine = b"mine".to_vec();
+        assert_eq!(settle(Some(mine.clone()), Some(&mine)), Applied::Yes);
+        assert_eq!(
+            settle(Some(b"theirs".to_vec()), Some(&mine)),
+            Applied::No(Some(b"theirs".to_vec()))
+        );
+        assert_eq!(settle(None, Some(&mine)), Applied::No(None));
+        // A delete: applied when nothing is left.
+        assert_eq!(settle(None, None), Applied::Yes);
+        assert_eq!(settle(Some(mine.clone()), None), Applied::No(Some(mine)));
     }
 }

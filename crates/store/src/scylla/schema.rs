@@ -7,7 +7,7 @@
 //! keyspace's `schema_version` table; a keyspace at a newer version is
 //! refused rather than touched.
 
-use super::connect;
+use super::{connect, replication_cql};
 use crate::{Result, StoreError};
 use domicile_core::topology::{ScyllaConfig, StoreConfig, Topology};
 
@@ -30,7 +30,7 @@ pub fn render(template: &str, cfg: &ScyllaConfig) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.replace("{keyspace}", &cfg.keyspace)
-                .replace("{replication}", &cfg.replication_cql())
+                .replace("{replication}", &replication_cql(cfg))
         })
         .collect()
 }
@@ -58,6 +58,11 @@ pub fn plan(t: &Topology) -> Vec<(String, ScyllaConfig, Vec<String>)> {
 /// keyspace is created through a session to that region's datacenter; the
 /// index through the first region's.
 pub async fn apply(t: &Topology, now: i64, say: &mut (dyn FnMut(&str) + Send)) -> Result<()> {
+    // Keyspace names go into the statements' text: check them all first.
+    super::validate(t).map_err(|e| StoreError::Open {
+        store: "scylla schema".into(),
+        reason: e.to_string(),
+    })?;
     let plan = plan(t);
     if plan.is_empty() {
         say("no store in this topology is on scylla: nothing to do");
@@ -83,6 +88,8 @@ pub async fn apply(t: &Topology, now: i64, say: &mut (dyn FnMut(&str) + Send)) -
         let name = format!("scylla:{}", cfg.keyspace);
         let err = |e: &dyn std::fmt::Display| StoreError::Backend {
             store: name.clone(),
+            table: "schema",
+            op: "schema apply",
             reason: e.to_string(),
         };
         // Refuse to touch a keyspace a newer build has migrated.
@@ -151,7 +158,7 @@ mod tests {
             "a bare replication_factor would expand to every DC"
         );
         let tables: Vec<&String> = s.iter().filter(|x| x.starts_with("CREATE TABLE")).collect();
-        assert_eq!(tables.len(), 7, "{s:#?}");
+        assert_eq!(tables.len(), 9, "{s:#?}");
         for t in tables {
             assert!(
                 t.starts_with("CREATE TABLE IF NOT EXISTS domicile_eu."),
@@ -164,6 +171,31 @@ mod tests {
             "placeholders filled: {s:#?}"
         );
         assert!(s.iter().all(|x| !x.contains("--")), "comments removed");
+    }
+
+    /// The schema creates every table the store's aggregates use, in the
+    /// shape the primitive's statements expect.
+    fn check_shapes(template: &str, tables: &[&crate::Table]) {
+        let s = render(template, &cfg("ks", &["dc"]));
+        for t in tables {
+            let create = s
+                .iter()
+                .find(|x| x.starts_with(&format!("CREATE TABLE IF NOT EXISTS ks.{} (", t.name)))
+                .unwrap_or_else(|| panic!("no table {} in {s:#?}", t.name));
+            let shape = match t.shape {
+                crate::Shape::Row => "( p blob PRIMARY KEY, v blob )",
+                crate::Shape::Partitioned => {
+                    "( p blob, c blob, v blob, PRIMARY KEY ((p), c) ) WITH CLUSTERING ORDER BY (c DESC)"
+                }
+            };
+            assert!(create.contains(shape), "{create}");
+        }
+    }
+
+    #[test]
+    fn the_schema_has_every_table_in_the_primitive_shape() {
+        check_shapes(REGION_V1, crate::region::REGION_TABLES);
+        check_shapes(INDEX_V1, crate::index::INDEX_TABLES);
     }
 
     #[test]

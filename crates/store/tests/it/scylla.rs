@@ -54,7 +54,7 @@ async fn scylla_backend_conforms() {
         ScyllaRegion::with_session(session.clone(), &base, &RegionCode::parse("eu").unwrap())
             .await
             .unwrap();
-    conformance::region_store(&region).await;
+    conformance::region_store(&region.store()).await;
     conformance::index_store(&region.index(&index).await.unwrap()).await;
     for ks in [&base.keyspace, &index.keyspace] {
         session

@@ -1,0 +1,230 @@
+//! The concrete region store: the handle every aggregate module adds its
+//! operations to, its residency guard, and the whole-user compliance
+//! operations (`export_user`, `erase_user`) that call each aggregate.
+//!
+//! It holds a backend (`Arc<dyn Backend>`), the region it serves and the
+//! instrumentation; it holds no domain logic of its own beyond the
+//! residency check every write goes through.
+
+use crate::{
+    AuditRecord, RefreshRecord, Result, SessionRecord, StoreError, StoreObserver, Table,
+    UserRecord,
+    backend::{self, Backend, Change},
+    codec,
+    observe::Instrument,
+};
+use domicile_core::{
+    RegionCode, UnixSeconds,
+    ids::{ArtifactKind, parse_artifact},
+    index::IdentifierKey,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use std::{path::Path, sync::Arc};
+
+/// One region's data: users, identifiers, sessions and refresh tokens,
+/// signing keys, audit log. Cheap to clone (one backend shared).
+#[derive(Clone)]
+pub struct RegionStore {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) region: RegionCode,
+    pub(crate) instrument: Instrument,
+}
+
+/// Every table of a region's store (each aggregate owns its own).
+pub const REGION_TABLES: &[&Table] = &[
+    &crate::users::USERS,
+    &crate::identifiers::IDENTIFIERS,
+    &crate::identifiers::IDENTIFIERS_BY_USER,
+    &crate::sessions::SESSIONS,
+    &crate::sessions::REFRESH,
+    &crate::sessions::SESSIONS_BY_USER,
+    &crate::keys::SIGNING_KEYS,
+    &crate::audit::AUDIT,
+];
+
+impl RegionStore {
+    /// The store of `region` over any backend.
+    pub fn new(backend: Arc<dyn Backend>, region: RegionCode) -> Self {
+        Self {
+            backend,
+            instrument: Instrument::new(region.as_str()),
+            region,
+        }
+    }
+
+    /// Opens (creating if needed) the embedded store of `region` in `dir`.
+    pub fn open_embedded(dir: &Path, region: &RegionCode) -> Result<Self> {
+        let backend = crate::embedded::EmbeddedBackend::open_region(dir, region)?;
+        Ok(Self::new(Arc::new(backend), region.clone()))
+    }
+
+    /// Reports every operation to `observer` (the node's metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn StoreObserver>) -> Self {
+        self.instrument.observer = Some(observer);
+        self
+    }
+
+    /// Which region and backend this is, for errors and logs.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The region this store serves.
+    pub fn region(&self) -> &RegionCode {
+        &self.region
+    }
+
+    /// Deletes what has expired at `now` (Scylla's TTL does this by itself).
+    pub async fn purge_expired(&self, now: UnixSeconds) -> Result<u64> {
+        self.instrument
+            .run("purge_expired", self.backend.purge_expired(now))
+            .await
+    }
+
+    /// Everything this region stores about one user.
+    pub async fn export_user(&self, user_id: &str) -> Result<UserExport> {
+        self.instrument
+            .run("export_user", async {
+                let (sessions, refresh_tokens) = self.export_sessions(user_id).await?;
+                Ok(UserExport {
+                    user: self.export_user_record(user_id).await?,
+                    identifiers: self.export_identifiers(user_id).await?,
+                    sessions,
+                    refresh_tokens,
+                    audit: self.export_audit(user_id).await?,
+                })
+            })
+            .await
+    }
+
+    /// Erases one user from every aggregate: sessions and refresh tokens
+    /// first (nothing can act as them), then identifiers, audit trail, and
+    /// the user row last. Idempotent: an interrupted erase is finished by
+    /// running it again. (The index entry is the caller's to release.)
+    pub async fn erase_user(&self, user_id: &str) -> Result<()> {
+        self.instrument
+            .run("erase_user", async {
+                self.erase_sessions(user_id).await?;
+                self.erase_identifiers(user_id).await?;
+                self.erase_audit(user_id).await?;
+                self.erase_user_record(user_id).await
+            })
+            .await
+    }
+
+    // ---- shared by the aggregate modules ----
+
+    /// Refuses an id that does not name this region as an artifact of `kind`.
+    pub(crate) fn check_id(&self, table: &Table, kind: ArtifactKind, id: &str) -> Result<()> {
+        match parse_artifact(id) {
+            Some((k, region, _)) if k == kind && region == self.region => Ok(()),
+            _ => Err(self.foreign(table, id)),
+        }
+    }
+
+    pub(crate) fn foreign(&self, table: &Table, id: &str) -> StoreError {
+        StoreError::ForeignRecord {
+            store: self.backend.name().to_owned(),
+            region: self.region.to_string(),
+            table: table.name,
+            op: "write",
+            id: id.to_owned(),
+        }
+    }
+
+    pub(crate) fn encode<T: Serialize>(&self, table: &Table, v: &T) -> Result<Vec<u8>> {
+        codec::encode(v).map_err(|reason| self.corrupt(table, reason))
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(&self, table: &Table, bytes: &[u8]) -> Result<T> {
+        codec::decode(bytes).map_err(|reason| self.corrupt(table, reason))
+    }
+
+    pub(crate) fn corrupt(&self, table: &Table, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            store: self.backend.name().to_owned(),
+            table: table.name,
+            op: "decode",
+            reason,
+        }
+    }
+
+    /// Reads one record.
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        table: &Table,
+        key: &crate::Key,
+    ) -> Result<Option<T>> {
+        match self.backend.get(table, key, crate::Read::Quorum).await? {
+            Some(b) => self.decode(table, &b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Read → decide → conditional write on one record (see `backend::modify`).
+    pub(crate) async fn modify<T, R>(
+        &self,
+        table: &Table,
+        key: &crate::Key,
+        mut decide: impl FnMut(Option<T>) -> Result<(Change, R)> + Send,
+    ) -> Result<R>
+    where
+        T: DeserializeOwned,
+        R: Send,
+    {
+        backend::modify(self.backend.as_ref(), table, key, |bytes| {
+            decide(bytes.map(|b| self.decode(table, b)).transpose()?)
+        })
+        .await
+    }
+
+    /// `modify` for inserts: decides first as if the row were absent, and
+    /// writes `listed` (per-user list rows) with the first write (see
+    /// `backend::modify_expecting_absent`).
+    pub(crate) async fn insert_or_modify<T, R>(
+        &self,
+        table: &Table,
+        key: &crate::Key,
+        listed: Option<(&Table, Vec<crate::Row>)>,
+        mut decide: impl FnMut(Option<T>) -> Result<(Change, R)> + Send,
+    ) -> Result<R>
+    where
+        T: DeserializeOwned,
+        R: Send,
+    {
+        backend::modify_expecting_absent(self.backend.as_ref(), table, key, listed, |bytes| {
+            decide(bytes.map(|b| self.decode(table, b)).transpose()?)
+        })
+        .await
+    }
+}
+
+/// Everything one region stores about one user (compliance export). It is
+/// personal data: `Debug` shows ids and counts only.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct UserExport {
+    pub user: Option<UserRecord>,
+    /// The identifier keys (keyed hashes) the user holds in this region.
+    #[serde(serialize_with = "hex_keys")]
+    pub identifiers: Vec<IdentifierKey>,
+    pub sessions: Vec<SessionRecord>,
+    pub refresh_tokens: Vec<RefreshRecord>,
+    /// Newest first.
+    pub audit: Vec<AuditRecord>,
+}
+
+fn hex_keys<S: serde::Serializer>(keys: &[IdentifierKey], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(keys.iter().map(IdentifierKey::to_hex))
+}
+
+impl std::fmt::Debug for UserExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserExport")
+            .field("user", &self.user)
+            .field("identifiers", &self.identifiers.len())
+            .field("sessions", &self.sessions.len())
+            .field("refresh_tokens", &self.refresh_tokens.len())
+            .field("audit", &self.audit.len())
+            .finish()
+    }
+}

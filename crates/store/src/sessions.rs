@@ -1,0 +1,292 @@
+//! The sessions aggregate: login sessions (partition: session id) and their
+//! refresh tokens (partition: SHA-256 of the token), both expiring with
+//! their records, plus `sessions_by_user` (partition: user id; clustering:
+//! `s` + session id or `r` + token hash) so a user's sessions and tokens can
+//! be exported and erased without a scan. The per-user list entry is durable
+//! no later than its record (`append_then_put_if`) and expires with it.
+//!
+//! Expiry is judged here from each record's `expires_at` against the `now`
+//! passed in; the backend only drops rows (TTL, purge).
+
+use crate::{
+    Applied, Key, RefreshRecord, RegionStore, Result, RevokeReason, Row, Scope, SessionRecord,
+    Table,
+    backend::{Change, Expiry},
+};
+use domicile_core::{UnixSeconds, ids::ArtifactKind};
+
+pub const SESSIONS: Table = Table::rows("sessions", Scope::Region);
+pub const REFRESH: Table = Table::rows("refresh_tokens", Scope::Region);
+pub const SESSIONS_BY_USER: Table = Table::partitioned("sessions_by_user", Scope::Region);
+
+const SESSION_TAG: u8 = b's';
+const REFRESH_TAG: u8 = b'r';
+
+fn live(expires_at: UnixSeconds, now: UnixSeconds) -> bool {
+    now < expires_at
+}
+
+fn tagged(tag: u8, id: &[u8]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(1 + id.len());
+    c.push(tag);
+    c.extend_from_slice(id);
+    c
+}
+
+/// A `sessions_by_user` row: `user_id` holds the session or token named by
+/// `clustering`, until `expiry`.
+fn link<'t>(user_id: &str, clustering: Vec<u8>, expiry: Expiry) -> (&'t Table, Vec<Row>) {
+    let row = Row {
+        key: Key::cell(user_id.as_bytes(), clustering),
+        value: Vec::new(),
+        expiry,
+    };
+    (&SESSIONS_BY_USER, vec![row])
+}
+
+impl RegionStore {
+    /// Inserts a session unless a live one has its id.
+    pub async fn insert_session(&self, s: &SessionRecord, now: UnixSeconds) -> Result<Applied> {
+        self.instrument
+            .run("insert_session", async {
+                self.check_id(&SESSIONS, ArtifactKind::Session, &s.session_id)?;
+                self.check_id(&SESSIONS, ArtifactKind::User, &s.user_id)?;
+                let expiry = Expiry::At {
+                    at: s.expires_at,
+                    now,
+                };
+                let listed = link(
+                    &s.user_id,
+                    tagged(SESSION_TAG, s.session_id.as_bytes()),
+                    expiry,
+                );
+                let value = self.encode(&SESSIONS, s)?;
+                self.insert_or_modify(
+                    &SESSIONS,
+                    &Key::row(s.session_id.as_bytes()),
+                    Some(listed),
+                    |current: Option<SessionRecord>| {
+                        Ok(match current {
+                            Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
+                            _ => (Change::Put(value.clone(), expiry), Applied::Yes),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    /// The session unless it has expired at `now`.
+    pub async fn get_session(
+        &self,
+        session_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Option<SessionRecord>> {
+        self.instrument
+            .run("get_session", async {
+                let s: Option<SessionRecord> = self
+                    .read(&SESSIONS, &Key::row(session_id.as_bytes()))
+                    .await?;
+                Ok(s.filter(|s| live(s.expires_at, now)))
+            })
+            .await
+    }
+
+    /// Marks the session revoked for `reason` (idempotent: the first reason
+    /// stays); `No` when the store holds no such session.
+    pub async fn revoke_session(
+        &self,
+        session_id: &str,
+        now: UnixSeconds,
+        reason: RevokeReason,
+    ) -> Result<Applied> {
+        self.instrument
+            .run("revoke_session", async {
+                self.modify(
+                    &SESSIONS,
+                    &Key::row(session_id.as_bytes()),
+                    |current: Option<SessionRecord>| {
+                        Ok(match current {
+                            Some(s) if s.revoked_at.is_some() => (Change::Keep, Applied::Yes),
+                            Some(mut s) => {
+                                s.revoked_at = Some(now);
+                                s.revoked_reason = Some(reason);
+                                let expiry = Expiry::At {
+                                    at: s.expires_at,
+                                    now,
+                                };
+                                (
+                                    Change::Put(self.encode(&SESSIONS, &s)?, expiry),
+                                    Applied::Yes,
+                                )
+                            }
+                            None => (Change::Keep, Applied::No(())),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    /// Inserts a refresh token unless a live one has its hash.
+    pub async fn insert_refresh(&self, r: &RefreshRecord, now: UnixSeconds) -> Result<Applied> {
+        self.instrument
+            .run("insert_refresh", async {
+                self.check_id(&REFRESH, ArtifactKind::Session, &r.session_id)?;
+                self.check_id(&REFRESH, ArtifactKind::User, &r.user_id)?;
+                let expiry = Expiry::At {
+                    at: r.expires_at,
+                    now,
+                };
+                let listed = link(&r.user_id, tagged(REFRESH_TAG, &r.token_hash), expiry);
+                let value = self.encode(&REFRESH, r)?;
+                self.insert_or_modify(
+                    &REFRESH,
+                    &Key::row(r.token_hash.to_vec()),
+                    Some(listed),
+                    |current: Option<RefreshRecord>| {
+                        Ok(match current {
+                            Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
+                            _ => (Change::Put(value.clone(), expiry), Applied::Yes),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    /// The record unless it has expired at `now`.
+    pub async fn get_refresh(
+        &self,
+        hash: &[u8; 32],
+        now: UnixSeconds,
+    ) -> Result<Option<RefreshRecord>> {
+        self.instrument
+            .run("get_refresh", async {
+                let r: Option<RefreshRecord> =
+                    self.read(&REFRESH, &Key::row(hash.to_vec())).await?;
+                Ok(r.filter(|r| live(r.expires_at, now)))
+            })
+            .await
+    }
+
+    /// Sets `used_at` if the token is live and unused: exactly one caller wins.
+    pub async fn mark_refresh_used(&self, hash: &[u8; 32], now: UnixSeconds) -> Result<Applied> {
+        self.instrument
+            .run("mark_refresh_used", async {
+                self.modify(
+                    &REFRESH,
+                    &Key::row(hash.to_vec()),
+                    |current: Option<RefreshRecord>| {
+                        Ok(match current {
+                            Some(mut r) if r.used_at.is_none() && live(r.expires_at, now) => {
+                                r.used_at = Some(now);
+                                let expiry = Expiry::At {
+                                    at: r.expires_at,
+                                    now,
+                                };
+                                (
+                                    Change::Put(self.encode(&REFRESH, &r)?, expiry),
+                                    Applied::Yes,
+                                )
+                            }
+                            _ => (Change::Keep, Applied::No(())),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    /// Number of sessions stored, live or not yet purged.
+    pub async fn count_sessions(&self) -> Result<u64> {
+        self.instrument
+            .run("count_sessions", self.backend.count(&SESSIONS))
+            .await
+    }
+
+    /// The user's sessions and refresh tokens still stored (expired ones
+    /// included until they are purged: they are still held).
+    pub async fn export_sessions(
+        &self,
+        user_id: &str,
+    ) -> Result<(Vec<SessionRecord>, Vec<RefreshRecord>)> {
+        self.instrument
+            .run("export_sessions", async {
+                let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
+                for (c, _) in self
+                    .backend
+                    .rows(&SESSIONS_BY_USER, user_id.as_bytes(), usize::MAX)
+                    .await?
+                {
+                    match c.split_first() {
+                        Some((&SESSION_TAG, id)) => {
+                            let s: Option<SessionRecord> =
+                                self.read(&SESSIONS, &Key::row(id)).await?;
+                            sessions.extend(s.filter(|s| s.user_id == user_id));
+                        }
+                        Some((&REFRESH_TAG, hash)) => {
+                            let r: Option<RefreshRecord> =
+                                self.read(&REFRESH, &Key::row(hash)).await?;
+                            tokens.extend(r.filter(|r| r.user_id == user_id));
+                        }
+                        _ => {
+                            return Err(self.corrupt(
+                                &SESSIONS_BY_USER,
+                                "an entry is neither a session nor a refresh token".into(),
+                            ));
+                        }
+                    }
+                }
+                Ok((sessions, tokens))
+            })
+            .await
+    }
+
+    /// Erases the user's sessions and refresh tokens, and their list.
+    pub async fn erase_sessions(&self, user_id: &str) -> Result<()> {
+        self.instrument
+            .run("erase_sessions", async {
+                for (c, _) in self
+                    .backend
+                    .rows(&SESSIONS_BY_USER, user_id.as_bytes(), usize::MAX)
+                    .await?
+                {
+                    match c.split_first() {
+                        Some((&SESSION_TAG, id)) => {
+                            self.modify(&SESSIONS, &Key::row(id), |s: Option<SessionRecord>| {
+                                Ok(match s {
+                                    Some(s) if s.user_id == user_id => (Change::Delete, ()),
+                                    _ => (Change::Keep, ()),
+                                })
+                            })
+                            .await?
+                        }
+                        Some((&REFRESH_TAG, hash)) => {
+                            self.modify(&REFRESH, &Key::row(hash), |r: Option<RefreshRecord>| {
+                                Ok(match r {
+                                    Some(r) if r.user_id == user_id => (Change::Delete, ()),
+                                    _ => (Change::Keep, ()),
+                                })
+                            })
+                            .await?
+                        }
+                        _ => {
+                            return Err(self.corrupt(
+                                &SESSIONS_BY_USER,
+                                "an entry is neither a session nor a refresh token".into(),
+                            ));
+                        }
+                    }
+                }
+                self.backend
+                    .delete_partition(&SESSIONS_BY_USER, user_id.as_bytes())
+                    .await
+            })
+            .await
+    }
+}
