@@ -175,7 +175,10 @@ enum Command {
 fn load(config: &PathBuf) -> anyhow::Result<Topology> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
-    Ok(Topology::parse(config, &text)?)
+    let t = Topology::parse(config, &text)?;
+    // The store's own settings (CQL names) are the store's to validate.
+    domicile_store::scylla::validate(&t)?;
+    Ok(t)
 }
 
 /// The topology, with its local state moved under `data` when given.

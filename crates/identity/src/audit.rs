@@ -37,7 +37,7 @@ impl AuditLog {
     /// Starts the writer; it ends once every `AuditLog` handle is gone and
     /// the queue is written out.
     pub fn start(
-        store: Arc<dyn RegionStore>,
+        store: Arc<RegionStore>,
         settings: AuditSettings,
         meter: Arc<dyn Meter>,
         clock: Arc<dyn Clock>,
@@ -95,7 +95,7 @@ impl AuditLog {
 }
 
 async fn write_loop(
-    store: Arc<dyn RegionStore>,
+    store: Arc<RegionStore>,
     mut rx: mpsc::Receiver<AuditRecord>,
     meter: Arc<dyn Meter>,
 ) {
@@ -155,7 +155,6 @@ mod tests {
     use super::*;
     use crate::{ManualClock, OsEntropy};
     use domicile_core::RegionCode;
-    use domicile_store::EmbeddedRegion;
     use std::{collections::HashMap, sync::Mutex};
 
     #[derive(Default)]
@@ -196,8 +195,9 @@ mod tests {
         }
         assert_eq!(counts.get("dropped"), 3);
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn RegionStore> =
-            Arc::new(EmbeddedRegion::open(dir.path(), &RegionCode::parse("eu").unwrap()).unwrap());
+        let store: Arc<RegionStore> = Arc::new(
+            RegionStore::open_embedded(dir.path(), &RegionCode::parse("eu").unwrap()).unwrap(),
+        );
         let writer = tokio::spawn(write_loop(store.clone(), rx, counts.clone()));
         drop(log);
         writer.await.unwrap();

@@ -17,7 +17,7 @@ use std::{collections::HashMap, sync::Arc};
 /// The index, served by the region that hosts it.
 #[derive(Clone)]
 pub struct IndexHost {
-    store: Arc<dyn IndexStore>,
+    store: Arc<IndexStore>,
     clock: Arc<dyn Clock>,
     topology: Arc<Topology>,
 }
@@ -55,7 +55,7 @@ fn user_of(s: &str) -> Result<UserId, IdentityError> {
 }
 
 impl IndexHost {
-    pub fn new(store: Arc<dyn IndexStore>, clock: Arc<dyn Clock>, topology: Arc<Topology>) -> Self {
+    pub fn new(store: Arc<IndexStore>, clock: Arc<dyn Clock>, topology: Arc<Topology>) -> Self {
         Self {
             store,
             clock,

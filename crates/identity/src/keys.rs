@@ -41,7 +41,7 @@ impl KeyRing {
     /// Loads the region's keys, creating `<region>-1` if there are none.
     /// Concurrent first starts agree: the key insert is conditional.
     pub async fn load_or_create(
-        store: &dyn RegionStore,
+        store: &RegionStore,
         region: &RegionCode,
         entropy: &dyn Entropy,
         now: UnixSeconds,
@@ -67,7 +67,7 @@ impl KeyRing {
 
     /// The region's keys as stored now.
     pub async fn load(
-        store: &dyn RegionStore,
+        store: &RegionStore,
         region: &RegionCode,
         access_ttl: i64,
     ) -> Result<Self, IdentityError> {
@@ -156,7 +156,7 @@ impl KeyRing {
 
 /// Creates the region's next key, signing from `now + lead`.
 async fn rotate(
-    store: &dyn RegionStore,
+    store: &RegionStore,
     region: &RegionCode,
     entropy: &dyn Entropy,
     now: UnixSeconds,

@@ -44,7 +44,7 @@ use std::sync::Arc;
 pub struct Parts {
     pub region: RegionCode,
     pub topology: Arc<Topology>,
-    pub store: Arc<dyn RegionStore>,
+    pub store: Arc<RegionStore>,
     pub index: Arc<dyn ports::HomeIndex>,
     pub secret: IndexSecret,
     pub hasher: Arc<dyn ports::Hasher>,
@@ -59,7 +59,7 @@ pub struct Parts {
 pub struct Identity {
     region: RegionCode,
     topology: Arc<Topology>,
-    store: Arc<dyn RegionStore>,
+    store: Arc<RegionStore>,
     index: Arc<dyn ports::HomeIndex>,
     secret: IndexSecret,
     hasher: Arc<dyn ports::Hasher>,

@@ -7,7 +7,7 @@ use crate::{
     hashing::{HashPool, PoolHasher},
     http::{self, HttpState},
     index::{IndexService, RemoteIndex},
-    metered::MeteredStore,
+    metered::StoreMetrics,
     metrics::NodeMetrics,
     observe::ObserveLayer,
     service::IdentityService,
@@ -28,7 +28,7 @@ use domicile_identity::{
 use domicile_proto::v1::{
     admin_server::AdminServer, home_index_server::HomeIndexServer, identity_server::IdentityServer,
 };
-use domicile_store::{EmbeddedIndex, EmbeddedRegion, IndexStore, RegionStore, ScyllaRegion};
+use domicile_store::{IndexStore, RegionStore, ScyllaRegion};
 use std::{
     net::SocketAddr,
     path::Path,
@@ -62,7 +62,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     pub region: RegionCode,
     /// The region's store (for reports and tests; the node owns it).
-    pub store: Arc<dyn RegionStore>,
+    pub store: Arc<RegionStore>,
     identity: Arc<Identity>,
     draining: Arc<AtomicBool>,
     metrics: Arc<NodeMetrics>,
@@ -194,7 +194,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 async fn open_stores(
     topology: &Topology,
     region: &RegionCode,
-) -> Result<(Arc<dyn RegionStore>, Option<Arc<dyn IndexStore>>), NodeError> {
+) -> Result<(RegionStore, Option<IndexStore>), NodeError> {
     let region_cfg = topology.region(region).ok_or_else(|| {
         NodeError::start(
             "region",
@@ -204,10 +204,10 @@ async fn open_stores(
     let hosts_index = &topology.index.host_region == region;
     match (&region_cfg.store, &topology.index.store) {
         (StoreConfig::Embedded { path }, index) => {
-            let store: Arc<dyn RegionStore> = Arc::new(EmbeddedRegion::open(path, region)?);
-            let local_index: Option<Arc<dyn IndexStore>> = match index {
+            let store = RegionStore::open_embedded(path, region)?;
+            let local_index = match index {
                 StoreConfig::Embedded { path } if hosts_index => {
-                    Some(Arc::new(EmbeddedIndex::open(path)?))
+                    Some(IndexStore::open_embedded(path)?)
                 }
                 _ => None,
             };
@@ -215,14 +215,14 @@ async fn open_stores(
         }
         (StoreConfig::Scylla(cfg), index) => {
             let scylla = ScyllaRegion::connect(cfg, region).await?;
-            let local_index: Option<Arc<dyn IndexStore>> = match index {
-                StoreConfig::Scylla(ix) => Some(Arc::new(scylla.index(ix).await?)),
+            let local_index = match index {
+                StoreConfig::Scylla(ix) => Some(scylla.index(ix).await?),
                 StoreConfig::Embedded { path } if hosts_index => {
-                    Some(Arc::new(EmbeddedIndex::open(path)?))
+                    Some(IndexStore::open_embedded(path)?)
                 }
                 StoreConfig::Embedded { .. } => None,
             };
-            Ok((Arc::new(scylla), local_index))
+            Ok((scylla.store(), local_index))
         }
     }
 }
@@ -240,7 +240,11 @@ impl Node {
             NodeMetrics::new(region.as_str()).map_err(|e| NodeError::start("metrics", e))?,
         );
         let (raw_store, index_store) = open_stores(&topology, &region).await?;
-        let store: Arc<dyn RegionStore> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
+        // Every store call is timed and a child span of its RPC (the store
+        // opens the span; `StoreMetrics` records the time).
+        let observer = Arc::new(StoreMetrics(metrics.clone()));
+        let store = Arc::new(raw_store.with_observer(observer.clone()));
+        let index_store = index_store.map(|ix| Arc::new(ix.with_observer(observer)));
         let secret = load_or_create_secret(
             &topology.index.secret_file,
             topology.index.create_secret,
