@@ -118,7 +118,10 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
     }
     check(
         ix.malformed_keys == 0 && ix.plaintext_suspects == 0,
-        "the index holds only keyed hashes, regions, user ids and timestamps".into(),
+        format!(
+            "the index holds only keyed hashes, regions, user ids and timestamps ({} malformed entries, {} keys in the clear)",
+            ix.malformed_keys, ix.plaintext_suspects
+        ),
     );
 
     if args.scan_files {

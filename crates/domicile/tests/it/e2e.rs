@@ -655,3 +655,168 @@ async fn domicile_up_runs_the_federation_from_the_binary() {
         );
     }
 }
+
+/// A violation planted behind the federation's back (each region's files
+/// written directly while its node is stopped, as a bug or a misconfigured
+/// node could).
+#[derive(Clone, Copy, Debug)]
+enum Plant {
+    /// A us user's record in eu's store (a node of us pointed at eu's data).
+    ForeignUser,
+    /// An eu user the index does not know.
+    UnindexedUser,
+    /// A us user's email inside an eu record.
+    ForeignIdentifierInFile,
+    /// An email in the clear as an index key.
+    PlaintextIndexKey,
+    /// An index entry homing a user in a region the federation does not
+    /// have (the index store itself refuses an entry whose user id and
+    /// region disagree).
+    MalformedIndexEntry,
+}
+
+fn user_record(id: &str, email: &str) -> domicile_store::UserRecord {
+    domicile_store::UserRecord {
+        user_id: id.into(),
+        email: email.into(),
+        email_verified: false,
+        password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
+            .into(),
+        given_name: String::new(),
+        family_name: String::new(),
+        display_name: String::new(),
+        locale: String::new(),
+        created_at: now(),
+        updated_at: now(),
+        version: 1,
+    }
+}
+
+async fn plant(fed: &Federation, what: Plant) {
+    use domicile_core::{
+        RegionCode,
+        ids::UserId,
+        index::{IdentifierKey, IndexEntry, IndexState},
+    };
+    use domicile_store::{IndexStore, RegionStore};
+    let data = fed.dir.path().join("data");
+    let region = |r: &str| RegionCode::parse(r).unwrap();
+    let id = |r: &str| UserId::new(&region(r), 1_700_000_000_000, 42);
+    match what {
+        Plant::ForeignUser => {
+            // Opened as region us on eu's directory: the store's own
+            // refusal of foreign records cannot see this misconfiguration.
+            let wrong = RegionStore::open_embedded(&data.join("eu"), &region("us")).unwrap();
+            let r = wrong
+                .insert_user(&user_record(id("us").as_str(), "stray@example.org"))
+                .await
+                .unwrap();
+            assert!(r.is_applied());
+        }
+        Plant::UnindexedUser | Plant::ForeignIdentifierInFile => {
+            let email = match what {
+                Plant::UnindexedUser => "ghost@example.de",
+                _ => "us-user@example.com",
+            };
+            let eu = RegionStore::open_embedded(&data.join("eu"), &region("eu")).unwrap();
+            assert!(
+                eu.insert_user(&user_record(id("eu").as_str(), email))
+                    .await
+                    .unwrap()
+                    .is_applied()
+            );
+        }
+        Plant::PlaintextIndexKey | Plant::MalformedIndexEntry => {
+            let index = IndexStore::open_embedded(&data.join("index")).unwrap();
+            let (key, entry_region, user) = match what {
+                Plant::PlaintextIndexKey => {
+                    let mut key = [0u8; 32];
+                    key[..19].copy_from_slice(b"us-user@example.com");
+                    (key, "us", id("us"))
+                }
+                _ => ([7u8; 32], "mars", id("mars")),
+            };
+            let entry = IndexEntry {
+                region: region(entry_region),
+                user_id: user.clone(),
+                state: IndexState::Pending,
+                created_at: now(),
+                expires_at: Some(now() + 3600),
+            };
+            let k = IdentifierKey(key);
+            index.claim(&k, &entry, now()).await.unwrap();
+            assert!(
+                index
+                    .confirm(&k, user.as_str(), now())
+                    .await
+                    .unwrap()
+                    .is_applied()
+            );
+        }
+    }
+}
+
+/// Every check of `domicile residency report` can fail: each planted
+/// violation makes its check print FAIL and the report exit non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_residency_report_fails_on_each_planted_violation() {
+    let cases = [
+        (
+            Plant::ForeignUser,
+            "FAIL eu stores only its own users (1 foreign",
+        ),
+        (
+            Plant::UnindexedUser,
+            "FAIL index and eu agree (1 indexed, 2 stored)",
+        ),
+        (
+            Plant::ForeignIdentifierInFile,
+            "FAIL eu's files hold no other region's identifiers (1 found)",
+        ),
+        (
+            Plant::PlaintextIndexKey,
+            "FAIL the index holds only keyed hashes",
+        ),
+        (
+            Plant::PlaintextIndexKey,
+            "FAIL the index file holds no plaintext identifier (1 found)",
+        ),
+        (
+            Plant::MalformedIndexEntry,
+            "FAIL the index holds only keyed hashes",
+        ),
+    ];
+    for (what, fail_line) in cases {
+        let mut fed = Federation::start();
+        let mut edge = fed.client().await;
+        for (email, ip) in [
+            ("eu-user@example.de", "192.0.2.1"),
+            ("us-user@example.com", "198.51.100.1"),
+        ] {
+            edge.register(from(ip, register(email))).await.unwrap();
+        }
+        let report = |fed: &Federation| {
+            fed.run(&[
+                "residency",
+                "report",
+                "--config",
+                fed.config.to_str().unwrap(),
+                "--scan-files",
+            ])
+        };
+        let (ok, out) = report(&fed);
+        assert!(
+            ok && !out.contains("FAIL"),
+            "{what:?}: clean before:\n{out}"
+        );
+        fed.stop_node("eu");
+        plant(&fed, what).await;
+        fed.start_node("eu");
+        let (ok, out) = report(&fed);
+        assert!(!ok, "{what:?}: the report must exit non-zero:\n{out}");
+        assert!(
+            out.contains(fail_line),
+            "{what:?}: no {fail_line:?} in:\n{out}"
+        );
+    }
+}
