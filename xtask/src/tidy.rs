@@ -53,6 +53,16 @@ const LAYERING: &[(&str, &[&str], &str)] = &[
         &["pingora-core", "pingora-proxy"],
         "only the edge knows Pingora",
     ),
+    (
+        "domicile-identity",
+        &["pingora-core", "pingora-proxy"],
+        "only the edge knows Pingora",
+    ),
+    (
+        "domicile-store",
+        &["pingora-core", "pingora-proxy", "domicile-identity"],
+        "only the edge knows Pingora; the store is below the use cases",
+    ),
 ];
 
 /// Source patterns `crates/core` must not contain (it does no I/O, reads
@@ -79,6 +89,12 @@ pub fn tidy(root: &Path) -> Result<()> {
             {
                 problems.push(format!("{}: {p}", path.display()));
             }
+        }
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && let Some(p) = missing_workspace_lints(&text)
+        {
+            problems.push(format!("{}: {p}", manifest.display()));
         }
         for_each_rs(&dir.join("src"), &mut |path, text| {
             for p in stubs(text) {
@@ -139,6 +155,17 @@ pub fn forbidden_in_tree(tree: &str, forbidden: &[&str]) -> Vec<String> {
     found.sort();
     found.dedup();
     found
+}
+
+/// The workspace lints (forbid unsafe code; deny unwrap, expect, panic,
+/// todo, unimplemented and locks held across await) apply only where a
+/// crate opts in.
+fn missing_workspace_lints(manifest: &str) -> Option<&'static str> {
+    let opted_in = manifest
+        .split("[lints]")
+        .nth(1)
+        .is_some_and(|rest| rest.trim_start().starts_with("workspace = true"));
+    (!opted_in).then_some("must take the workspace lints ([lints] workspace = true)")
 }
 
 fn missing_crate_doc(text: &str) -> Option<&'static str> {
@@ -225,6 +252,8 @@ mod tests {
         );
         assert_eq!(stubs(&stub), vec!["1: stub left in code".to_owned()]);
         assert!(missing_crate_doc("use x;").is_some());
+        assert!(missing_workspace_lints("[package]\nname = \"x\"\n").is_some());
+        assert!(missing_workspace_lints("[lints]\nworkspace = true\n").is_none());
         assert!(missing_crate_doc("//! The crate.\nuse x;").is_none());
     }
 }
