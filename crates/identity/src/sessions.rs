@@ -166,7 +166,7 @@ impl Identity {
         let won = record.used_at.is_none()
             && self
                 .store
-                .mark_refresh_used(&record.token_hash, now)
+                .mark_refresh_used(&record, now)
                 .await?
                 .is_applied();
         if !won {

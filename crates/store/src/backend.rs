@@ -224,6 +224,24 @@ where
     cycle(backend, table, key, current, None, decide).await
 }
 
+/// `modify` starting from a row the caller has just read (`known`, its
+/// stored bytes): the conditional write is attempted at once, saving the
+/// read (on Scylla a SERIAL round trip); if the row has changed since, or
+/// its stored bytes differ, the write reports what is there and the cycle
+/// decides again on that, exactly as in `modify`.
+pub(crate) async fn modify_known<R>(
+    backend: &dyn Backend,
+    table: &Table,
+    key: &Key,
+    known: Vec<u8>,
+    decide: impl FnMut(Option<&[u8]>) -> Result<(Change, R)> + Send,
+) -> Result<R>
+where
+    R: Send,
+{
+    cycle(backend, table, key, Some(known), None, decide).await
+}
+
 /// `modify` for writes that usually find no row (inserts, claims): it
 /// decides first as if the row were absent and writes `IF NOT EXISTS`,
 /// saving the read; a lost write reports the row, and the cycle goes on

@@ -246,14 +246,15 @@ async fn refresh_tokens(s: &RegionStore) {
         Some(refresh(1, NOW + 100))
     );
     assert_eq!(s.get_refresh(&[2; 32], NOW).await.unwrap(), None);
+    let read = refresh(1, NOW + 100);
     assert_eq!(
-        s.mark_refresh_used(&[1; 32], NOW + 5).await.unwrap(),
+        s.mark_refresh_used(&read, NOW + 5).await.unwrap(),
         Applied::Yes
     );
     assert_eq!(
-        s.mark_refresh_used(&[1; 32], NOW + 6).await.unwrap(),
+        s.mark_refresh_used(&read, NOW + 6).await.unwrap(),
         Applied::No(()),
-        "only one exchange wins"
+        "only one exchange wins (the second caller read the token before the first spent it)"
     );
     assert_eq!(
         s.get_refresh(&[1; 32], NOW + 7)
@@ -273,9 +274,33 @@ async fn refresh_tokens(s: &RegionStore) {
         Applied::Yes
     );
     assert_eq!(
-        s.mark_refresh_used(&[3; 32], NOW + 10).await.unwrap(),
+        s.mark_refresh_used(&refresh(3, NOW + 10), NOW + 10)
+            .await
+            .unwrap(),
         Applied::No(()),
         "expired tokens cannot be used"
+    );
+    // A caller's copy that differs from what is stored (another field, an
+    // older format) is not trusted: the decision is made on the stored row.
+    assert_eq!(
+        s.insert_refresh(&refresh(4, NOW + 100), NOW).await.unwrap(),
+        Applied::Yes
+    );
+    let stale = RefreshRecord {
+        issued_at: NOW - 1,
+        ..refresh(4, NOW + 100)
+    };
+    assert_eq!(
+        s.mark_refresh_used(&stale, NOW + 1).await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(
+        s.get_refresh(&[4; 32], NOW + 2).await.unwrap().unwrap(),
+        RefreshRecord {
+            used_at: Some(NOW + 1),
+            ..refresh(4, NOW + 100)
+        },
+        "the stored token is marked, not the caller's copy"
     );
 }
 

@@ -178,6 +178,26 @@ impl RegionStore {
         .await
     }
 
+    /// `modify` from a record the caller read just before (see
+    /// `backend::modify_known`).
+    pub(crate) async fn modify_known<T, R>(
+        &self,
+        table: &Table,
+        key: &crate::Key,
+        known: &T,
+        mut decide: impl FnMut(Option<T>) -> Result<(Change, R)> + Send,
+    ) -> Result<R>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Send,
+    {
+        let bytes = self.encode(table, known)?;
+        backend::modify_known(self.backend.as_ref(), table, key, bytes, |bytes| {
+            decide(bytes.map(|b| self.decode(table, b)).transpose()?)
+        })
+        .await
+    }
+
     /// `modify` for inserts: decides first as if the row were absent, and
     /// writes `listed` (per-user list rows) with the first write (see
     /// `backend::modify_expecting_absent`).

@@ -173,13 +173,22 @@ impl RegionStore {
             .await
     }
 
-    /// Sets `used_at` if the token is live and unused: exactly one caller wins.
-    pub async fn mark_refresh_used(&self, hash: &[u8; 32], now: UnixSeconds) -> Result<Applied> {
+    /// Sets `used_at` if the token is live and unused: exactly one caller
+    /// wins. `read` is the token as the caller just read it (`get_refresh`):
+    /// the conditional write starts from it (`IF v = <read>`), so a refresh
+    /// costs no second read; if the row changed since, the decision is made
+    /// again on what is stored.
+    pub async fn mark_refresh_used(
+        &self,
+        read: &RefreshRecord,
+        now: UnixSeconds,
+    ) -> Result<Applied> {
         self.instrument
             .run("mark_refresh_used", async {
-                self.modify(
+                self.modify_known(
                     &REFRESH,
-                    &Key::row(hash.to_vec()),
+                    &Key::row(read.token_hash.to_vec()),
+                    read,
                     |current: Option<RefreshRecord>| {
                         Ok(match current {
                             Some(mut r) if r.used_at.is_none() && live(r.expires_at, now) => {
