@@ -26,6 +26,23 @@ fn live(expires_at: UnixSeconds, now: UnixSeconds) -> bool {
     now < expires_at
 }
 
+/// A record that ends at a time of its own.
+trait Expires {
+    fn expires_at(&self) -> UnixSeconds;
+}
+
+impl Expires for SessionRecord {
+    fn expires_at(&self) -> UnixSeconds {
+        self.expires_at
+    }
+}
+
+impl Expires for RefreshRecord {
+    fn expires_at(&self) -> UnixSeconds {
+        self.expires_at
+    }
+}
+
 fn tagged(tag: u8, id: &[u8]) -> Vec<u8> {
     let mut c = Vec::with_capacity(1 + id.len());
     c.push(tag);
@@ -51,30 +68,46 @@ impl RegionStore {
             .run("insert_session", async {
                 self.check_id(&SESSIONS, ArtifactKind::Session, &s.session_id)?;
                 self.check_id(&SESSIONS, ArtifactKind::User, &s.user_id)?;
-                let expiry = Expiry::At {
-                    at: s.expires_at,
-                    now,
-                };
-                let listed = link(
-                    &s.user_id,
-                    tagged(SESSION_TAG, s.session_id.as_bytes()),
-                    expiry,
-                );
-                let value = self.encode(&SESSIONS, s)?;
-                self.insert_or_modify(
-                    &SESSIONS,
-                    &Key::row(s.session_id.as_bytes()),
-                    Some(listed),
-                    |current: Option<SessionRecord>| {
-                        Ok(match current {
-                            Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
-                            _ => (Change::Put(value.clone(), expiry), Applied::Yes),
-                        })
-                    },
-                )
-                .await
+                let listed = tagged(SESSION_TAG, s.session_id.as_bytes());
+                let key = Key::row(s.session_id.as_bytes());
+                self.insert_listed(&SESSIONS, key, &s.user_id, listed, s, now)
+                    .await
             })
             .await
+    }
+
+    /// Inserts `record` at `key` of `table` unless a live record holds the
+    /// key, listed under its user (`sessions_by_user`, clustering `listed`)
+    /// in the same write; both expire with the record.
+    async fn insert_listed<T>(
+        &self,
+        table: &Table,
+        key: Key,
+        user_id: &str,
+        listed: Vec<u8>,
+        record: &T,
+        now: UnixSeconds,
+    ) -> Result<Applied>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Expires,
+    {
+        let expiry = Expiry::At {
+            at: record.expires_at(),
+            now,
+        };
+        let value = self.encode(table, record)?;
+        self.insert_or_modify(
+            table,
+            &key,
+            Some(link(user_id, listed, expiry)),
+            |current: Option<T>| {
+                Ok(match current {
+                    Some(e) if live(e.expires_at(), now) => (Change::Keep, Applied::No(())),
+                    _ => (Change::Put(value.clone(), expiry), Applied::Yes),
+                })
+            },
+        )
+        .await
     }
 
     /// The session unless it has expired at `now`.
@@ -136,24 +169,10 @@ impl RegionStore {
             .run("insert_refresh", async {
                 self.check_id(&REFRESH, ArtifactKind::Session, &r.session_id)?;
                 self.check_id(&REFRESH, ArtifactKind::User, &r.user_id)?;
-                let expiry = Expiry::At {
-                    at: r.expires_at,
-                    now,
-                };
-                let listed = link(&r.user_id, tagged(REFRESH_TAG, &r.token_hash), expiry);
-                let value = self.encode(&REFRESH, r)?;
-                self.insert_or_modify(
-                    &REFRESH,
-                    &Key::row(r.token_hash.to_vec()),
-                    Some(listed),
-                    |current: Option<RefreshRecord>| {
-                        Ok(match current {
-                            Some(e) if live(e.expires_at, now) => (Change::Keep, Applied::No(())),
-                            _ => (Change::Put(value.clone(), expiry), Applied::Yes),
-                        })
-                    },
-                )
-                .await
+                let listed = tagged(REFRESH_TAG, &r.token_hash);
+                let key = Key::row(r.token_hash.to_vec());
+                self.insert_listed(&REFRESH, key, &r.user_id, listed, r, now)
+                    .await
             })
             .await
     }
