@@ -26,5 +26,5 @@ mod server;
 mod service;
 
 pub use domicile_identity::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
-pub use error::{HOME_REGION_METADATA, NodeError, status};
+pub use error::{HOME_REGION_METADATA, NodeError};
 pub use server::{Node, NodeOptions, RunningNode, load_or_create_secret};

@@ -76,6 +76,20 @@ impl RegionStore {
             .await
     }
 
+    /// The write of a changed `record`, keeping its own expiry.
+    fn rewrite<T: serde::Serialize + Expires>(
+        &self,
+        table: &Table,
+        record: &T,
+        now: UnixSeconds,
+    ) -> Result<Change> {
+        let expiry = Expiry::At {
+            at: record.expires_at(),
+            now,
+        };
+        Ok(Change::Put(self.encode(table, record)?, expiry))
+    }
+
     /// Inserts `record` at `key` of `table` unless a live record holds the
     /// key, listed under its user (`sessions_by_user`, clustering `listed`)
     /// in the same write; both expire with the record.
@@ -145,14 +159,7 @@ impl RegionStore {
                             Some(mut s) => {
                                 s.revoked_at = Some(now);
                                 s.revoked_reason = Some(reason);
-                                let expiry = Expiry::At {
-                                    at: s.expires_at,
-                                    now,
-                                };
-                                (
-                                    Change::Put(self.encode(&SESSIONS, &s)?, expiry),
-                                    Applied::Yes,
-                                )
+                                (self.rewrite(&SESSIONS, &s, now)?, Applied::Yes)
                             }
                             None => (Change::Keep, Applied::No(())),
                         })
@@ -212,14 +219,7 @@ impl RegionStore {
                         Ok(match current {
                             Some(mut r) if r.used_at.is_none() && live(r.expires_at, now) => {
                                 r.used_at = Some(now);
-                                let expiry = Expiry::At {
-                                    at: r.expires_at,
-                                    now,
-                                };
-                                (
-                                    Change::Put(self.encode(&REFRESH, &r)?, expiry),
-                                    Applied::Yes,
-                                )
+                                (self.rewrite(&REFRESH, &r, now)?, Applied::Yes)
                             }
                             _ => (Change::Keep, Applied::No(())),
                         })
