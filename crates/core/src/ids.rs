@@ -1,8 +1,10 @@
 //! Routable artifacts: `<kind>_<region>_<random>`.
 //!
 //! User ids and session ids carry a ULID (time-ordered); refresh tokens carry
-//! 32 random bytes in unpadded base64url. The region part lets the edge route
-//! any of them without a lookup.
+//! their session's ULID and 32 random bytes in unpadded base64url
+//! (`rt_<region>_<session ULID>_<secret>`). The region part lets the edge
+//! route any of them without a lookup; the session part lets the store find
+//! a token inside its session's partition without a per-token index.
 
 use crate::{RegionCode, UnixSeconds};
 use base64::Engine as _;
@@ -47,7 +49,7 @@ pub enum InvalidArtifact {
     },
 }
 
-/// Longest artifact we accept anywhere (refresh tokens are the longest: ~66 bytes).
+/// Longest artifact we accept anywhere (refresh tokens are the longest: ~76 bytes).
 pub const MAX_ARTIFACT_LEN: usize = 128;
 
 /// Splits `<kind>_<region>_<rest>` and validates the kind and region.
@@ -110,6 +112,14 @@ macro_rules! ulid_artifact {
             pub fn as_str(&self) -> &str {
                 &self.text
             }
+
+            /// The ULID part of the id, as text.
+            pub fn ulid_text(&self) -> &str {
+                // `<prefix>_<region>_<ulid>`: the ULID is the fixed-length tail.
+                self.text
+                    .get(self.text.len().saturating_sub(ULID_LEN)..)
+                    .unwrap_or("")
+            }
         }
 
         impl fmt::Display for $name {
@@ -123,26 +133,35 @@ macro_rules! ulid_artifact {
 ulid_artifact!(UserId, ArtifactKind::User, "user");
 ulid_artifact!(SessionId, ArtifactKind::Session, "session");
 
-/// A refresh token as the client holds it: `rt_<region>_<43 chars base64url>`.
+/// A refresh token as the client holds it:
+/// `rt_<region>_<session ULID>_<43 chars base64url>`. The session part is
+/// not secret (the access token's `sid` names it too); the 32 random bytes
+/// are.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RefreshToken(String);
+pub struct RefreshToken {
+    text: String,
+    session: SessionId,
+}
 
 impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secret part.
-        write!(
-            f,
-            "RefreshToken({}…)",
-            self.0.chars().take(8).collect::<String>()
-        )
+        write!(f, "RefreshToken(session {}, …)", self.session)
     }
 }
 
+/// Characters of a ULID in its canonical text.
+const ULID_LEN: usize = 26;
+
 impl RefreshToken {
-    /// A new token from 32 random bytes (passed in).
-    pub fn new(region: &RegionCode, random: [u8; 32]) -> Self {
+    /// A new token of `session` from 32 random bytes (passed in).
+    pub fn new(session: &SessionId, random: [u8; 32]) -> Self {
         let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
-        Self(format!("rt_{region}_{body}"))
+        let ulid = session.ulid_text();
+        Self {
+            text: format!("rt_{}_{ulid}_{body}", session.region()),
+            session: session.clone(),
+        }
     }
 
     /// Checks the shape of a presented token.
@@ -150,36 +169,50 @@ impl RefreshToken {
         let malformed = InvalidArtifact::Malformed {
             expected: "refresh token",
         };
-        let (kind, _, rest) = parse_artifact(s).ok_or(malformed.clone())?;
+        let (kind, region, rest) = parse_artifact(s).ok_or(malformed.clone())?;
         if kind != ArtifactKind::RefreshToken {
             return Err(InvalidArtifact::WrongKind {
                 expected: "refresh token",
                 got: kind.prefix(),
             });
         }
+        let (ulid, secret) = match (rest.get(..ULID_LEN), rest.get(ULID_LEN..)) {
+            (Some(u), Some(s)) => (u, s.strip_prefix('_').ok_or(malformed.clone())?),
+            _ => return Err(malformed),
+        };
+        let session =
+            SessionId::parse(&format!("ses_{region}_{ulid}")).map_err(|_| malformed.clone())?;
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(rest)
+            .decode(secret)
             .map_err(|_| malformed.clone())?;
         if raw.len() != 32 {
             return Err(malformed);
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self {
+            text: s.to_owned(),
+            session,
+        })
     }
 
-    pub fn region(&self) -> Option<RegionCode> {
-        parse_artifact(&self.0).map(|(_, r, _)| r)
+    /// The session the token belongs to.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    pub fn region(&self) -> &RegionCode {
+        self.session.region()
     }
 
     /// What the store keeps: SHA-256 of the whole token, so a stolen store
     /// reveals no usable token.
     pub fn storage_hash(&self) -> [u8; 32] {
         use sha2::Digest;
-        sha2::Sha256::digest(self.0.as_bytes()).into()
+        sha2::Sha256::digest(self.text.as_bytes()).into()
     }
 
     /// The token text, to hand to the client.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
@@ -237,15 +270,49 @@ mod tests {
     }
 
     #[test]
-    fn refresh_tokens() {
-        let t = RefreshToken::new(&eu(), [7; 32]);
+    fn refresh_tokens_name_their_session() {
+        let session = SessionId::new(&eu(), 1_700_000_000_000, 9);
+        let t = RefreshToken::new(&session, [7; 32]);
+        assert!(
+            t.expose()
+                .starts_with(&format!("rt_eu_{}_", session.ulid_text()))
+        );
+        assert!(t.expose().len() <= MAX_ARTIFACT_LEN);
         assert_eq!(RefreshToken::parse(t.expose()), Ok(t.clone()));
-        assert_eq!(t.region().map(|r| r.to_string()), Some("eu".into()));
-        assert!(RefreshToken::parse("rt_eu_short").is_err());
-        assert!(!format!("{t:?}").contains(&t.expose()[10..]));
+        assert_eq!(t.session(), &session);
+        assert_eq!(t.region().as_str(), "eu");
+        let secret = &t.expose()[t.expose().len() - 43..];
+        assert!(!format!("{t:?}").contains(secret), "{t:?}");
         assert_ne!(
             t.storage_hash(),
-            RefreshToken::new(&eu(), [8; 32]).storage_hash()
+            RefreshToken::new(&session, [8; 32]).storage_hash()
         );
+    }
+
+    #[test]
+    fn malformed_refresh_tokens_are_refused() {
+        let ulid = "01JD0000000000000000000000";
+        let secret = "A".repeat(43);
+        let good = format!("rt_eu_{ulid}_{secret}");
+        assert!(RefreshToken::parse(&good).is_ok(), "{good}");
+        for bad in [
+            "rt_eu_short".to_owned(),
+            // The format before tokens named their session.
+            format!("rt_eu_{secret}"),
+            format!("rt_eu_{ulid}{secret}"),
+            format!("rt_eu_{ulid}_{}", "A".repeat(42)),
+            format!("rt_eu_{ulid}_{secret}A"),
+            format!("rt_eu_{}_{secret}", "U".repeat(26)),
+            format!("rt_eu_{ulid}"),
+            format!("rt_eu_{ulid}_"),
+        ] {
+            assert_eq!(
+                RefreshToken::parse(&bad),
+                Err(InvalidArtifact::Malformed {
+                    expected: "refresh token"
+                }),
+                "{bad}"
+            );
+        }
     }
 }

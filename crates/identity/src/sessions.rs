@@ -66,9 +66,9 @@ impl Identity {
         user: &UserRecord,
     ) -> Result<Authenticated, IdentityError> {
         let now = self.now();
+        let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
         let session = SessionRecord {
-            session_id: SessionId::new(&self.region, self.clock.now_ms(), self.random_u128())
-                .to_string(),
+            session_id: id.to_string(),
             user_id: user.user_id.clone(),
             created_at: now,
             expires_at: now + self.topology.tokens.session_ttl_seconds,
@@ -81,17 +81,18 @@ impl Identity {
                 "session id collision",
             ));
         }
-        self.issue(user.user_id.clone(), &session).await
+        self.issue(user.user_id.clone(), &id, &session).await
     }
 
-    /// A new refresh token in `session` and an access token.
+    /// A new refresh token in `session` (whose id is `id`) and an access token.
     async fn issue(
         &self,
         user_id: String,
+        id: &SessionId,
         session: &SessionRecord,
     ) -> Result<Authenticated, IdentityError> {
         let now = self.now();
-        let token = RefreshToken::new(&self.region, random::<32>(self.entropy.as_ref()));
+        let token = RefreshToken::new(id, random::<32>(self.entropy.as_ref()));
         let refresh_expires =
             (now + self.topology.tokens.refresh_ttl_seconds).min(session.expires_at);
         let record = RefreshRecord {
@@ -138,10 +139,7 @@ impl Identity {
 
     /// The region a refresh token names must be this one.
     fn check_token_home(&self, token: &RefreshToken) -> Result<(), IdentityError> {
-        match token.region() {
-            Some(r) => self.check_home(&r, "refresh_token"),
-            None => Ok(()),
-        }
+        self.check_home(token.region(), "refresh_token")
     }
 
     /// Exchanges a refresh token for new tokens. A token already exchanged
@@ -152,7 +150,7 @@ impl Identity {
         let invalid = || IdentityError::from(Unauthenticated::InvalidRefreshToken);
         let record = self
             .store
-            .get_refresh(&token.storage_hash(), now)
+            .get_refresh(token.session().as_str(), &token.storage_hash(), now)
             .await?
             .ok_or_else(invalid)?;
         let session = self
@@ -182,7 +180,7 @@ impl Identity {
             );
             return Err(Unauthenticated::RefreshReused.into());
         }
-        self.issue(record.user_id, &session).await
+        self.issue(record.user_id, token.session(), &session).await
     }
 
     /// Verifies a bearer access token issued by this region for a live
@@ -220,7 +218,7 @@ impl Identity {
                 self.check_token_home(&token)?;
                 let record = self
                     .store
-                    .get_refresh(&token.storage_hash(), now)
+                    .get_refresh(token.session().as_str(), &token.storage_hash(), now)
                     .await?
                     .ok_or(Unauthenticated::InvalidRefreshToken)?;
                 (record.session_id, record.user_id)

@@ -242,10 +242,15 @@ async fn refresh_tokens(s: &RegionStore) {
         Applied::No(())
     );
     assert_eq!(
-        s.get_refresh(&[1; 32], NOW).await.unwrap(),
+        s.get_refresh(&sid(1), &[1; 32], NOW).await.unwrap(),
         Some(refresh(1, NOW + 100))
     );
-    assert_eq!(s.get_refresh(&[2; 32], NOW).await.unwrap(), None);
+    assert_eq!(s.get_refresh(&sid(1), &[2; 32], NOW).await.unwrap(), None);
+    assert_eq!(
+        s.get_refresh(&sid(2), &[1; 32], NOW).await.unwrap(),
+        None,
+        "a token is found only in its own session"
+    );
     let read = refresh(1, NOW + 100);
     assert_eq!(
         s.mark_refresh_used(&read, NOW + 5).await.unwrap(),
@@ -257,7 +262,7 @@ async fn refresh_tokens(s: &RegionStore) {
         "only one exchange wins (the second caller read the token before the first spent it)"
     );
     assert_eq!(
-        s.get_refresh(&[1; 32], NOW + 7)
+        s.get_refresh(&sid(1), &[1; 32], NOW + 7)
             .await
             .unwrap()
             .unwrap()
@@ -265,7 +270,7 @@ async fn refresh_tokens(s: &RegionStore) {
         Some(NOW + 5)
     );
     assert_eq!(
-        s.get_refresh(&[1; 32], NOW + 100).await.unwrap(),
+        s.get_refresh(&sid(1), &[1; 32], NOW + 100).await.unwrap(),
         None,
         "expired at its TTL"
     );
@@ -295,7 +300,10 @@ async fn refresh_tokens(s: &RegionStore) {
         Applied::Yes
     );
     assert_eq!(
-        s.get_refresh(&[4; 32], NOW + 2).await.unwrap().unwrap(),
+        s.get_refresh(&sid(1), &[4; 32], NOW + 2)
+            .await
+            .unwrap()
+            .unwrap(),
         RefreshRecord {
             used_at: Some(NOW + 1),
             ..refresh(4, NOW + 100)
@@ -418,7 +426,10 @@ async fn purge(s: &RegionStore) {
     // (Scylla: filtered until the TTL removes them); live ones stay.
     assert_eq!(s.get_session(&sid(11), NOW + 50).await.unwrap(), None);
     assert!(s.get_session(&sid(12), NOW + 50).await.unwrap().is_some());
-    assert_eq!(s.get_refresh(&[9; 32], NOW + 50).await.unwrap(), None);
+    assert_eq!(
+        s.get_refresh(&sid(1), &[9; 32], NOW + 50).await.unwrap(),
+        None
+    );
     assert!(
         s.get_user(&uid(1)).await.unwrap().is_some(),
         "purge never touches users"
@@ -597,16 +608,19 @@ async fn foreign_records(s: &RegionStore) {
     foreign_token.session_id = US_SESSION.into();
     refused(
         s.insert_refresh(&foreign_token, NOW).await,
-        "refresh_tokens",
+        "refresh_tokens_by_session",
     );
     let mut foreign_token = refresh(41, NOW + 100);
     foreign_token.user_id = US_USER.into();
     refused(
         s.insert_refresh(&foreign_token, NOW).await,
-        "refresh_tokens",
+        "refresh_tokens_by_session",
     );
-    assert_eq!(s.get_refresh(&[40; 32], NOW).await.unwrap(), None);
-    assert_eq!(s.get_refresh(&[41; 32], NOW).await.unwrap(), None);
+    assert_eq!(
+        s.get_refresh(US_SESSION, &[40; 32], NOW).await.unwrap(),
+        None
+    );
+    assert_eq!(s.get_refresh(&sid(1), &[41; 32], NOW).await.unwrap(), None);
 
     // signing keys
     let keys_before = s.signing_keys().await.unwrap();
@@ -722,7 +736,12 @@ async fn export_and_erase(s: &RegionStore) {
         );
     }
     for t in &a.refresh_tokens {
-        assert_eq!(s.get_refresh(&t.token_hash, NOW).await.unwrap(), None);
+        assert_eq!(
+            s.get_refresh(&t.session_id, &t.token_hash, NOW)
+                .await
+                .unwrap(),
+            None
+        );
     }
     assert!(s.audit_for_user(&a_id, 10).await.unwrap().is_empty());
     let empty = UserExport {

@@ -1,9 +1,11 @@
 //! The sessions aggregate: login sessions (partition: session id) and their
-//! refresh tokens (partition: SHA-256 of the token), both expiring with
-//! their records, plus `sessions_by_user` (partition: user id; clustering:
-//! `s` + session id or `r` + token hash) so a user's sessions and tokens can
-//! be exported and erased without a scan. The per-user list entry is durable
-//! no later than its record (`append_then_put_if`) and expires with it.
+//! refresh tokens (partition: session id; clustering: SHA-256 of the token,
+//! which names its session), both expiring with their records, plus
+//! `sessions_by_user` (partition: user id; clustering: `s` + session id) so
+//! a user's sessions, and through them their tokens, can be exported and
+//! erased without a scan. The per-user list entry is durable no later than
+//! its session (`append_then_put_if`) and expires with it; a refresh token
+//! needs no list entry of its own, so a refresh writes one row, not two.
 //!
 //! Expiry is judged here from each record's `expires_at` against the `now`
 //! passed in; the backend only drops rows (TTL, purge).
@@ -16,11 +18,10 @@ use crate::{
 use domicile_core::{UnixSeconds, ids::ArtifactKind};
 
 pub const SESSIONS: Table = Table::rows("sessions", Scope::Region);
-pub const REFRESH: Table = Table::rows("refresh_tokens", Scope::Region);
+pub const REFRESH: Table = Table::partitioned("refresh_tokens_by_session", Scope::Region);
 pub const SESSIONS_BY_USER: Table = Table::partitioned("sessions_by_user", Scope::Region);
 
 const SESSION_TAG: u8 = b's';
-const REFRESH_TAG: u8 = b'r';
 
 fn live(expires_at: UnixSeconds, now: UnixSeconds) -> bool {
     now < expires_at
@@ -70,7 +71,7 @@ impl RegionStore {
                 self.check_id(&SESSIONS, ArtifactKind::User, &s.user_id)?;
                 let listed = tagged(SESSION_TAG, s.session_id.as_bytes());
                 let key = Key::row(s.session_id.as_bytes());
-                self.insert_listed(&SESSIONS, key, &s.user_id, listed, s, now)
+                self.insert_expiring(&SESSIONS, key, Some((&s.user_id, listed)), s, now)
                     .await
             })
             .await
@@ -91,14 +92,14 @@ impl RegionStore {
     }
 
     /// Inserts `record` at `key` of `table` unless a live record holds the
-    /// key, listed under its user (`sessions_by_user`, clustering `listed`)
-    /// in the same write; both expire with the record.
-    async fn insert_listed<T>(
+    /// key; when `listed` names a user and a clustering key, the record is
+    /// listed under that user (`sessions_by_user`) in the same write, both
+    /// expiring with the record.
+    async fn insert_expiring<T>(
         &self,
         table: &Table,
         key: Key,
-        user_id: &str,
-        listed: Vec<u8>,
+        listed: Option<(&str, Vec<u8>)>,
         record: &T,
         now: UnixSeconds,
     ) -> Result<Applied>
@@ -113,7 +114,7 @@ impl RegionStore {
         self.insert_or_modify(
             table,
             &key,
-            Some(link(user_id, listed, expiry)),
+            listed.map(|(user_id, clustering)| link(user_id, clustering, expiry)),
             |current: Option<T>| {
                 Ok(match current {
                     Some(e) if live(e.expires_at(), now) => (Change::Keep, Applied::No(())),
@@ -170,30 +171,36 @@ impl RegionStore {
             .await
     }
 
-    /// Inserts a refresh token unless a live one has its hash.
+    /// Inserts a refresh token into its session's partition unless a live
+    /// one there has its hash.
     pub async fn insert_refresh(&self, r: &RefreshRecord, now: UnixSeconds) -> Result<Applied> {
         self.instrument
             .run("insert_refresh", async {
                 self.check_id(&REFRESH, ArtifactKind::Session, &r.session_id)?;
                 self.check_id(&REFRESH, ArtifactKind::User, &r.user_id)?;
-                let listed = tagged(REFRESH_TAG, &r.token_hash);
-                let key = Key::row(r.token_hash.to_vec());
-                self.insert_listed(&REFRESH, key, &r.user_id, listed, r, now)
-                    .await
+                self.insert_expiring(
+                    &REFRESH,
+                    refresh_key(&r.session_id, &r.token_hash),
+                    None,
+                    r,
+                    now,
+                )
+                .await
             })
             .await
     }
 
-    /// The record unless it has expired at `now`.
+    /// The token of `session_id` with this hash, unless it has expired at `now`.
     pub async fn get_refresh(
         &self,
+        session_id: &str,
         hash: &[u8; 32],
         now: UnixSeconds,
     ) -> Result<Option<RefreshRecord>> {
         self.instrument
             .run("get_refresh", async {
                 let r: Option<RefreshRecord> =
-                    self.read(&REFRESH, &Key::row(hash.to_vec())).await?;
+                    self.read(&REFRESH, &refresh_key(session_id, hash)).await?;
                 Ok(r.filter(|r| live(r.expires_at, now)))
             })
             .await
@@ -213,7 +220,7 @@ impl RegionStore {
             .run("mark_refresh_used", async {
                 self.modify_known(
                     &REFRESH,
-                    &Key::row(read.token_hash.to_vec()),
+                    &refresh_key(&read.session_id, &read.token_hash),
                     read,
                     |current: Option<RefreshRecord>| {
                         Ok(match current {
@@ -246,28 +253,13 @@ impl RegionStore {
         self.instrument
             .run("export_sessions", async {
                 let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
-                for (c, _) in self
-                    .backend
-                    .rows(&SESSIONS_BY_USER, user_id.as_bytes(), usize::MAX)
-                    .await?
-                {
-                    match c.split_first() {
-                        Some((&SESSION_TAG, id)) => {
-                            let s: Option<SessionRecord> =
-                                self.read(&SESSIONS, &Key::row(id)).await?;
-                            sessions.extend(s.filter(|s| s.user_id == user_id));
-                        }
-                        Some((&REFRESH_TAG, hash)) => {
-                            let r: Option<RefreshRecord> =
-                                self.read(&REFRESH, &Key::row(hash)).await?;
-                            tokens.extend(r.filter(|r| r.user_id == user_id));
-                        }
-                        _ => {
-                            return Err(self.corrupt(
-                                &SESSIONS_BY_USER,
-                                "an entry is neither a session nor a refresh token".into(),
-                            ));
-                        }
+                for id in self.listed_sessions(user_id).await? {
+                    let s: Option<SessionRecord> =
+                        self.read(&SESSIONS, &Key::row(id.as_slice())).await?;
+                    sessions.extend(s.filter(|s| s.user_id == user_id));
+                    for (_, v) in self.backend.rows(&REFRESH, &id, usize::MAX).await? {
+                        let r: RefreshRecord = self.decode(&REFRESH, &v)?;
+                        tokens.extend((r.user_id == user_id).then_some(r));
                     }
                 }
                 Ok((sessions, tokens))
@@ -275,40 +267,27 @@ impl RegionStore {
             .await
     }
 
-    /// Erases the user's sessions and refresh tokens, and their list.
+    /// Erases the user's sessions, their refresh tokens, and the list.
     pub async fn erase_sessions(&self, user_id: &str) -> Result<()> {
         self.instrument
             .run("erase_sessions", async {
-                for (c, _) in self
-                    .backend
-                    .rows(&SESSIONS_BY_USER, user_id.as_bytes(), usize::MAX)
-                    .await?
-                {
-                    match c.split_first() {
-                        Some((&SESSION_TAG, id)) => {
-                            self.modify(&SESSIONS, &Key::row(id), |s: Option<SessionRecord>| {
+                for id in self.listed_sessions(user_id).await? {
+                    let ours = self
+                        .modify(
+                            &SESSIONS,
+                            &Key::row(id.as_slice()),
+                            |s: Option<SessionRecord>| {
                                 Ok(match s {
-                                    Some(s) if s.user_id == user_id => (Change::Delete, ()),
-                                    _ => (Change::Keep, ()),
+                                    Some(s) if s.user_id == user_id => (Change::Delete, true),
+                                    Some(_) => (Change::Keep, false),
+                                    // Gone (expired): its tokens expired no later.
+                                    None => (Change::Keep, true),
                                 })
-                            })
-                            .await?
-                        }
-                        Some((&REFRESH_TAG, hash)) => {
-                            self.modify(&REFRESH, &Key::row(hash), |r: Option<RefreshRecord>| {
-                                Ok(match r {
-                                    Some(r) if r.user_id == user_id => (Change::Delete, ()),
-                                    _ => (Change::Keep, ()),
-                                })
-                            })
-                            .await?
-                        }
-                        _ => {
-                            return Err(self.corrupt(
-                                &SESSIONS_BY_USER,
-                                "an entry is neither a session nor a refresh token".into(),
-                            ));
-                        }
+                            },
+                        )
+                        .await?;
+                    if ours {
+                        self.backend.delete_partition(&REFRESH, &id).await?;
                     }
                 }
                 self.backend
@@ -317,4 +296,29 @@ impl RegionStore {
             })
             .await
     }
+
+    /// The session ids listed under `user_id`.
+    async fn listed_sessions(&self, user_id: &str) -> Result<Vec<Vec<u8>>> {
+        let mut ids = Vec::new();
+        for (c, _) in self
+            .backend
+            .rows(&SESSIONS_BY_USER, user_id.as_bytes(), usize::MAX)
+            .await?
+        {
+            match c.split_first() {
+                Some((&SESSION_TAG, id)) => ids.push(id.to_vec()),
+                _ => {
+                    return Err(
+                        self.corrupt(&SESSIONS_BY_USER, "an entry does not name a session".into())
+                    );
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Where a refresh token lives: its session's partition, by hash.
+fn refresh_key(session_id: &str, hash: &[u8; 32]) -> Key {
+    Key::cell(session_id.as_bytes(), hash.to_vec())
 }

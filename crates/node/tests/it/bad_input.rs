@@ -139,8 +139,14 @@ async fn bad_tokens_are_refused() {
             Code::InvalidArgument,
             "expected a refresh token",
         ),
+        // The shape before tokens named their session.
         (
             "rt_eu_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            Code::InvalidArgument,
+            "refresh_token: malformed",
+        ),
+        (
+            "rt_eu_01JD0000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             Code::Unauthenticated,
             "invalid or expired",
         ),

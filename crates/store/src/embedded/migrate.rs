@@ -1,7 +1,14 @@
-//! Upgrades a database of layout 1 (one table per record kind, keyed by id,
-//! plain record values; audit keyed `user id ‖ 0 ‖ event id`) to layout 2
-//! (the generic table model of `backend`, see `tables`), inside the open's
-//! write transaction: all or nothing.
+//! Upgrades older database layouts, one version at a time, inside the
+//! open's write transaction: all or nothing.
+//!
+//! - Layout 1 → 2: one table per record kind, keyed by id, plain record
+//!   values (audit keyed `user id ‖ 0 ‖ event id`) become the generic table
+//!   model of `backend` (see `tables`).
+//! - Layout 2 → 3: refresh tokens move from their own partition (keyed by
+//!   hash, each listed under its user) into their session's partition, and
+//!   the per-token list entries go. Tokens issued before layout 3 do not
+//!   name their session, so they can no longer be presented; they are kept
+//!   (the user can still export them) until they expire.
 //!
 //! Records are not re-encoded (their own format version is unchanged); only
 //! keys move and each value gains its expiry envelope, which is read from
@@ -10,9 +17,9 @@
 //! place of the embedded backend that knows record types: the old layout
 //! was made of them.
 
-use super::tables::{def, encode_key, envelope};
+use super::tables::{decode_key, def, encode_key, envelope};
 use crate::{
-    AuditRecord, Expiry, Key, RefreshRecord, SessionRecord, Table, codec, identifiers, keys,
+    AuditRecord, Expiry, Key, RefreshRecord, Scope, SessionRecord, Table, codec, identifiers, keys,
     sessions,
 };
 use domicile_core::{RegionCode, UnixSeconds};
@@ -25,6 +32,7 @@ type Old = TableDefinition<'static, &'static [u8], &'static [u8]>;
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What a migration needs to know about the database.
+#[derive(Clone, Copy)]
 pub(super) enum Kind<'a> {
     Region(&'a RegionCode),
     Index,
@@ -78,6 +86,11 @@ fn at(expires_at: UnixSeconds) -> Expiry {
         now: expires_at,
     }
 }
+
+/// Layout 2's refresh tokens: one row per token hash.
+const V2_REFRESH: Table = Table::rows("refresh_tokens", Scope::Region);
+/// Layout 2's per-user list tag of a refresh token.
+const V2_REFRESH_TAG: u8 = b'r';
 
 /// Layout 1 → 2.
 pub(super) fn from_v1(tx: &WriteTransaction, kind: Kind<'_>) -> Result<(), String> {
@@ -135,7 +148,7 @@ pub(super) fn from_v1(tx: &WriteTransaction, kind: Kind<'_>) -> Result<(), Strin
             }
             for (k, v) in drain(tx, "refresh_tokens")? {
                 let r: RefreshRecord = record("refresh_tokens", &v)?;
-                let mut c = vec![b'r'];
+                let mut c = vec![V2_REFRESH_TAG];
                 c.extend_from_slice(&r.token_hash);
                 put(
                     tx,
@@ -144,7 +157,7 @@ pub(super) fn from_v1(tx: &WriteTransaction, kind: Kind<'_>) -> Result<(), Strin
                     &[],
                     at(r.expires_at),
                 )?;
-                put(tx, &sessions::REFRESH, &Key::row(k), &v, at(r.expires_at))?;
+                put(tx, &V2_REFRESH, &Key::row(k), &v, at(r.expires_at))?;
             }
             for (k, v) in drain(tx, "signing_keys")? {
                 put(
@@ -161,6 +174,41 @@ pub(super) fn from_v1(tx: &WriteTransaction, kind: Kind<'_>) -> Result<(), Strin
                 put(tx, &crate::audit::AUDIT, &key, &v, at(a.expires_at))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Layout 2 → 3.
+pub(super) fn from_v2(tx: &WriteTransaction, kind: Kind<'_>) -> Result<(), String> {
+    if let Kind::Index = kind {
+        return Ok(());
+    }
+    let table = V2_REFRESH.name;
+    for (k, v) in drain(tx, table)? {
+        // The value is layout 2's envelope: expiry (8 bytes), then the record.
+        let r: RefreshRecord = record(table, v.get(8..).unwrap_or_default())?;
+        let key = Key::cell(r.session_id.as_bytes(), k);
+        tx.open_table(def(&sessions::REFRESH))
+            .map_err(|e| corrupt(sessions::REFRESH.name, e))?
+            .insert(
+                encode_key(&sessions::REFRESH, &key).as_slice(),
+                v.as_slice(),
+            )
+            .map_err(|e| corrupt(sessions::REFRESH.name, e))?;
+    }
+    let list = &sessions::SESSIONS_BY_USER;
+    let mut t = tx
+        .open_table(def(list))
+        .map_err(|e| corrupt(list.name, e))?;
+    let mut stale = Vec::new();
+    for row in t.iter().map_err(|e| corrupt(list.name, e))? {
+        let (k, _) = row.map_err(|e| corrupt(list.name, e))?;
+        if decode_key(list, k.value()).clustering.first() == Some(&V2_REFRESH_TAG) {
+            stale.push(k.value().to_vec());
+        }
+    }
+    for k in stale {
+        t.remove(k.as_slice()).map_err(|e| corrupt(list.name, e))?;
     }
     Ok(())
 }

@@ -31,9 +31,15 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Version of the database layout (tables, keys, value envelope). Records
 /// carry their own format version (see `codec`). Layout 1 (one table per
 /// record kind, keyed by id, values without expiry) predates the generic
-/// table model and is migrated on open (`migrate`); version 2 is the model
-/// of `backend`.
-pub const LAYOUT_VERSION: u64 = 2;
+/// table model; layout 2 kept refresh tokens by hash; version 3 keeps them
+/// in their session's partition. Older layouts are migrated on open
+/// (`migrate`).
+pub const LAYOUT_VERSION: u64 = 3;
+
+/// Layouts this build can migrate from.
+fn migratable(v: u64) -> bool {
+    matches!(v, 1 | 2)
+}
 
 /// Databases open in this process, by canonical path (weak: the last
 /// handle to go closes the file).
@@ -142,7 +148,7 @@ impl EmbeddedBackend {
                         .get("layout_version")
                         .map_err(|e| e.to_string())?
                         .map(|v| v.value());
-                    if matches!(found, None | Some(1)) {
+                    if found.is_none_or(migratable) {
                         meta.insert("layout_version", LAYOUT_VERSION)
                             .map_err(|e| e.to_string())?;
                     }
@@ -150,10 +156,14 @@ impl EmbeddedBackend {
                 };
                 match found {
                     // Not ours to touch: refused below, the file left as it is.
-                    Some(v) if v != 1 && v != LAYOUT_VERSION => return Ok(found),
+                    Some(v) if !migratable(v) && v != LAYOUT_VERSION => return Ok(found),
                     // Older layouts are migrated one version at a time, in
                     // this transaction: a failed migration changes nothing.
-                    Some(1) => migrate::from_v1(&tx, kind)?,
+                    Some(1) => {
+                        migrate::from_v1(&tx, kind)?;
+                        migrate::from_v2(&tx, kind)?;
+                    }
+                    Some(2) => migrate::from_v2(&tx, kind)?,
                     _ => {}
                 }
                 for t in tables {
@@ -170,7 +180,7 @@ impl EmbeddedBackend {
                 found: u32::try_from(v).unwrap_or(u32::MAX),
                 supported: LAYOUT_VERSION as u32,
             }),
-            Some(v) if v != 1 && v != LAYOUT_VERSION => Err(fail(format!(
+            Some(v) if !migratable(v) && v != LAYOUT_VERSION => Err(fail(format!(
                 "the database has layout {v}, which no build wrote"
             ))),
             _ => Ok(Self {

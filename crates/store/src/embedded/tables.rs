@@ -39,7 +39,7 @@ pub(super) fn encode_key(t: &Table, key: &Key) -> Vec<u8> {
     }
 }
 
-fn decode_key(t: &Table, raw: &[u8]) -> Key {
+pub(super) fn decode_key(t: &Table, raw: &[u8]) -> Key {
     match t.shape {
         Shape::Row => Key::row(raw),
         Shape::Partitioned => {
