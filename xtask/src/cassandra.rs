@@ -195,6 +195,15 @@ pub fn missing_tools() -> Vec<&'static str> {
     missing
 }
 
+/// The Debian package that brings a tool [`missing_tools`] names.
+fn debian_package(tool: &str) -> &'static str {
+    if tool == "mvn" {
+        "maven"
+    } else {
+        "openjdk-17-jre-headless"
+    }
+}
+
 fn node_specs(root: &Path) -> Result<Vec<NodeSpec>> {
     let path = root.join("regions.toml");
     let text = std::fs::read_to_string(&path)
@@ -255,6 +264,7 @@ fn write_node_files(node: &NodeSpec, seed: std::net::Ipv4Addr) -> Result<()> {
         "hints",
         "saved_caches",
         "cdc_raw",
+        "triggers",
     ] {
         std::fs::create_dir_all(node.dir.join(sub))
             .with_context(|| format!("cannot create {}", node.dir.join(sub).display()))?;
@@ -414,11 +424,14 @@ pub fn up(root: &Path) -> Result<Cluster> {
     } else {
         let missing = missing_tools();
         if !missing.is_empty() {
+            let packages: Vec<&str> = missing.iter().map(|t| debian_package(t)).collect();
             bail!(
-                "cannot start Cassandra: missing {} (on Debian: apt-get install openjdk-17-jre-headless maven)",
-                missing.join(", ")
+                "cannot start Cassandra: missing {} (on Debian: apt-get install {})",
+                missing.join(", "),
+                packages.join(" ")
             );
         }
+        let heap = heap()?;
         let jars = fetch::ensure(VERSION)?;
         match jars.fetched_in {
             Some(t) => println!(
@@ -434,7 +447,7 @@ pub fn up(root: &Path) -> Result<Cluster> {
             ),
         }
         claim_dir(&dir)?;
-        Some((jars, heap()?))
+        Some((jars, heap))
     };
     let mut nodes = Vec::new();
     for (spec, pid) in specs.iter().zip(running) {

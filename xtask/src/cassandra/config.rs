@@ -275,6 +275,8 @@ pub fn jvm_args(node: &NodeSpec, lib: &Path, jamm: &Path, heap: &str) -> Vec<Str
         format!("-Xms{heap}"),
         format!("-Xmx{heap}"),
         "-Xss256k".to_owned(),
+        // Cassandra's startup check asks for a JVM that stops on OOM.
+        "-XX:+ExitOnOutOfMemoryError".to_owned(),
         "-XX:+PerfDisableSharedMem".to_owned(),
         "-Djava.net.preferIPv4Stack=true".to_owned(),
         format!("-javaagent:{}", jamm.display()),
@@ -293,6 +295,7 @@ pub fn jvm_args(node: &NodeSpec, lib: &Path, jamm: &Path, heap: &str) -> Vec<Str
         "-Dcassandra-foreground=yes".to_owned(),
         format!("-Dcassandra.storagedir={}", d.display()),
         format!("-Dcassandra.logdir={}", d.join("logs").display()),
+        format!("-Dcassandra.triggers_dir={}", d.join("triggers").display()),
         "-Dcassandra.skip_wait_for_gossip_to_settle=0".to_owned(),
         "-Dcassandra.ring_delay_ms=5000".to_owned(),
         "-cp".to_owned(),
