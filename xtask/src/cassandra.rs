@@ -26,7 +26,14 @@
 //! what is missing and `up` fails with that list), download a Cassandra
 //! tarball, run nodetool or cqlsh, enable authentication or TLS, or manage
 //! more than one cluster per machine (the addresses and ports are fixed:
-//! a second checkout's `up` fails while another cluster holds them).
+//! a second checkout's `up` fails while another cluster holds them), or
+//! lock against two `up`s at once. The topology check is of membership
+//! (`system.peers` rows), not of liveness: right after a node restarts,
+//! its peers may take a gossip round to mark it up.
+//!
+//! Schema changes cost about a second each for a driver that awaits
+//! schema agreement (gossip carries the new version once a second): create
+//! the schema once per run, not once per test.
 //!
 //! For the test runner: [`missing_tools`] (empty when `up` can run; else
 //! report SKIPPED with those names), [`up`] (idempotent: a cluster that is
