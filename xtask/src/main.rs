@@ -6,7 +6,10 @@
 //!   federation from `regions.toml` until Ctrl-C.
 //! - `doctor`: say what is missing on this machine, install nothing.
 //! - `tidy`: the house-style checks only.
+//! - `cassandra up|down|status`: a three-datacenter Apache Cassandra
+//!   cluster on 127.0.0.1–3 for the CQL store's tests (see `cassandra.rs`).
 
+mod cassandra;
 mod tidy;
 
 use anyhow::{Context, Result, bail};
@@ -42,14 +45,18 @@ fn run_task() -> Result<()> {
         }
         Some("doctor") => prerequisites(&root, false),
         Some("tidy") => tidy(&root),
+        Some("cassandra") => cassandra::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|up|doctor|tidy>");
+            eprintln!("usage: cargo xtask <test|up|doctor|tidy|cassandra>");
             eprintln!("  test    install build prerequisites, run tidy checks and every test");
             eprintln!(
                 "  up      start the local federation (regions.toml) until Ctrl-C; --release for load tests"
             );
             eprintln!("  doctor  report missing build prerequisites");
             eprintln!("  tidy    house-style checks");
+            eprintln!(
+                "  cassandra up|down|status  a three-datacenter Cassandra cluster on 127.0.0.1-3"
+            );
             bail!("unknown task")
         }
     }
