@@ -37,7 +37,7 @@ fn run_task() -> Result<()> {
         Some("test") => {
             prerequisites(&root, true)?;
             tidy(&root)?;
-            test(&args[1..])
+            test(&root, &args[1..])
         }
         Some("up") => {
             prerequisites(&root, true)?;
@@ -183,7 +183,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn test(extra: &[String]) -> Result<()> {
+fn test(root: &Path, extra: &[String]) -> Result<()> {
     // The house lints (no unwrap/expect/panic in server code, …) are part of the suite.
     run(Command::new("cargo").args([
         "clippy",
@@ -194,28 +194,68 @@ fn test(extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    if std::env::var_os("DOMICILE_SCYLLA_NODES").is_none() {
+    // The CQL backend's tests need the Cassandra cluster: started once for
+    // the run, they are included (they are `#[ignore]`d for a plain cargo
+    // test); where Java or Maven are missing they stay ignored, and this
+    // says so. A cluster that fails to start fails the run.
+    let missing = cassandra::missing_tools();
+    let cluster = if missing.is_empty() {
+        Some(cassandra::up(root).context("cannot start the Cassandra cluster for the CQL tests")?)
+    } else {
         println!(
-            "xtask: DOMICILE_SCYLLA_NODES is not set: the Scylla conformance run will be SKIPPED (the embedded backend always runs)"
+            "xtask: SKIPPED: the CQL backend's tests against Apache Cassandra need {} on this machine; they are listed as ignored below",
+            missing.join(" and ")
         );
+        None
+    };
+    let env: Vec<(&str, String)> = cluster.iter().flat_map(|c| c.env()).collect();
+    let ran = run_tests(extra, &env, cluster.is_some());
+    // A cluster that was up before this run is left as it was found.
+    if let Some(c) = &cluster
+        && !c.already_up
+    {
+        cassandra::down(root)?;
     }
+    ran
+}
+
+/// The suite: nextest when present, else cargo test; `include_ignored`
+/// adds the tests that need the Cassandra cluster.
+fn run_tests(extra: &[String], env: &[(&str, String)], include_ignored: bool) -> Result<()> {
     // The crates have no doctests (examples live in tests), so nextest alone
     // runs everything, and its summary is the run's closing line.
     if has_nextest() {
-        run(Command::new("cargo")
-            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(extra))
+        let mut cmd = Command::new("cargo");
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(extra)
+            .envs(env.iter().cloned());
+        if include_ignored {
+            cmd.args(["--run-ignored", "all"]);
+        }
+        run(&mut cmd)
     } else {
         // Without nextest: cargo test over every library, binary and test
         // target (no doctests: there are none, and an empty doctest run
         // must not be the closing line), then one summary line of our own.
-        cargo_test_with_summary(extra)
+        cargo_test_with_summary(&with_ignored(extra, include_ignored), env)
     }
+}
+
+/// `extra` with `--include-ignored` for the test binaries when asked.
+fn with_ignored(extra: &[String], include_ignored: bool) -> Vec<String> {
+    let mut args = extra.to_vec();
+    if include_ignored {
+        if !args.iter().any(|a| a == "--") {
+            args.push("--".into());
+        }
+        args.push("--include-ignored".into());
+    }
+    args
 }
 
 /// Runs `cargo test`, echoing its output, and closes with
 /// `tests: N passed, N failed, N ignored` summed over every test binary.
-fn cargo_test_with_summary(extra: &[String]) -> Result<()> {
+fn cargo_test_with_summary(extra: &[String], env: &[(&str, String)]) -> Result<()> {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new("cargo")
         .args([
@@ -227,6 +267,7 @@ fn cargo_test_with_summary(extra: &[String]) -> Result<()> {
             "--no-fail-fast",
         ])
         .args(extra)
+        .envs(env.iter().cloned())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("cannot run cargo test")?;
@@ -324,7 +365,21 @@ fn up(root: &Path, release: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Totals;
+    use super::{Totals, with_ignored};
+
+    #[test]
+    fn ignored_tests_are_included_after_the_separator() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(with_ignored(&s(&["-p", "x"]), false), s(&["-p", "x"]));
+        assert_eq!(
+            with_ignored(&s(&["-p", "x"]), true),
+            s(&["-p", "x", "--", "--include-ignored"])
+        );
+        assert_eq!(
+            with_ignored(&s(&["--", "name"]), true),
+            s(&["--", "name", "--include-ignored"])
+        );
+    }
 
     #[test]
     fn summary_sums_every_binary() {

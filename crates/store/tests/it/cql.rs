@@ -1,0 +1,106 @@
+//! The conformance suite on the CQL backend against a real server: the
+//! three-datacenter Apache Cassandra cluster of `cargo xtask cassandra up`
+//! (named by `DOMICILE_CQL_NODES` and `DOMICILE_CQL_DCS`), with the schema
+//! `domicile schema apply` writes for `deploy/cassandra/regions.toml`, in
+//! fresh keyspaces dropped afterwards.
+//!
+//! A plain `cargo test` lists it as ignored (it needs the cluster);
+//! `cargo xtask test` starts the cluster and runs it with
+//! `--include-ignored`, or prints a SKIPPED line naming what is missing.
+//! Included without the variables, it fails: a skip never passes.
+
+use domicile_core::topology::{StoreConfig, Topology};
+use domicile_store::{ScyllaRegion, conformance, scylla};
+use std::path::Path;
+
+/// The cluster's contact points by datacenter, from the environment.
+fn cluster() -> Vec<(String, String)> {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run `cargo xtask cassandra up` and export the variables of its env file, or run `cargo xtask test`"
+            )
+        })
+    };
+    let (nodes, dcs) = (var("DOMICILE_CQL_NODES"), var("DOMICILE_CQL_DCS"));
+    let pairs: Vec<(String, String)> = dcs
+        .split(',')
+        .zip(nodes.split(','))
+        .map(|(d, n)| (d.to_owned(), n.to_owned()))
+        .collect();
+    assert_eq!(
+        pairs.len(),
+        nodes.split(',').count(),
+        "DOMICILE_CQL_NODES and DOMICILE_CQL_DCS differ in length"
+    );
+    pairs
+}
+
+/// `deploy/cassandra/regions.toml` pointed at `cluster`, every keyspace
+/// renamed with `suffix` so each run starts empty.
+fn topology(cluster: &[(String, String)], suffix: &str) -> Topology {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cassandra/regions.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut t = Topology::parse(&file, &text).unwrap();
+    for r in t.regions.values_mut() {
+        let StoreConfig::Scylla(c) = &mut r.store else {
+            panic!("region {} of {} is not on the CQL backend", r.code, file.display());
+        };
+        let (_, node) = cluster
+            .iter()
+            .find(|(dc, _)| *dc == c.datacenter)
+            .unwrap_or_else(|| panic!("the cluster has no datacenter {}", c.datacenter));
+        c.nodes = vec![node.clone()];
+        c.keyspace = format!("{}_{suffix}", c.keyspace);
+    }
+    let StoreConfig::Scylla(ix) = &mut t.index.store else {
+        panic!("the index of {} is not on the CQL backend", file.display());
+    };
+    ix.keyspace = format!("{}_{suffix}", ix.keyspace);
+    t
+}
+
+#[tokio::test]
+#[ignore = "needs the Cassandra cluster: `cargo xtask test` starts it and includes this test"]
+async fn the_cql_backend_conforms_on_cassandra() {
+    let suffix = format!(
+        "t{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000_000
+    );
+    let t = topology(&cluster(), &suffix);
+    let mut log = Vec::new();
+    scylla::schema::apply(&t, 1_700_000_000, &mut |s| log.push(s.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("schema apply failed: {e}\n{}", log.join("\n")));
+    let (code, eu) = t.regions.iter().next().unwrap();
+    let StoreConfig::Scylla(eu_cfg) = &eu.store else {
+        unreachable!("checked above")
+    };
+    let StoreConfig::Scylla(ix_cfg) = &t.index.store else {
+        unreachable!("checked above")
+    };
+    let region = ScyllaRegion::connect(eu_cfg, code).await.unwrap();
+    conformance::region_store(&region.store()).await;
+    conformance::index_store(&region.index(ix_cfg).await.unwrap()).await;
+
+    let session = scylla::connect(eu_cfg).await.unwrap();
+    let mut keyspaces: Vec<&str> = t
+        .regions
+        .values()
+        .filter_map(|r| match &r.store {
+            StoreConfig::Scylla(c) => Some(c.keyspace.as_str()),
+            StoreConfig::Embedded { .. } => None,
+        })
+        .collect();
+    keyspaces.push(&ix_cfg.keyspace);
+    for ks in keyspaces {
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+            .await
+            .unwrap();
+    }
+}
