@@ -1,5 +1,5 @@
 //! Store integration tests: the conformance suite against every backend.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod embedded;
 mod cql;
+mod embedded;
