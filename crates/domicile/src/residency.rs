@@ -101,6 +101,18 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
 
     for (code, r) in &reports {
         check(
+            r.placement_violations.is_empty(),
+            format!(
+                "{code}'s store is kept only in its region ({}{})",
+                r.placement,
+                if r.placement_violations.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.placement_violations.join("; "))
+                }
+            ),
+        );
+        check(
             r.foreign_users == 0,
             format!(
                 "{code} stores only its own users ({} foreign: {:?})",

@@ -8,7 +8,9 @@
 //! [`IdentityError::WrongRegion`]; nothing is read or written.
 //!
 //! The region report lists what this region stores, so a compliance team
-//! can check that no other region's user is in it.
+//! can check that no other region's user is in it, and where the store
+//! keeps it (a CQL keyspace's replication as the server reports it: only
+//! the region's own datacenter may hold replicas).
 
 use crate::{Identity, IdentityError};
 use domicile_core::{
@@ -16,6 +18,7 @@ use domicile_core::{
     email::Email,
     ids::UserId,
     residency::{self, Placement},
+    topology::StoreConfig,
 };
 
 /// What a region stores, for compliance.
@@ -31,6 +34,11 @@ pub struct RegionReport {
     /// report is read on the region's internal address only).
     pub identifiers: Vec<String>,
     pub sessions: u64,
+    /// Where the store keeps the data, as the backend reports it.
+    pub placement: String,
+    /// Why that placement breaks residency (replicas outside the region's
+    /// datacenter); empty when it does not.
+    pub placement_violations: Vec<String>,
 }
 
 impl std::fmt::Debug for RegionReport {
@@ -41,6 +49,8 @@ impl std::fmt::Debug for RegionReport {
             .field("foreign_user_ids", &self.foreign_user_ids)
             .field("identifiers", &self.identifiers.len())
             .field("sessions", &self.sessions)
+            .field("placement", &self.placement)
+            .field("placement_violations", &self.placement_violations)
             .finish()
     }
 }
@@ -103,11 +113,15 @@ impl Identity {
             Vec::new()
         };
         identifiers.sort();
-        let residency = self
-            .topology
-            .region(&self.region)
-            .map(|r| r.residency.clone())
-            .unwrap_or_default();
+        let region = self.topology.region(&self.region);
+        let residency = region.map(|r| r.residency.clone()).unwrap_or_default();
+        // The datacenter the data must stay in: the region's own (a local
+        // file has no datacenter and no replicas elsewhere).
+        let own = match region.map(|r| &r.store) {
+            Some(StoreConfig::Scylla(c)) => c.datacenter.clone(),
+            _ => String::new(),
+        };
+        let placement = self.store.placement().await?;
         tracing::info!(region = %self.region, with_identifiers = include_identifiers, "residency report served");
         Ok(RegionReport {
             region: self.region.clone(),
@@ -116,6 +130,8 @@ impl Identity {
             foreign_user_ids,
             identifiers,
             sessions: self.store.count_sessions().await?,
+            placement_violations: placement.violations(&own),
+            placement: placement.to_string(),
         })
     }
 }
@@ -133,6 +149,8 @@ mod tests {
             foreign_user_ids: vec![],
             identifiers: vec!["ada@example.net".into()],
             sessions: 0,
+            placement: "a local file".into(),
+            placement_violations: vec![],
         };
         let shown = format!("{r:?}");
         assert!(!shown.contains("ada@"), "{shown}");

@@ -35,6 +35,8 @@ impl pb::admin_server::Admin for AdminService {
             foreign_users: r.foreign_user_ids.len() as u64,
             foreign_user_ids: r.foreign_user_ids,
             sessions: r.sessions,
+            placement: r.placement,
+            placement_violations: r.placement_violations,
         }))
     }
 

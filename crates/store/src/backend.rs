@@ -128,6 +128,60 @@ pub struct Row {
     pub expiry: Expiry,
 }
 
+/// Where a backend keeps its data, as the backend itself reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// One file on this machine (the embedded store).
+    Local,
+    /// A keyspace replicated by `class` with these replicas per
+    /// datacenter (read back from the server, not from configuration).
+    Replicated {
+        class: String,
+        datacenters: Vec<(String, u32)>,
+    },
+}
+
+impl Placement {
+    /// Why this placement breaks residency for a store that must live
+    /// only in `own` (the region's datacenter); empty when it does not.
+    pub fn violations(&self, own: &str) -> Vec<String> {
+        let Placement::Replicated { class, datacenters } = self else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if !class.ends_with("NetworkTopologyStrategy") {
+            out.push(format!(
+                "replicated by {class}, which places replicas in every datacenter"
+            ));
+        }
+        for (dc, n) in datacenters {
+            if dc != own && *n > 0 {
+                out.push(format!("{n} replica(s) in datacenter {dc}"));
+            }
+        }
+        if !datacenters.iter().any(|(dc, n)| dc == own && *n > 0) {
+            out.push(format!("no replica in its own datacenter {own}"));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Local => f.write_str("a local file"),
+            Placement::Replicated { class, datacenters } => {
+                let short = class.rsplit('.').next().unwrap_or(class);
+                let dcs: Vec<String> = datacenters
+                    .iter()
+                    .map(|(d, n)| format!("{d}:{n}"))
+                    .collect();
+                write!(f, "{short} {{{}}}", dcs.join(", "))
+            }
+        }
+    }
+}
+
 /// The storage primitive, implemented once per backend.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -193,6 +247,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Drops rows whose expiry is due at `now`; returns how many this call
     /// deleted (Scylla's TTL drops them by itself: 0 there).
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64>;
+    /// Where the data is kept (the residency report checks it).
+    async fn placement(&self) -> Result<Placement>;
 }
 
 /// What a read → decide → write cycle wants done with the row it read.
@@ -306,4 +362,43 @@ where
         table: table.name,
         op: "modify",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    fn nts(dcs: &[(&str, u32)]) -> Placement {
+        Placement::Replicated {
+            class: "org.apache.cassandra.locator.NetworkTopologyStrategy".into(),
+            datacenters: dcs.iter().map(|(d, n)| ((*d).to_owned(), *n)).collect(),
+        }
+    }
+
+    #[test]
+    fn only_the_own_datacenter_is_residency() {
+        let cases: Vec<(Placement, usize)> = vec![
+            (Placement::Local, 0),
+            (nts(&[("eu", 3)]), 0),
+            (nts(&[("eu", 3), ("us", 0)]), 0),
+            (nts(&[("eu", 1), ("us", 1)]), 1),
+            (nts(&[("us", 3)]), 2),
+            (nts(&[]), 1),
+            (
+                Placement::Replicated {
+                    class: "org.apache.cassandra.locator.SimpleStrategy".into(),
+                    datacenters: vec![],
+                },
+                2,
+            ),
+        ];
+        for (p, n) in cases {
+            let v = p.violations("eu");
+            assert_eq!(v.len(), n, "{p}: {v:?}");
+        }
+        assert_eq!(
+            nts(&[("eu", 1)]).to_string(),
+            "NetworkTopologyStrategy {eu:1}"
+        );
+    }
 }

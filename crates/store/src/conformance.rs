@@ -888,6 +888,9 @@ impl Backend for Recording {
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64> {
         self.inner.purge_expired(now).await
     }
+    async fn placement(&self) -> Result<crate::Placement> {
+        self.inner.placement().await
+    }
 }
 
 /// Loading a region's signing keys is one single-partition read.

@@ -35,7 +35,7 @@ pub mod scylla;
 mod sessions;
 mod users;
 
-pub use backend::{Backend, Condition, Expiry, Key, Read, Row, Scope, Shape, Table};
+pub use backend::{Backend, Condition, Expiry, Key, Placement, Read, Row, Scope, Shape, Table};
 pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
 pub use records::*;

@@ -64,6 +64,13 @@ impl RegionStore {
         self
     }
 
+    /// Where this store's data is kept, as the backend reports it.
+    pub async fn placement(&self) -> Result<crate::Placement> {
+        self.instrument
+            .run("placement", self.backend.placement())
+            .await
+    }
+
     /// Which region and backend this is, for errors and logs.
     pub fn describe(&self) -> String {
         self.backend.describe()

@@ -27,6 +27,38 @@ const REGIONS: &[(&str, &[&str], &[&str])] = &[
     ("ap", &["JP", "SG", "AU"], &["example.jp"]),
 ];
 
+/// Stores on the CQL backend: the cluster's contact point per datacenter
+/// (one datacenter per region, named after it) and a suffix that makes
+/// every keyspace of this federation new (`domicile_<region>_<suffix>`,
+/// `domicile_index_<suffix>`).
+#[derive(Clone, Debug)]
+pub struct CqlStores {
+    pub nodes: BTreeMap<String, String>,
+    pub suffix: String,
+}
+
+impl CqlStores {
+    /// The cluster of `cargo xtask cassandra up`, from `DOMICILE_CQL_NODES`
+    /// and `DOMICILE_CQL_DCS`; `None` when they are not set.
+    pub fn from_env(suffix: &str) -> Option<Self> {
+        let nodes = std::env::var("DOMICILE_CQL_NODES").ok()?;
+        let dcs = std::env::var("DOMICILE_CQL_DCS").ok()?;
+        Some(Self {
+            nodes: dcs
+                .split(',')
+                .zip(nodes.split(','))
+                .map(|(d, n)| (d.to_owned(), n.to_owned()))
+                .collect(),
+            suffix: suffix.to_owned(),
+        })
+    }
+
+    /// The keyspace of `region` (or of `index`).
+    pub fn keyspace(&self, region: &str) -> String {
+        format!("domicile_{region}_{}", self.suffix)
+    }
+}
+
 /// A test federation's configuration, rendered by [`FederationConfig::render`].
 #[derive(Clone, Debug)]
 pub struct FederationConfig {
@@ -47,6 +79,8 @@ pub struct FederationConfig {
     pub edge_settings: Vec<String>,
     /// Each region's node address (regions without one are left out).
     pub nodes: BTreeMap<String, SocketAddr>,
+    /// Every store on the CQL backend instead of the embedded one.
+    pub cql: Option<CqlStores>,
 }
 
 impl FederationConfig {
@@ -63,6 +97,7 @@ impl FederationConfig {
             edge: None,
             edge_settings: Vec::new(),
             nodes: BTreeMap::new(),
+            cql: None,
         }
     }
 
@@ -88,9 +123,16 @@ impl FederationConfig {
         if let Some(p) = &self.trusted_proxies {
             let _ = writeln!(t, "trusted_proxies = {p}");
         }
+        let index_store = match &self.cql {
+            Some(c) => format!(
+                "{{ backend = \"scylla\", keyspace = \"{}\", replication_factor = 1 }}",
+                c.keyspace("index")
+            ),
+            None => "{ backend = \"embedded\", path = \"data/index\" }".to_owned(),
+        };
         let _ = writeln!(
             t,
-            "\n[index]\nhost_region = \"eu\"\nsecret_file = \"index.key\"\ncreate_secret = true\nstore = {{ backend = \"embedded\", path = \"data/index\" }}"
+            "\n[index]\nhost_region = \"eu\"\nsecret_file = \"index.key\"\ncreate_secret = true\nstore = {index_store}"
         );
         if let Some(ttl) = self.claim_ttl_seconds {
             let _ = writeln!(t, "claim_ttl_seconds = {ttl}");
@@ -115,9 +157,17 @@ impl FederationConfig {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let store = match &self.cql {
+                Some(c) => format!(
+                    "{{ backend = \"scylla\", nodes = [\"{}\"], datacenter = \"{region}\", keyspace = \"{}\", replication_factor = 1 }}",
+                    c.nodes.get(*region).map_or("", String::as_str),
+                    c.keyspace(region)
+                ),
+                None => format!("{{ backend = \"embedded\", path = \"data/{region}\" }}"),
+            };
             let _ = writeln!(
                 t,
-                "\n[regions.{region}]\nresidency = \"{}\"\ncountries = [{}]\nemail_domains = [{}]\nnodes = [{{ address = \"{addr}\" }}]\nstore = {{ backend = \"embedded\", path = \"data/{region}\" }}",
+                "\n[regions.{region}]\nresidency = \"{}\"\ncountries = [{}]\nemail_domains = [{}]\nnodes = [{{ address = \"{addr}\" }}]\nstore = {store}",
                 region.to_uppercase(),
                 list(countries),
                 list(domains),
@@ -152,5 +202,47 @@ mod tests {
             Some("eu")
         );
         assert!(text.contains("nodes = [{ address = \"127.0.0.1:2\" }]"));
+    }
+
+    #[test]
+    fn renders_stores_on_the_cql_backend() {
+        use domicile_core::topology::StoreConfig;
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let mut c = FederationConfig::new("t")
+            .node("eu", addr(1))
+            .node("us", addr(2))
+            .node("ap", addr(3));
+        c.cql = Some(CqlStores {
+            nodes: [
+                ("eu", "127.0.0.1:9042"),
+                ("us", "127.0.0.2:9042"),
+                ("ap", "127.0.0.3:9042"),
+            ]
+            .iter()
+            .map(|(d, n)| ((*d).to_owned(), (*n).to_owned()))
+            .collect(),
+            suffix: "x1".into(),
+        });
+        let text = c.render();
+        let t = domicile_core::topology::Topology::parse(std::path::Path::new("t.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let eu = &t.regions[&domicile_core::RegionCode::parse("us").unwrap()];
+        let StoreConfig::Scylla(s) = &eu.store else {
+            panic!("us is on the CQL backend: {text}")
+        };
+        assert_eq!(
+            (
+                s.nodes.as_slice(),
+                s.datacenter.as_str(),
+                s.keyspace.as_str()
+            ),
+            (&["127.0.0.2:9042".to_owned()][..], "us", "domicile_us_x1")
+        );
+        assert_eq!(s.replication, vec![("us".to_owned(), 1)]);
+        let StoreConfig::Scylla(ix) = &t.index.store else {
+            panic!("the index is on the CQL backend: {text}")
+        };
+        assert_eq!(ix.keyspace, "domicile_index_x1");
+        assert_eq!(ix.replication.len(), 3);
     }
 }

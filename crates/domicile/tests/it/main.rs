@@ -3,6 +3,7 @@
 //! loopback ports, logs kept in files (printed when a test fails).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cql;
 mod e2e;
 mod procs;
 mod telemetry;

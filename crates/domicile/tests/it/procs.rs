@@ -1,7 +1,7 @@
 //! Starting and stopping the federation's processes.
 
 use domicile_proto::v1::{self as pb, admin_client::AdminClient, identity_client::IdentityClient};
-use domicile_testkit::config::FederationConfig;
+use domicile_testkit::config::{CqlStores, FederationConfig};
 pub use domicile_testkit::{
     bearer, from, grpc_status, h2_post, http_get, key_set, login, register, route_of,
 };
@@ -94,6 +94,9 @@ pub struct Options {
     pub global_args: Vec<String>,
     /// Extra environment (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub env: Vec<(String, String)>,
+    /// Every store on the CQL backend (the schema is applied with
+    /// `domicile schema apply` before the nodes start).
+    pub cql: Option<CqlStores>,
 }
 
 pub struct Federation {
@@ -142,6 +145,7 @@ impl Federation {
             "retry_after_seconds = 3".into(),
         ];
         c.nodes = node_addrs.clone();
+        c.cql = opts.cql.clone();
         let text = c.render();
         let config = dir.path().join("regions.toml");
         std::fs::write(&config, text).unwrap();
@@ -154,6 +158,11 @@ impl Federation {
             nodes: BTreeMap::new(),
             edge: None,
         };
+        if fed.opts.cql.is_some() {
+            let config = fed.config.to_str().unwrap().to_owned();
+            let (ok, out) = fed.run(&["schema", "apply", "--config", &config]);
+            assert!(ok, "schema apply failed:\n{out}");
+        }
         for r in ["eu", "us", "ap"] {
             fed.start_node(r);
         }

@@ -111,6 +111,7 @@ async fn one_trace_runs_edge_to_node_to_store_and_exports_no_secrets() {
     let mut fed = Federation::start_with(Options {
         global_args: vec!["--log-format".into(), "json".into()],
         env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint)],
+        ..Options::default()
     });
     let mut edge = fed.client().await;
     let email = "traced.person@example.org";

@@ -287,6 +287,10 @@ impl Backend for EmbeddedBackend {
         .await
     }
 
+    async fn placement(&self) -> Result<crate::Placement> {
+        Ok(crate::Placement::Local)
+    }
+
     async fn purge_expired(&self, now: UnixSeconds) -> Result<u64> {
         let tables = self.tables;
         let Some(first) = tables.first() else {

@@ -44,6 +44,7 @@ struct Prepared {
 /// One keyspace's tables on a Scylla session.
 pub struct ScyllaBackend {
     session: Arc<Session>,
+    keyspace: String,
     name: String,
     describe: String,
     tables: Vec<Prepared>,
@@ -65,6 +66,28 @@ fn ttl_of(expiry: Expiry) -> CqlValue {
         Expiry::Never => 0,
         Expiry::At { at, now } => ttl(at, now),
     })
+}
+
+/// A keyspace's `replication` map as `system_schema.keyspaces` holds it.
+fn placement_of(
+    mut map: std::collections::HashMap<String, String>,
+) -> std::result::Result<crate::Placement, String> {
+    let class = map
+        .remove("class")
+        .ok_or("the replication map has no class")?;
+    let mut datacenters = Vec::new();
+    for (dc, n) in map {
+        // SimpleStrategy's count is not a datacenter (the class says enough).
+        if dc == "replication_factor" {
+            continue;
+        }
+        let n = n
+            .parse::<u32>()
+            .map_err(|_| format!("replicas of {dc} is not a number: {n:?}"))?;
+        datacenters.push((dc, n));
+    }
+    datacenters.sort();
+    Ok(crate::Placement::Replicated { class, datacenters })
 }
 
 impl ScyllaBackend {
@@ -137,6 +160,7 @@ impl ScyllaBackend {
         }
         Ok(Self {
             session,
+            keyspace: keyspace.to_owned(),
             name,
             describe,
             tables: prepared,
@@ -435,6 +459,35 @@ impl Backend for ScyllaBackend {
             }
         }
         Ok(n)
+    }
+
+    async fn placement(&self) -> Result<crate::Placement> {
+        let fail = |reason: String| StoreError::Backend {
+            store: self.name.clone(),
+            table: "system_schema.keyspaces",
+            op: "placement",
+            reason,
+        };
+        let rows = self
+            .session
+            .query_unpaged(
+                "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+                (self.keyspace.as_str(),),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .into_rows_result()
+            .map_err(|e| fail(e.to_string()))?;
+        let Some((map,)) = rows
+            .maybe_first_row::<(std::collections::HashMap<String, String>,)>()
+            .map_err(|e| fail(e.to_string()))?
+        else {
+            return Err(fail(format!(
+                "the server has no keyspace {}",
+                self.keyspace
+            )));
+        };
+        placement_of(map).map_err(fail)
     }
 
     async fn purge_expired(&self, _now: UnixSeconds) -> Result<u64> {

@@ -93,7 +93,33 @@ async fn the_cql_backend_conforms_on_cassandra() {
     conformance::region_store(&region.store()).await;
     conformance::index_store(&region.index(ix_cfg).await.unwrap()).await;
 
+    // Residency at the storage level: the server reports the region's
+    // keyspace replicated only in its own datacenter...
+    let placed = region.store().placement().await.unwrap();
+    assert_eq!(placed.to_string(), "NetworkTopologyStrategy {eu:1}");
+    assert!(placed.violations("eu").is_empty(), "{placed}");
+    // ...and a keyspace planted with a replica in another datacenter is
+    // reported as the violation it is.
     let session = scylla::connect(eu_cfg).await.unwrap();
+    let mut planted = eu_cfg.clone();
+    planted.keyspace = format!("{}_planted", eu_cfg.keyspace);
+    planted.replication = vec![("eu".into(), 1), ("us".into(), 1)];
+    for statement in scylla::schema::render(scylla::schema::REGION_V1, &planted) {
+        session.query_unpaged(statement, ()).await.unwrap();
+    }
+    let wrong = ScyllaRegion::connect(&planted, &code)
+        .await
+        .unwrap()
+        .store()
+        .placement()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong.violations("eu"),
+        vec!["1 replica(s) in datacenter us".to_owned()],
+        "{wrong}"
+    );
+
     let mut keyspaces: Vec<&str> = t
         .regions
         .values()
@@ -103,6 +129,7 @@ async fn the_cql_backend_conforms_on_cassandra() {
         })
         .collect();
     keyspaces.push(&ix_cfg.keyspace);
+    keyspaces.push(&planted.keyspace);
     for ks in keyspaces {
         session
             .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
