@@ -195,21 +195,21 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     // The CQL backend's tests need the Cassandra cluster: started once for
-    // the run, they are included (they are `#[ignore]`d for a plain cargo
-    // test); where Java or Maven are missing they stay ignored, and this
-    // says so. A cluster that fails to start fails the run.
+    // the run, its contact points go to the tests' environment; where Java
+    // or Maven are missing, this says so and each of those tests writes
+    // SKIPPED. A cluster that fails to start fails the run.
     let missing = cassandra::missing_tools();
     let cluster = if missing.is_empty() {
         Some(cassandra::up(root).context("cannot start the Cassandra cluster for the CQL tests")?)
     } else {
         println!(
-            "xtask: SKIPPED: the CQL backend's tests against Apache Cassandra need {} on this machine; they are listed as ignored below",
+            "xtask: SKIPPED: the CQL backend's tests against Apache Cassandra need {} on this machine; each says SKIPPED below",
             missing.join(" and ")
         );
         None
     };
     let env: Vec<(&str, String)> = cluster.iter().flat_map(|c| c.env()).collect();
-    let ran = run_tests(extra, &env, cluster.is_some());
+    let ran = run_tests(extra, &env);
     // A cluster that was up before this run is left as it was found.
     if let Some(c) = &cluster
         && !c.already_up
@@ -219,38 +219,22 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     ran
 }
 
-/// The suite: nextest when present, else cargo test; `include_ignored`
-/// adds the tests that need the Cassandra cluster.
-fn run_tests(extra: &[String], env: &[(&str, String)], include_ignored: bool) -> Result<()> {
+/// The suite: nextest when present, else cargo test, with `env` (the
+/// Cassandra cluster's contact points, when it is up).
+fn run_tests(extra: &[String], env: &[(&str, String)]) -> Result<()> {
     // The crates have no doctests (examples live in tests), so nextest alone
     // runs everything, and its summary is the run's closing line.
     if has_nextest() {
-        let mut cmd = Command::new("cargo");
-        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        run(Command::new("cargo")
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra)
-            .envs(env.iter().cloned());
-        if include_ignored {
-            cmd.args(["--run-ignored", "all"]);
-        }
-        run(&mut cmd)
+            .envs(env.iter().cloned()))
     } else {
         // Without nextest: cargo test over every library, binary and test
         // target (no doctests: there are none, and an empty doctest run
         // must not be the closing line), then one summary line of our own.
-        cargo_test_with_summary(&with_ignored(extra, include_ignored), env)
+        cargo_test_with_summary(extra, env)
     }
-}
-
-/// `extra` with `--include-ignored` for the test binaries when asked.
-fn with_ignored(extra: &[String], include_ignored: bool) -> Vec<String> {
-    let mut args = extra.to_vec();
-    if include_ignored {
-        if !args.iter().any(|a| a == "--") {
-            args.push("--".into());
-        }
-        args.push("--include-ignored".into());
-    }
-    args
 }
 
 /// Runs `cargo test`, echoing its output, and closes with
@@ -365,21 +349,7 @@ fn up(root: &Path, release: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Totals, with_ignored};
-
-    #[test]
-    fn ignored_tests_are_included_after_the_separator() {
-        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
-        assert_eq!(with_ignored(&s(&["-p", "x"]), false), s(&["-p", "x"]));
-        assert_eq!(
-            with_ignored(&s(&["-p", "x"]), true),
-            s(&["-p", "x", "--", "--include-ignored"])
-        );
-        assert_eq!(
-            with_ignored(&s(&["--", "name"]), true),
-            s(&["--", "name", "--include-ignored"])
-        );
-    }
+    use super::Totals;
 
     #[test]
     fn summary_sums_every_binary() {

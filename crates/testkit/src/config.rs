@@ -53,6 +53,26 @@ impl CqlStores {
         })
     }
 
+    /// The cluster for the test `name`, with keyspaces tagged `tag` and
+    /// this moment (each run starts empty); when the variables are not set,
+    /// writes `SKIPPED: <name>: …` to stderr past the harness's capture (a
+    /// skip shows in the runner's output, never as a silent pass) and
+    /// returns `None`. `cargo xtask test` starts the cluster and sets them.
+    pub fn for_test(name: &str, tag: &str) -> Option<Self> {
+        use std::io::Write as _;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() % 1_000_000_000);
+        let found = Self::from_env(&format!("{tag}{ms}"));
+        if found.is_none() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {name}: DOMICILE_CQL_NODES / DOMICILE_CQL_DCS are not set (no Cassandra cluster: `cargo xtask test` starts one when Java 17 and Maven are present)"
+            );
+        }
+        found
+    }
+
     /// The keyspace of `region` (or of `index`).
     pub fn keyspace(&self, region: &str) -> String {
         format!("domicile_{region}_{}", self.suffix)

@@ -3,30 +3,15 @@
 //! cassandra up` (one datacenter per region), schema from `domicile schema
 //! apply`, fresh keyspaces per test, dropped afterwards.
 //!
-//! Ignored by a plain `cargo test` (they need the cluster); `cargo xtask
-//! test` starts it and includes them, or prints SKIPPED naming what is
-//! missing. Included without the cluster's variables, they fail.
+//! `cargo xtask test` starts the cluster and sets its variables; without
+//! them each test writes SKIPPED with the reason to the runner's output
+//! (`CqlStores::for_test`).
 
 use crate::procs::*;
 use domicile_core::topology::ScyllaConfig;
 use domicile_proto::v1 as pb;
 use domicile_testkit::config::CqlStores;
 use std::time::Duration;
-
-const IGNORED: &str =
-    "needs the Cassandra cluster: `cargo xtask test` starts it and includes this test";
-
-/// The cluster, with keyspaces named after this test and this moment.
-fn stores(test: &str) -> CqlStores {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 1_000_000_000;
-    CqlStores::from_env(&format!("{test}{ms}")).unwrap_or_else(|| {
-        panic!("DOMICILE_CQL_NODES / DOMICILE_CQL_DCS are not set: run `cargo xtask cassandra up` and export its env file, or run `cargo xtask test` ({IGNORED})")
-    })
-}
 
 /// A session to the cluster through `dc`'s node.
 fn cql_config(c: &CqlStores, dc: &str) -> ScyllaConfig {
@@ -64,9 +49,10 @@ async fn drop_keyspaces(c: &CqlStores) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Cassandra cluster: `cargo xtask test` starts it and includes this test"]
 async fn the_federation_runs_on_cassandra() {
-    let c = stores("fed");
+    let Some(c) = CqlStores::for_test("cql::the_federation_runs_on_cassandra", "fed") else {
+        return;
+    };
     let mut fed = Federation::start_with(Options {
         cql: Some(c.clone()),
         ..Options::default()
@@ -163,9 +149,13 @@ async fn the_federation_runs_on_cassandra() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Cassandra cluster: `cargo xtask test` starts it and includes this test"]
 async fn a_region_keyspace_replicated_elsewhere_fails_the_report() {
-    let c = stores("planted");
+    let Some(c) = CqlStores::for_test(
+        "cql::a_region_keyspace_replicated_elsewhere_fails_the_report",
+        "planted",
+    ) else {
+        return;
+    };
     // Planted before the schema is applied (which creates keyspaces only
     // if they do not exist): eu's keyspace with a replica in us.
     cql(

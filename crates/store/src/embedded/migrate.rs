@@ -184,18 +184,20 @@ pub(super) fn from_v2(tx: &WriteTransaction, kind: Kind<'_>) -> Result<(), Strin
         return Ok(());
     }
     let table = V2_REFRESH.name;
-    for (k, v) in drain(tx, table)? {
+    let rows = drain(tx, table)?;
+    let by_session = &sessions::REFRESH;
+    let mut moved = tx
+        .open_table(def(by_session))
+        .map_err(|e| corrupt(by_session.name, e))?;
+    for (k, v) in rows {
         // The value is layout 2's envelope: expiry (8 bytes), then the record.
         let r: RefreshRecord = record(table, v.get(8..).unwrap_or_default())?;
         let key = Key::cell(r.session_id.as_bytes(), k);
-        tx.open_table(def(&sessions::REFRESH))
-            .map_err(|e| corrupt(sessions::REFRESH.name, e))?
-            .insert(
-                encode_key(&sessions::REFRESH, &key).as_slice(),
-                v.as_slice(),
-            )
-            .map_err(|e| corrupt(sessions::REFRESH.name, e))?;
+        moved
+            .insert(encode_key(by_session, &key).as_slice(), v.as_slice())
+            .map_err(|e| corrupt(by_session.name, e))?;
     }
+    drop(moved);
     let list = &sessions::SESSIONS_BY_USER;
     let mut t = tx
         .open_table(def(list))

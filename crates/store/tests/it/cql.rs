@@ -4,41 +4,19 @@
 //! `domicile schema apply` writes for `deploy/cassandra/regions.toml`, in
 //! fresh keyspaces dropped afterwards.
 //!
-//! A plain `cargo test` lists it as ignored (it needs the cluster);
-//! `cargo xtask test` starts the cluster and runs it with
-//! `--include-ignored`, or prints a SKIPPED line naming what is missing.
-//! Included without the variables, it fails: a skip never passes.
+//! `cargo xtask test` starts the cluster and sets the variables; without
+//! them the test writes SKIPPED with the reason to the runner's output
+//! (`CqlStores::for_test`), and xtask says what the machine lacks.
 
 use domicile_core::topology::{StoreConfig, Topology};
 use domicile_store::{ScyllaRegion, conformance, scylla};
+use domicile_testkit::config::CqlStores;
 use std::path::Path;
 
-/// The cluster's contact points by datacenter, from the environment.
-fn cluster() -> Vec<(String, String)> {
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} is not set: run `cargo xtask cassandra up` and export the variables of its env file, or run `cargo xtask test`"
-            )
-        })
-    };
-    let (nodes, dcs) = (var("DOMICILE_CQL_NODES"), var("DOMICILE_CQL_DCS"));
-    let pairs: Vec<(String, String)> = dcs
-        .split(',')
-        .zip(nodes.split(','))
-        .map(|(d, n)| (d.to_owned(), n.to_owned()))
-        .collect();
-    assert_eq!(
-        pairs.len(),
-        nodes.split(',').count(),
-        "DOMICILE_CQL_NODES and DOMICILE_CQL_DCS differ in length"
-    );
-    pairs
-}
-
 /// `deploy/cassandra/regions.toml` pointed at `cluster`, every keyspace
-/// renamed with `suffix` so each run starts empty.
-fn topology(cluster: &[(String, String)], suffix: &str) -> Topology {
+/// renamed with its suffix so each run starts empty.
+fn topology(cluster: &CqlStores) -> Topology {
+    let suffix = &cluster.suffix;
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cassandra/regions.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     let mut t = Topology::parse(&file, &text).unwrap();
@@ -50,9 +28,9 @@ fn topology(cluster: &[(String, String)], suffix: &str) -> Topology {
                 file.display()
             );
         };
-        let (_, node) = cluster
-            .iter()
-            .find(|(dc, _)| *dc == c.datacenter)
+        let node = cluster
+            .nodes
+            .get(&c.datacenter)
             .unwrap_or_else(|| panic!("the cluster has no datacenter {}", c.datacenter));
         c.nodes = vec![node.clone()];
         c.keyspace = format!("{}_{suffix}", c.keyspace);
@@ -65,17 +43,12 @@ fn topology(cluster: &[(String, String)], suffix: &str) -> Topology {
 }
 
 #[tokio::test]
-#[ignore = "needs the Cassandra cluster: `cargo xtask test` starts it and includes this test"]
 async fn the_cql_backend_conforms_on_cassandra() {
-    let suffix = format!(
-        "t{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 1_000_000_000
-    );
-    let t = topology(&cluster(), &suffix);
+    let Some(cluster) = CqlStores::for_test("cql::the_cql_backend_conforms_on_cassandra", "t")
+    else {
+        return;
+    };
+    let t = topology(&cluster);
     let mut log = Vec::new();
     scylla::schema::apply(&t, 1_700_000_000, &mut |s| log.push(s.to_owned()))
         .await
