@@ -19,19 +19,33 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_domicile");
 /// A loopback address no other caller in this test process has been given.
 /// The port is free when handed out and the process that binds it comes
 /// later, so two concurrent tests asking the kernel could be told the same
-/// port; each port is handed out once per process.
+/// port; each port is handed out once per process. Ports come from below
+/// the kernel's ephemeral range: outgoing connections (a node's CQL
+/// connections, every client) take their local port from that range, and
+/// one could take a handed-out port before its process binds it.
 pub fn free_addr() -> SocketAddr {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        if GIVEN.lock().unwrap().insert(addr.port()) {
-            return addr;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, span) = (ephemeral_low.saturating_sub(12_000).max(1024), 12_000u32);
+    // Each test process starts at its own offset, so concurrent binaries
+    // rarely probe the same ports.
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    let mut given = GIVEN.lock().unwrap();
+    for i in 0..span {
+        let port = low + ((offset + i) % span) as u16;
+        if port >= ephemeral_low || given.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            given.insert(port);
+            return l.local_addr().unwrap();
         }
     }
+    panic!("no free loopback port below the ephemeral range ({low}..{ephemeral_low})")
 }
 
 pub struct Proc {
