@@ -66,7 +66,9 @@ pub enum Unauthenticated {
 /// What lost to a concurrent change.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {
-    #[error("registration took too long and lost its claim; try again")]
+    #[error(
+        "registration lost its claim on the email (another registration of it took over, or it took too long); try again"
+    )]
     ClaimLost,
     #[error("the profile changed concurrently; try again")]
     ProfileChanged,

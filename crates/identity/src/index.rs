@@ -74,12 +74,15 @@ impl IndexHost {
     }
 
     /// A pending claim for `user_id` of `region`, as another region's node
-    /// asks for it: the region must be the federation's and the user's.
+    /// asks for it: the region must be the federation's and the user's, and
+    /// so must `abandoned` (a non-empty user id whose pending claim the
+    /// claimant may take over).
     pub async fn claim_for(
         &self,
         key: &[u8],
         region: &str,
         user_id: &str,
+        abandoned: &str,
     ) -> Result<Claim, IdentityError> {
         let key = key_of(key)?;
         let user_id = user_of(user_id)?;
@@ -92,6 +95,20 @@ impl IndexHost {
                 "user id and region disagree",
             ));
         }
+        let abandoned = match abandoned {
+            "" => None,
+            a => {
+                let a =
+                    UserId::parse(a).map_err(|e| IdentityError::invalid("abandoned_user_id", e))?;
+                if a.region() != &region {
+                    return Err(IdentityError::invalid(
+                        "abandoned_user_id",
+                        "a region takes over only its own claims",
+                    ));
+                }
+                Some(a)
+            }
+        };
         let now = self.now();
         let entry = IndexEntry {
             region,
@@ -100,7 +117,10 @@ impl IndexHost {
             created_at: now,
             expires_at: Some(now + self.topology.index.claim_ttl_seconds),
         };
-        Ok(self.store.claim(&key, &entry, now).await?)
+        Ok(match abandoned {
+            None => self.store.claim(&key, &entry, now).await?,
+            Some(a) => self.store.take_over(&key, &entry, &a, now).await?,
+        })
     }
 
     /// Confirms a claim given as bytes and text.
@@ -149,6 +169,18 @@ impl HomeIndex for IndexHost {
 
     async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, IdentityError> {
         Ok(self.store.claim(key, entry, self.now()).await?)
+    }
+
+    async fn take_over(
+        &self,
+        key: &IdentifierKey,
+        entry: &IndexEntry,
+        abandoned: &UserId,
+    ) -> Result<Claim, IdentityError> {
+        Ok(self
+            .store
+            .take_over(key, entry, abandoned, self.now())
+            .await?)
     }
 
     async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError> {

@@ -71,6 +71,9 @@ pub struct Identity {
     /// Verified against when the user does not exist, so unknown users cost
     /// as much as wrong passwords.
     dummy_hash: String,
+    /// The registrations running in this process, by identifier key: a
+    /// pending claim named here is not cut off.
+    registering: registration::InFlight,
 }
 
 impl Identity {
@@ -93,6 +96,7 @@ impl Identity {
             audit: parts.audit,
             keys: ArcSwap::from_pointee(parts.keys),
             dummy_hash,
+            registering: registration::InFlight::default(),
         })
     }
 

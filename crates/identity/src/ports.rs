@@ -30,6 +30,15 @@ pub trait HomeIndex: Send + Sync + 'static {
     /// A pending claim of `key` for `entry`'s user; `Held` names the live
     /// holder as the index stored it.
     async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, IdentityError>;
+    /// A claim that also takes over `abandoned`'s pending claim: the
+    /// caller, of the same region, saw that its registration created no
+    /// user. An active entry is never taken over.
+    async fn take_over(
+        &self,
+        key: &IdentifierKey,
+        entry: &IndexEntry,
+        abandoned: &UserId,
+    ) -> Result<Claim, IdentityError>;
     /// Makes the user's claim permanent; `false` when it was lost.
     async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError>;
     /// Gives the user's claim back; `false` when it held none.

@@ -1,20 +1,26 @@
 //! Registration: check the residency rule, claim the identifier in the
 //! home-region index (the uniqueness authority), hash the password, create
 //! the user and its regional identifier row, confirm the claim, start a
-//! session. Ordered so that a crash leaves nothing that blocks an email
-//! forever: a claim left behind expires, an orphaned identifier row is
-//! taken over (see `docs/storage.md`).
+//! session. Ordered so that a crash leaves nothing that blocks an email:
+//! a retry finds what a cut-off registration left (a pending claim of this
+//! region that no registration of this process is running) and completes
+//! it, when it created its account and the retry knows the password, or
+//! takes its claim over, when it created none; an orphaned identifier row
+//! is taken over (see `docs/storage.md`, "Registration without
+//! cross-partition transactions").
 
 use crate::{
     Conflict, Identity, IdentityError, env::random, profile::ProfileChange, sessions::Authenticated,
 };
 use domicile_core::{
+    RegionCode,
     email::Email,
     ids::UserId,
     index::{IdentifierKey, IndexEntry, IndexState},
     password,
 };
 use domicile_store::{Applied, AuditKind, Claim, UserRecord};
+use std::{collections::HashMap, sync::Mutex};
 
 /// A validated registration. The password is a secret: `Debug` hides it
 /// and the email's local part.
@@ -63,9 +69,78 @@ impl Registration {
     }
 }
 
+/// The registrations running in this process: identifier key → the user
+/// id its claim names. Entries live exactly as long as their
+/// registration's call ([`Running`] removes its own on drop).
+#[derive(Default)]
+pub(crate) struct InFlight(Mutex<HashMap<[u8; 32], UserId>>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], UserId>> {
+        // A panic while holding the lock left the map consistent (every
+        // critical section is one insert, get or remove).
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `user_id`'s registration of `key` runs in this process.
+    fn runs(&self, key: &IdentifierKey, user_id: &UserId) -> bool {
+        self.lock().get(&key.0) == Some(user_id)
+    }
+
+    fn start<'a>(&'a self, key: &IdentifierKey, user_id: &UserId) -> Running<'a> {
+        self.lock().insert(key.0, user_id.clone());
+        Running {
+            set: self,
+            key: key.0,
+            user_id: user_id.clone(),
+        }
+    }
+}
+
+/// One running registration in [`InFlight`].
+struct Running<'a> {
+    set: &'a InFlight,
+    key: [u8; 32],
+    user_id: UserId,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut map = self.set.lock();
+        if map.get(&self.key) == Some(&self.user_id) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// What a retry finds when a pending claim of this region holds its email.
+enum CutOff {
+    /// The claim's registration created its account and was cut off before
+    /// confirming: it is confirmed now, and the retry, knowing the
+    /// password, completes it.
+    Completed(Authenticated),
+    /// The claim's registration created no user: its claim is now this
+    /// one's.
+    TakenOver(UserId),
+}
+
 impl Identity {
     fn new_user_id(&self) -> UserId {
         UserId::new(&self.region, self.clock.now_ms(), self.random_u128())
+    }
+
+    /// A pending claim of this region for `user_id`.
+    fn pending(&self, user_id: &UserId) -> IndexEntry {
+        let now = self.now();
+        IndexEntry {
+            region: self.region.clone(),
+            user_id: user_id.clone(),
+            state: IndexState::Pending,
+            created_at: now,
+            expires_at: Some(now + self.topology.index.claim_ttl_seconds),
+        }
     }
 
     /// Registers a new user homed in this region and starts a session.
@@ -73,25 +148,33 @@ impl Identity {
         self.check_placement(&input.email, input.preference.as_deref())?;
         let key = self.secret.email_key(&input.email);
         let user_id = self.new_user_id();
-        let now = self.now();
-        let pending = IndexEntry {
-            region: self.region.clone(),
-            user_id: user_id.clone(),
-            state: IndexState::Pending,
-            created_at: now,
-            expires_at: Some(now + self.topology.index.claim_ttl_seconds),
-        };
+        let pending = self.pending(&user_id);
         // 1. Claim the identifier federation-wide (the uniqueness authority).
+        //    A pending claim of this region may be a registration that was
+        //    cut off (a node killed, an index unreachable before confirming):
+        //    look at what it left before refusing.
+        let mut taken_from = None;
         if let Claim::Held(holder) = self.index.claim(&key, &pending).await? {
-            return Err(if holder.region != self.region {
-                IdentityError::WrongRegion {
-                    home: holder.region,
-                }
-            } else {
-                IdentityError::EmailTaken
-            });
+            if let Some(refusal) = Self::refusal(&holder, &self.region) {
+                return Err(refusal);
+            }
+            // A registration of this email runs here: not cut off.
+            if self.registering.runs(&key, &holder.user_id) {
+                return Err(IdentityError::EmailTaken);
+            }
+            match self
+                .resume_cut_off(&key, &holder.user_id, &pending, &input)
+                .await?
+            {
+                CutOff::Completed(r) => return Ok(r),
+                CutOff::TakenOver(from) => taken_from = Some(from),
+            }
         }
-        match self.create_user(&key, &user_id, input).await {
+        let _running = self.registering.start(&key, &user_id);
+        match self
+            .create_user(&key, &user_id, taken_from.as_ref(), input)
+            .await
+        {
             Ok(user) => {
                 // 3. Make the claim permanent. If it was lost (the claim
                 //    expired and another registration took it), undo.
@@ -114,11 +197,86 @@ impl Identity {
         }
     }
 
-    /// 2. Hash, then create the user and its regional identifier row.
+    /// Why a live holder refuses a claim outright: it is homed in another
+    /// region, or it is an account. `None` for a pending claim of `region`.
+    fn refusal(holder: &IndexEntry, region: &RegionCode) -> Option<IdentityError> {
+        if holder.region != *region {
+            Some(IdentityError::WrongRegion {
+                home: holder.region.clone(),
+            })
+        } else if holder.state == IndexState::Active {
+            Some(IdentityError::EmailTaken)
+        } else {
+            None
+        }
+    }
+
+    /// A pending claim of this region holds the email: another
+    /// registration, cut off or still running. Its user decides.
+    /// - Its user and identifier row exist: that registration got as far as
+    ///   creating the account. The account is confirmed in the index (what
+    ///   the registration would have done next), and if this retry's
+    ///   password is the account's, the registration completes with a
+    ///   session; otherwise the email is taken.
+    /// - No user: the claim is taken over. (A registration still running in
+    ///   another process of this region, which the caller cannot see, then
+    ///   loses at its confirmation and answers ABORTED.)
+    async fn resume_cut_off(
+        &self,
+        key: &IdentifierKey,
+        holder: &UserId,
+        pending: &IndexEntry,
+        input: &Registration,
+    ) -> Result<CutOff, IdentityError> {
+        if let Some(user) = self.store.get_user(holder.as_str()).await? {
+            let owns_row =
+                self.store.get_identifier(key).await?.as_deref() == Some(holder.as_str());
+            if !owns_row || !self.index.confirm(key, holder).await? {
+                return Err(IdentityError::EmailTaken);
+            }
+            return match self
+                .hasher
+                .verify(input.password.clone(), user.password_hash.clone())
+                .await?
+            {
+                password::Verified::No => Err(IdentityError::EmailTaken),
+                password::Verified::Yes | password::Verified::YesRehash => {
+                    let r = self.start_session(&user).await?;
+                    self.audit_event(&user.user_id, AuditKind::Registered, &r.session_id);
+                    Ok(CutOff::Completed(r))
+                }
+            };
+        }
+        match self.index.take_over(key, pending, holder).await? {
+            Claim::Applied => Ok(CutOff::TakenOver(holder.clone())),
+            Claim::Held(h) => {
+                Err(Self::refusal(&h, &self.region).unwrap_or(IdentityError::EmailTaken))
+            }
+        }
+    }
+
+    /// Whether `user_id` holds the email's claim now: claiming it again is
+    /// a conditional write (SERIAL on Scylla), so the answer is the
+    /// index's, not a stale replica's. (A claim that had expired with the
+    /// key still free is simply renewed.)
+    async fn still_holds_claim(
+        &self,
+        key: &IdentifierKey,
+        user_id: &UserId,
+    ) -> Result<bool, IdentityError> {
+        Ok(matches!(
+            self.index.claim(key, &self.pending(user_id)).await?,
+            Claim::Applied
+        ))
+    }
+
+    /// Step 2: hash, then create the user and its regional identifier row.
+    /// `taken_from` is the registration whose claim this one took over.
     async fn create_user(
         &self,
         key: &IdentifierKey,
         user_id: &UserId,
+        taken_from: Option<&UserId>,
         input: Registration,
     ) -> Result<UserRecord, IdentityError> {
         let salt = random::<16>(self.entropy.as_ref());
@@ -139,15 +297,25 @@ impl Identity {
             version: 1,
         };
         if let Applied::No(holder) = self.store.insert_identifier(key, user_id.as_str()).await? {
-            // A row left by a registration that crashed before creating its
-            // user may be taken over; a row with a live user may not.
-            let orphan = self.store.get_user(&holder).await?.is_none();
-            if !orphan
-                || !self
-                    .store
-                    .replace_identifier(key, &holder, user_id.as_str())
-                    .await?
-                    .is_applied()
+            // A row with a live user is an account (or a registration that
+            // will confirm or undo itself), unless it is the registration
+            // whose claim this one took over: that one can never confirm.
+            let lost_its_claim = taken_from.is_some_and(|t| t.as_str() == holder);
+            if !lost_its_claim && self.store.get_user(&holder).await?.is_some() {
+                return Err(IdentityError::EmailTaken);
+            }
+            // A row left by a registration that was cut off (before creating
+            // its user, or after losing its claim) is taken over, but only
+            // while this registration holds the claim: one that lost it must
+            // not displace the winner's row.
+            if !self.still_holds_claim(key, user_id).await? {
+                return Err(Conflict::ClaimLost.into());
+            }
+            if !self
+                .store
+                .replace_identifier(key, &holder, user_id.as_str())
+                .await?
+                .is_applied()
             {
                 return Err(IdentityError::EmailTaken);
             }

@@ -27,6 +27,33 @@ impl RemoteIndex {
             .map(Self)
             .map_err(|e| crate::NodeError::start("index endpoint", e))
     }
+
+    /// A claim, taking over `abandoned`'s pending claim when given.
+    async fn claim_over(
+        &self,
+        key: &IdentifierKey,
+        entry: &IndexEntry,
+        abandoned: Option<&UserId>,
+    ) -> Result<Claim, IdentityError> {
+        let req = pb::IndexClaimRequest {
+            key: key.0.to_vec(),
+            region: entry.region.to_string(),
+            user_id: entry.user_id.to_string(),
+            abandoned_user_id: abandoned.map(UserId::to_string).unwrap_or_default(),
+        };
+        let r = self
+            .0
+            .clone()
+            .claim(req)
+            .await
+            .map_err(unavailable("claim"))?
+            .into_inner();
+        match (r.applied, r.holder) {
+            (true, _) => Ok(Claim::Applied),
+            (false, Some(h)) => Ok(Claim::Held(entry_from_pb("claim", h)?)),
+            (false, None) => Err(malformed("claim", "refused without a holder")),
+        }
+    }
 }
 
 /// The index did not answer `op` usefully (the status is logged, never
@@ -90,23 +117,16 @@ impl HomeIndex for RemoteIndex {
     }
 
     async fn claim(&self, key: &IdentifierKey, entry: &IndexEntry) -> Result<Claim, IdentityError> {
-        let req = pb::IndexClaimRequest {
-            key: key.0.to_vec(),
-            region: entry.region.to_string(),
-            user_id: entry.user_id.to_string(),
-        };
-        let r = self
-            .0
-            .clone()
-            .claim(req)
-            .await
-            .map_err(unavailable("claim"))?
-            .into_inner();
-        match (r.applied, r.holder) {
-            (true, _) => Ok(Claim::Applied),
-            (false, Some(h)) => Ok(Claim::Held(entry_from_pb("claim", h)?)),
-            (false, None) => Err(malformed("claim", "refused without a holder")),
-        }
+        self.claim_over(key, entry, None).await
+    }
+
+    async fn take_over(
+        &self,
+        key: &IdentifierKey,
+        entry: &IndexEntry,
+        abandoned: &UserId,
+    ) -> Result<Claim, IdentityError> {
+        self.claim_over(key, entry, Some(abandoned)).await
     }
 
     async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError> {
@@ -166,7 +186,7 @@ impl pb::home_index_server::HomeIndex for IndexService {
         let r = req.into_inner();
         let out = match self
             .0
-            .claim_for(&r.key, &r.region, &r.user_id)
+            .claim_for(&r.key, &r.region, &r.user_id, &r.abandoned_user_id)
             .await
             .map_err(status)?
         {

@@ -550,6 +550,59 @@ pub async fn index_store(ix: &IndexStore) {
     let mismatched = entry("eu", U_US, IndexState::Pending, Some(NOW + 60));
     refused(ix.claim(&key(3), &mismatched, NOW).await, "home_index");
     assert_eq!(ix.lookup(&key(3), NOW).await.unwrap(), None);
+
+    take_over(ix).await;
+}
+
+/// A region takes over a pending claim it saw abandoned, and nothing else.
+async fn take_over(ix: &IndexStore) {
+    const CUT_OFF: &str = "usr_eu_01JD0000000000000000000003";
+    const RETRY: &str = "usr_eu_01JD0000000000000000000004";
+    const LATE: &str = "usr_eu_01JD0000000000000000000005";
+    let cut_off = UserId::parse(CUT_OFF).unwrap();
+    let retry = entry("eu", RETRY, IndexState::Pending, Some(NOW + 60));
+    let late = entry("eu", LATE, IndexState::Pending, Some(NOW + 60));
+    let k = key(5);
+    ix.claim(
+        &k,
+        &entry("eu", CUT_OFF, IndexState::Pending, Some(NOW + 60)),
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ix.take_over(&k, &retry, &cut_off, NOW + 1).await.unwrap(),
+        Claim::Applied,
+        "a live pending claim of the abandoned user is taken over"
+    );
+    assert_eq!(ix.lookup(&k, NOW + 1).await.unwrap(), Some(retry.clone()));
+    assert_eq!(
+        ix.confirm(&k, CUT_OFF, NOW + 2).await.unwrap(),
+        Applied::No(()),
+        "the cut-off registration has lost its claim"
+    );
+    assert_eq!(
+        ix.take_over(&k, &late, &cut_off, NOW + 2).await.unwrap(),
+        Claim::Held(retry.clone()),
+        "only the named claim is treated as free"
+    );
+    assert_eq!(ix.confirm(&k, RETRY, NOW + 3).await.unwrap(), Applied::Yes);
+    let active = entry("eu", RETRY, IndexState::Active, None);
+    assert_eq!(
+        ix.take_over(&k, &late, &UserId::parse(RETRY).unwrap(), NOW + 4)
+            .await
+            .unwrap(),
+        Claim::Held(active.clone()),
+        "an active entry is never taken over"
+    );
+    // A region takes over only its own region's claims.
+    let us = entry("us", U_US, IndexState::Pending, Some(NOW + 60));
+    refused(
+        ix.take_over(&key(6), &us, &cut_off, NOW).await,
+        "home_index",
+    );
+    assert_eq!(ix.lookup(&key(6), NOW).await.unwrap(), None);
+    assert_eq!(ix.lookup(&k, NOW + 5).await.unwrap(), Some(active));
 }
 
 /// Asserts `r` is the store's refusal of a foreign record in `table`.

@@ -2,7 +2,8 @@
 //! state (partition: identifier key), decided by global conditional writes
 //! (SERIAL on Scylla). Claims follow one rule, written once here: a key may
 //! be taken when it is free, when its holder has expired, or when the
-//! holder is the same user.
+//! holder is the same user; a take-over also treats one named pending
+//! claim as free (a registration its region saw cut off).
 //!
 //! It holds no personal data and knows nothing of regions' stores.
 
@@ -170,34 +171,72 @@ impl IndexStore {
         now: UnixSeconds,
     ) -> Result<Claim> {
         self.instrument
-            .run("claim", async {
-                if entry.user_id.region() != &entry.region {
-                    return Err(StoreError::ForeignRecord {
-                        store: self.backend.name().to_owned(),
-                        region: entry.region.to_string(),
-                        table: HOME_INDEX.name,
-                        op: "claim",
-                        id: entry.user_id.to_string(),
-                    });
-                }
-                let value = self.encode(entry)?;
-                self.modify_expecting_free(k, |holder| {
-                    Ok(match holder {
-                        Some(h) if h.is_live(now) && h.user_id != entry.user_id => {
-                            (Change::Keep, Claim::Held(h))
-                        }
-                        Some(h) if h.user_id == entry.user_id && h.state == IndexState::Active => {
-                            (Change::Keep, Claim::Applied)
-                        }
-                        _ => (
-                            Change::Put(value.clone(), expiry(entry, now)),
-                            Claim::Applied,
-                        ),
-                    })
-                })
-                .await
-            })
+            .run("claim", self.claim_unless_held(k, entry, None, now))
             .await
+    }
+
+    /// [`claim`](Self::claim), treating a live *pending* claim of
+    /// `abandoned` as free: the caller (a node of `abandoned`'s region) has
+    /// seen that the registration holding it created no user, because it
+    /// was cut off. An active entry is never taken over, nor a claim of
+    /// another user than `abandoned`, nor one of another region.
+    pub async fn take_over(
+        &self,
+        k: &IdentifierKey,
+        entry: &IndexEntry,
+        abandoned: &UserId,
+        now: UnixSeconds,
+    ) -> Result<Claim> {
+        self.instrument
+            .run(
+                "take_over",
+                self.claim_unless_held(k, entry, Some(abandoned), now),
+            )
+            .await
+    }
+
+    /// The one claim rule of both operations.
+    async fn claim_unless_held(
+        &self,
+        k: &IdentifierKey,
+        entry: &IndexEntry,
+        abandoned: Option<&UserId>,
+        now: UnixSeconds,
+    ) -> Result<Claim> {
+        // Neither the claimant nor the user it takes over from may name
+        // another region than the entry's.
+        for (op, id) in
+            std::iter::once(("claim", &entry.user_id)).chain(abandoned.map(|a| ("take_over", a)))
+        {
+            if id.region() != &entry.region {
+                return Err(StoreError::ForeignRecord {
+                    store: self.backend.name().to_owned(),
+                    region: entry.region.to_string(),
+                    table: HOME_INDEX.name,
+                    op,
+                    id: id.to_string(),
+                });
+            }
+        }
+        let value = self.encode(entry)?;
+        let takeable = |h: &IndexEntry| {
+            abandoned.is_some_and(|a| h.user_id == *a && h.state == IndexState::Pending)
+        };
+        self.modify_expecting_free(k, |holder| {
+            Ok(match holder {
+                Some(h) if h.is_live(now) && h.user_id != entry.user_id && !takeable(&h) => {
+                    (Change::Keep, Claim::Held(h))
+                }
+                Some(h) if h.user_id == entry.user_id && h.state == IndexState::Active => {
+                    (Change::Keep, Claim::Applied)
+                }
+                _ => (
+                    Change::Put(value.clone(), expiry(entry, now)),
+                    Claim::Applied,
+                ),
+            })
+        })
+        .await
     }
 
     /// Makes this user's live claim active and non-expiring.

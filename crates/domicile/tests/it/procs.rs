@@ -1,6 +1,7 @@
 //! Starting and stopping the federation's processes.
 
 use domicile_proto::v1::{self as pb, admin_client::AdminClient, identity_client::IdentityClient};
+pub use domicile_testkit::config::OWASP_PASSWORDS;
 use domicile_testkit::config::{CqlStores, FederationConfig};
 pub use domicile_testkit::{
     bearer, from, grpc_status, h2_post, http_get, key_set, login, register, route_of,
@@ -73,6 +74,12 @@ impl Proc {
         Self { child, log }
     }
 
+    /// SIGKILL (no chance to finish anything), and reap it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, then wait for a graceful exit.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
@@ -111,6 +118,8 @@ pub struct Options {
     /// Every store on the CQL backend (the schema is applied with
     /// `domicile schema apply` before the nodes start).
     pub cql: Option<CqlStores>,
+    /// The `[passwords]` table (cheap hashing when `None`).
+    pub passwords: Option<&'static str>,
 }
 
 pub struct Federation {
@@ -160,6 +169,9 @@ impl Federation {
         ];
         c.nodes = node_addrs.clone();
         c.cql = opts.cql.clone();
+        if let Some(p) = opts.passwords {
+            c.passwords = p.into();
+        }
         let text = c.render();
         let config = dir.path().join("regions.toml");
         std::fs::write(&config, text).unwrap();

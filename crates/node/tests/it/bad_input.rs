@@ -286,6 +286,11 @@ async fn the_index_service_refuses_bad_input() {
         key,
         region: region.into(),
         user_id: user.into(),
+        abandoned_user_id: String::new(),
+    };
+    let take_over = |abandoned: &str| pb::IndexClaimRequest {
+        abandoned_user_id: abandoned.into(),
+        ..claim(good_key.clone(), "us", "usr_us_01JD0000000000000000000000")
     };
     expect_status(
         ix.claim(claim(
@@ -312,6 +317,18 @@ async fn the_index_service_refuses_bad_input() {
             .await,
         Code::InvalidArgument,
         "user",
+    );
+    // A region takes over only its own region's claims, named by user id.
+    expect_status(
+        ix.claim(take_over("usr_eu_01JD0000000000000000000001"))
+            .await,
+        Code::InvalidArgument,
+        "its own claims",
+    );
+    expect_status(
+        ix.claim(take_over("bob@example.org")).await,
+        Code::InvalidArgument,
+        "abandoned_user_id",
     );
     assert!(
         ix.lookup(pb::IndexLookupRequest { key: good_key })

@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use domicile_proto::v1::{self as pb, home_index_client::HomeIndexClient};
+use domicile_testkit::PASSWORD;
 use tonic::Code;
 
 /// The residency rule's shared case table, as the node enforces it: a
@@ -230,6 +231,7 @@ async fn an_orphaned_claim_expires_and_the_email_can_be_taken() {
         key: key.clone(),
         region: "us".into(),
         user_id: "usr_us_01JD0000000000000000000009".into(),
+        abandoned_user_id: String::new(),
     };
     assert!(index.claim(crashed).await.unwrap().into_inner().applied);
     // While the claim is live, the email is held.
@@ -269,6 +271,145 @@ async fn an_orphaned_claim_expires_and_the_email_can_be_taken() {
         ("ap", user.user_id.as_str(), pb::IndexState::Active as i32)
     );
     assert_eq!(entry.expires_at, 0, "an active entry does not expire");
+}
+
+/// Where a registration was cut off (its node killed, its index
+/// unreachable) before it confirmed its claim, as the state it left.
+#[derive(Clone, Copy, Debug)]
+enum CutOffAfter {
+    /// Claimed, then nothing (killed while hashing).
+    Claim,
+    /// Claimed and wrote its identifier row, no user.
+    IdentifierRow,
+    /// Claimed, wrote its identifier row and its user; never confirmed.
+    User,
+}
+
+/// The state a registration of `email` in eu left when it was cut off at
+/// `at`, with `password`; returns its user id.
+async fn plant_cut_off(fed: &Fed, email: &str, password: &str, at: CutOffAfter, n: u8) -> String {
+    let user_id = format!("usr_eu_01JD00000000000000000000C{n}");
+    let key = email_key(fed, email);
+    let mut index = HomeIndexClient::connect(format!("http://{}", fed.nodes["eu"].addr))
+        .await
+        .unwrap();
+    let claim = pb::IndexClaimRequest {
+        key: key.clone(),
+        region: "eu".into(),
+        user_id: user_id.clone(),
+        abandoned_user_id: String::new(),
+    };
+    assert!(index.claim(claim).await.unwrap().into_inner().applied);
+    let store = &fed.nodes["eu"].store;
+    let ik = domicile_core::index::IdentifierKey::from_slice(&key).unwrap();
+    if matches!(at, CutOffAfter::IdentifierRow | CutOffAfter::User) {
+        assert!(
+            store
+                .insert_identifier(&ik, &user_id)
+                .await
+                .unwrap()
+                .is_applied()
+        );
+    }
+    if let CutOffAfter::User = at {
+        let params = domicile_core::password::HashParams {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let user = domicile_store::UserRecord {
+            user_id: user_id.clone(),
+            email: email.into(),
+            email_verified: false,
+            password_hash: domicile_core::password::hash(password, &params, [7; 16]).unwrap(),
+            given_name: String::new(),
+            family_name: String::new(),
+            display_name: String::new(),
+            locale: String::new(),
+            created_at: START,
+            updated_at: START,
+            version: 1,
+        };
+        assert!(store.insert_user(&user).await.unwrap().is_applied());
+    }
+    user_id
+}
+
+/// A registration cut off before it confirmed can be retried at once, by
+/// the same person (same password) or, where it created no account, by
+/// anyone; the email never answers ALREADY_EXISTS without an account
+/// that signs in, and ends with exactly one account.
+#[tokio::test]
+async fn a_cut_off_registration_can_be_retried_at_once() {
+    let fed = Fed::start().await;
+    let other = "another password entirely";
+    // (cut off at, password of the retry, the retry's outcome: Ok(same
+    // user as the cut-off one?) or the code)
+    let cases: [(CutOffAfter, &str, Result<bool, Code>); 5] = [
+        (CutOffAfter::Claim, PASSWORD, Ok(false)),
+        (CutOffAfter::Claim, other, Ok(false)),
+        (CutOffAfter::IdentifierRow, PASSWORD, Ok(false)),
+        (CutOffAfter::User, PASSWORD, Ok(true)),
+        (CutOffAfter::User, other, Err(Code::AlreadyExists)),
+    ];
+    for (n, (at, password, want)) in cases.into_iter().enumerate() {
+        let email = format!("cut{n}@example.de");
+        let cut_off = plant_cut_off(&fed, &email, PASSWORD, at, n as u8).await;
+        let what = format!("cut off after {at:?}, retried with {password:?}");
+        let retry = fed
+            .client("eu")
+            .await
+            .register(pb::RegisterRequest {
+                password: password.into(),
+                ..register_req(&email)
+            })
+            .await;
+        let holder = match (&retry, want) {
+            (Ok(r), Ok(same)) => {
+                let r = r.get_ref();
+                assert_eq!(r.user_id == cut_off, same, "{what}: {r:?}");
+                r.user_id.clone()
+            }
+            (Err(s), Err(code)) if s.code() == code => cut_off.clone(),
+            _ => panic!("{what}: expected {want:?}, got {retry:?}"),
+        };
+        // The index names the account, active; it signs in with the
+        // password it was created with.
+        let mut index = HomeIndexClient::connect(format!("http://{}", fed.nodes["eu"].addr))
+            .await
+            .unwrap();
+        let entry = index
+            .lookup(pb::IndexLookupRequest {
+                key: email_key(&fed, &email),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entry
+            .unwrap();
+        assert_eq!(
+            (entry.user_id.as_str(), entry.state),
+            (holder.as_str(), pb::IndexState::Active as i32),
+            "{what}"
+        );
+        let created_with = if holder == cut_off {
+            PASSWORD
+        } else {
+            password
+        };
+        let signed_in = fed
+            .client("eu")
+            .await
+            .login(login_req(&email, created_with))
+            .await
+            .unwrap_or_else(|s| panic!("{what}: the account does not sign in: {s:?}"));
+        assert_eq!(signed_in.get_ref().user_id, holder, "{what}");
+    }
+    assert_eq!(
+        fed.users("eu").await,
+        5,
+        "one account per email, none left over"
+    );
 }
 
 /// The index key of an email, computed like a node does, from the federation
