@@ -43,6 +43,10 @@
 //! - `DOMICILE_CQL_NODES=127.0.0.1:9042,127.0.0.2:9042,127.0.0.3:9042`
 //! - `DOMICILE_CQL_DCS=eu,us,ap` (the datacenter of each of those nodes,
 //!   in the same order)
+//! - `DOMICILE_CQL_DIR` (the cluster directory: a node's pid is in
+//!   `<dir>/<dc>/pid`) and `DOMICILE_CQL_XTASK` (this program: `<it>
+//!   cassandra up` starts a node that is down), for the one test that
+//!   kills a node and brings it back
 
 mod config;
 mod cql;
@@ -116,12 +120,20 @@ impl Cluster {
             .join(",")
     }
 
-    /// The variables that point the CQL tests at the cluster.
-    pub fn env(&self) -> [(&'static str, String); 2] {
-        [
+    /// The variables that point the CQL tests at the cluster: its contact
+    /// points and, for the tests that take a node down and bring it back,
+    /// its directory (each node's pid file is `<dir>/<dc>/pid`) and this
+    /// program (`<xtask> cassandra up` restarts a node that is down).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
             ("DOMICILE_CQL_NODES", self.cql_nodes()),
             ("DOMICILE_CQL_DCS", self.dcs()),
-        ]
+            ("DOMICILE_CQL_DIR", self.dir.display().to_string()),
+        ];
+        if let Ok(exe) = std::env::current_exe() {
+            env.push(("DOMICILE_CQL_XTASK", exe.display().to_string()));
+        }
+        env
     }
 }
 
@@ -721,15 +733,23 @@ mod tests {
             ("us", "127.0.0.2:9042"),
             ("ap", "127.0.0.3:9042"),
         ]);
+        let env = c.env();
         assert_eq!(
-            c.env(),
+            env[..3],
             [
                 (
                     "DOMICILE_CQL_NODES",
                     "127.0.0.1:9042,127.0.0.2:9042,127.0.0.3:9042".to_owned()
                 ),
                 ("DOMICILE_CQL_DCS", "eu,us,ap".to_owned()),
+                ("DOMICILE_CQL_DIR", c.dir.display().to_string()),
             ]
+        );
+        assert!(
+            env[3..]
+                .iter()
+                .all(|(k, v)| *k == "DOMICILE_CQL_XTASK" && v.contains("xtask")),
+            "{env:?}"
         );
     }
 

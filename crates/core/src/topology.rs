@@ -418,6 +418,17 @@ pub struct Region {
     pub store: StoreConfig,
 }
 
+impl Region {
+    /// The addresses of the nodes with a weight above 0.
+    pub fn active_addresses(&self) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .filter(|n| n.weight > 0)
+            .map(|n| n.address)
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeEndpoint {
     pub name: String,
@@ -505,19 +516,40 @@ impl Topology {
         self.regions.get(code)
     }
 
-    /// Addresses of the nodes that serve the home-region index (the index
-    /// host region's nodes with a weight above 0).
+    /// Addresses of the index host region's nodes with a weight above 0:
+    /// where an embedded index lives.
     pub fn index_host_addresses(&self) -> Vec<SocketAddr> {
         self.regions
             .get(&self.index.host_region)
-            .map(|r| {
-                r.nodes
-                    .iter()
-                    .filter(|n| n.weight > 0)
-                    .map(|n| n.address)
-                    .collect()
-            })
+            .map(Region::active_addresses)
             .unwrap_or_default()
+    }
+
+    /// The nodes that serve the index's lookups, one group per region in the
+    /// order to ask them: the host region's. When the index is on Scylla,
+    /// every region on Scylla reads the index keyspace in its own
+    /// datacenter and serves it too, after the host: a region that is down
+    /// does not take lookups with it.
+    pub fn index_servers(&self) -> Vec<(RegionCode, Vec<SocketAddr>)> {
+        let host = std::iter::once(&self.index.host_region);
+        let on_scylla = |c: &&RegionCode| {
+            matches!(self.index.store, StoreConfig::Scylla(_))
+                && self
+                    .regions
+                    .get(*c)
+                    .is_some_and(|r| matches!(r.store, StoreConfig::Scylla(_)))
+        };
+        let others = self
+            .regions
+            .keys()
+            .filter(|c| **c != self.index.host_region)
+            .filter(on_scylla);
+        host.chain(others)
+            .filter_map(|c| {
+                let addresses = self.regions.get(c)?.active_addresses();
+                (!addresses.is_empty()).then(|| (c.clone(), addresses))
+            })
+            .collect()
     }
 
     /// The same federation with its local state under `dir`: each embedded
@@ -1375,6 +1407,41 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
             vec![("eu-dc".to_owned(), 3), ("us-dc".to_owned(), 3)],
             "every region's datacenter"
         );
+    }
+
+    /// Who serves index lookups: the embedded index only its host region's
+    /// active nodes; the Scylla index every region's, the host first.
+    #[test]
+    fn index_servers() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let code = |c: &str| RegionCode::parse(c).unwrap();
+        for (text, want) in [
+            (
+                VALID.to_owned(),
+                vec![(code("eu"), vec![a("127.0.0.1:7101")])],
+            ),
+            (
+                VALID.replace("host_region = \"eu\"", "host_region = \"us\""),
+                vec![(code("us"), vec![a("127.0.0.1:7201"), a("127.0.0.1:7202")])],
+            ),
+            (
+                scylla(true).replace("host_region = \"eu\"", "host_region = \"us\""),
+                vec![
+                    (code("us"), vec![a("127.0.0.1:7201"), a("127.0.0.1:7202")]),
+                    (code("eu"), vec![a("127.0.0.1:7101")]),
+                ],
+            ),
+            (
+                scylla(true).replace("weight = 5", "weight = 0"),
+                vec![
+                    (code("eu"), vec![a("127.0.0.1:7101")]),
+                    (code("us"), vec![a("127.0.0.1:7201")]),
+                ],
+            ),
+        ] {
+            let t = parse(&text).unwrap();
+            assert_eq!(t.index_servers(), want, "{text}");
+        }
     }
 
     #[test]

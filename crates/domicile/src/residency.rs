@@ -73,17 +73,7 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
         );
         reports.insert(code.clone(), r);
     }
-    let host = t
-        .index_host_addresses()
-        .first()
-        .copied()
-        .context("the index host region has no active node")?;
-    let ix = admin(host)
-        .await?
-        .index_report(pb::IndexReportRequest {})
-        .await
-        .map_err(|s| anyhow::anyhow!("index: {}", s.message()))?
-        .into_inner();
+    let ix = index_report(&t).await?;
     println!(
         "index: {} entries ({} pending), active per region: {:?}",
         ix.entries,
@@ -176,4 +166,25 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
         );
     }
     Ok(ok)
+}
+
+/// The index report from the first node that serves the index and answers
+/// (the host region's first; on Scylla, any region's).
+async fn index_report(t: &Topology) -> Result<pb::IndexReportResponse> {
+    let mut last = anyhow::anyhow!("no region has an active node that serves the index");
+    for address in t.index_servers().into_iter().flat_map(|(_, a)| a) {
+        let answer = match admin(address).await {
+            Ok(mut a) => a
+                .index_report(pb::IndexReportRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| anyhow::anyhow!("index at {address}: {}", s.message())),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(r) => return Ok(r),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }

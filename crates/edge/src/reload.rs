@@ -91,7 +91,7 @@ impl EdgeState {
         // Health-checked before it takes traffic: a new node that is not up
         // yet gets none.
         pools.start().await;
-        if running.topology.index_host_addresses() != next.index_host_addresses() {
+        if running.topology.index_servers() != next.index_servers() {
             self.index.retarget(&next).map_err(EdgeError::Reload)?;
         }
         let changed_pools = next

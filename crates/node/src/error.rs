@@ -53,6 +53,10 @@ pub fn status(e: IdentityError) -> Status {
             tracing::warn!(op, error = %detail, "home-region index unavailable");
             Status::unavailable("the home-region index is unavailable; retry shortly")
         }
+        IdentityError::Store(e @ domicile_store::StoreError::Unavailable { .. }) => {
+            tracing::warn!(error = %e, "store unavailable");
+            Status::unavailable("a store this request needs is unavailable; retry shortly")
+        }
         IdentityError::Store(e) => {
             tracing::error!(error = %e, "store error");
             Status::internal("internal error")

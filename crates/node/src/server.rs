@@ -256,12 +256,11 @@ impl Node {
             Some(host) => Arc::new(host.clone()),
             None => Arc::new(RemoteIndex::new(&topology.index_host_addresses())?),
         };
-        // The index host's nodes serve the index to the edge (and, when
-        // embedded, to the other regions' nodes).
-        let index_service = local_index
-            .clone()
-            .filter(|_| hosts_index)
-            .map(IndexService);
+        // A node that reaches the index directly serves it (the edge's
+        // lookups, and the other regions' nodes when it is embedded): the
+        // embedded index host's nodes, and on Scylla every node
+        // (`Topology::index_servers`).
+        let index_service = local_index.clone().map(IndexService);
         let access_ttl = topology.tokens.access_ttl_seconds;
         let keys = KeyRing::load_or_create(
             store.as_ref(),

@@ -53,6 +53,16 @@ pub enum StoreError {
         op: &'static str,
         reason: String,
     },
+    /// The backend could not be reached or could not answer in time (a
+    /// CQL cluster with no live replica, a timeout): retrying later may
+    /// succeed. A plain write that timed out may have been applied.
+    #[error("store {store}: {op} on {table}: unavailable: {reason}")]
+    Unavailable {
+        store: String,
+        table: &'static str,
+        op: &'static str,
+        reason: String,
+    },
     /// The store could not be opened or connected.
     #[error("store {store}: cannot open: {reason}")]
     Open { store: String, reason: String },
@@ -97,6 +107,7 @@ impl StoreError {
     pub(crate) fn during(mut self, operation: &'static str) -> Self {
         match &mut self {
             StoreError::Backend { op, .. }
+            | StoreError::Unavailable { op, .. }
             | StoreError::Corrupt { op, .. }
             | StoreError::ForeignRecord { op, .. }
             | StoreError::Contended { op, .. } => *op = operation,

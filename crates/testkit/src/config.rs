@@ -35,6 +35,56 @@ const REGIONS: &[(&str, &[&str], &[&str])] = &[
 pub struct CqlStores {
     pub nodes: BTreeMap<String, String>,
     pub suffix: String,
+    /// How to take the cluster's nodes down and bring them back, when
+    /// `cargo xtask` said (`DOMICILE_CQL_DIR`, `DOMICILE_CQL_XTASK`).
+    pub control: Option<ClusterControl>,
+}
+
+/// The cluster of `cargo xtask cassandra up` as a test that takes a node
+/// down sees it: its directory and the xtask program.
+#[derive(Clone, Debug)]
+pub struct ClusterControl {
+    pub dir: std::path::PathBuf,
+    pub xtask: std::path::PathBuf,
+}
+
+impl ClusterControl {
+    /// Kills datacenter `dc`'s node with SIGKILL (its pid from
+    /// `<dir>/<dc>/pid`); the pid.
+    pub fn kill(&self, dc: &str) -> Result<u32, String> {
+        let file = self.dir.join(dc).join("pid");
+        let pid: u32 = std::fs::read_to_string(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let ok = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        ok.then_some(pid)
+            .ok_or_else(|| format!("kill -KILL {pid} failed"))
+    }
+
+    /// `<xtask> cassandra up`: starts every node that is down and waits
+    /// until each answers CQL and sees the others; its output.
+    pub fn bring_up(&self) -> Result<String, String> {
+        let out = std::process::Command::new(&self.xtask)
+            .args(["cassandra", "up"])
+            .output()
+            .map_err(|e| format!("{}: {e}", self.xtask.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
 }
 
 impl CqlStores {
@@ -43,6 +93,14 @@ impl CqlStores {
     pub fn from_env(suffix: &str) -> Option<Self> {
         let nodes = std::env::var("DOMICILE_CQL_NODES").ok()?;
         let dcs = std::env::var("DOMICILE_CQL_DCS").ok()?;
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        };
+        let control = var("DOMICILE_CQL_DIR")
+            .zip(var("DOMICILE_CQL_XTASK"))
+            .map(|(dir, xtask)| ClusterControl { dir, xtask });
         Some(Self {
             nodes: dcs
                 .split(',')
@@ -50,6 +108,7 @@ impl CqlStores {
                 .map(|(d, n)| (d.to_owned(), n.to_owned()))
                 .collect(),
             suffix: suffix.to_owned(),
+            control,
         })
     }
 
@@ -242,6 +301,7 @@ mod tests {
             .map(|(d, n)| ((*d).to_owned(), (*n).to_owned()))
             .collect(),
             suffix: "x1".into(),
+            control: None,
         });
         let text = c.render();
         let t = domicile_core::topology::Topology::parse(std::path::Path::new("t.toml"), &text)

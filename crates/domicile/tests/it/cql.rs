@@ -6,12 +6,22 @@
 //! `cargo xtask test` starts the cluster and sets its variables; without
 //! them each test writes SKIPPED with the reason to the runner's output
 //! (`CqlStores::for_test`).
+//!
+//! The tests share the cluster, except the one that takes a Cassandra node
+//! down: it holds [`CLUSTER`] exclusively, the others share it. (Test
+//! binaries run one at a time under `cargo test`; `.config/nextest.toml`
+//! keeps the CQL tests of every binary in one group of one at a time.)
 
 use crate::procs::*;
 use domicile_core::topology::ScyllaConfig;
 use domicile_proto::v1 as pb;
 use domicile_testkit::config::CqlStores;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+
+/// Held shared by the tests that use the cluster as it is, exclusively by
+/// the one that takes a node down.
+static CLUSTER: RwLock<()> = RwLock::const_new(());
 
 /// A session to the cluster through `dc`'s node.
 fn cql_config(c: &CqlStores, dc: &str) -> ScyllaConfig {
@@ -53,6 +63,7 @@ async fn the_federation_runs_on_cassandra() {
     let Some(c) = CqlStores::for_test("cql::the_federation_runs_on_cassandra", "fed") else {
         return;
     };
+    let _shared = CLUSTER.read().await;
     let mut fed = Federation::start_with(Options {
         cql: Some(c.clone()),
         ..Options::default()
@@ -156,6 +167,7 @@ async fn a_region_keyspace_replicated_elsewhere_fails_the_report() {
     ) else {
         return;
     };
+    let _shared = CLUSTER.read().await;
     // Planted before the schema is applied (which creates keyspaces only
     // if they do not exist): eu's keyspace with a replica in us.
     cql(
@@ -183,6 +195,199 @@ async fn a_region_keyspace_replicated_elsewhere_fails_the_report() {
         out.contains("us's store is kept only in its region (NetworkTopologyStrategy {us:1})"),
         "the other regions pass: {out}"
     );
+    fed.stop_all();
+    drop_keyspaces(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_under_registration_load_loses_nothing_on_cassandra() {
+    let Some(c) = CqlStores::for_test(
+        "cql::kill_9_of_a_node_under_registration_load_loses_nothing_on_cassandra",
+        "crash",
+    ) else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let mut fed = Federation::start_with(Options {
+        cql: Some(c.clone()),
+        passwords: Some(OWASP_PASSWORDS),
+        ..Options::default()
+    });
+    crate::crash::kill_under_registration_load(&mut fed, "eu", "cqlcrash").await;
+    fed.stop_all();
+    drop_keyspaces(&c).await;
+}
+
+/// Starts the cluster's nodes that are down when dropped (or at `now`).
+struct Revive(Option<domicile_testkit::config::ClusterControl>);
+
+impl Revive {
+    fn now(mut self) {
+        if let Some(c) = self.0.take() {
+            let out = c
+                .bring_up()
+                .unwrap_or_else(|e| panic!("cannot restart the node: {e}"));
+            eprintln!("{out}");
+        }
+    }
+}
+
+impl Drop for Revive {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take()
+            && let Err(e) = c.bring_up()
+        {
+            eprintln!("cannot restart the cluster's nodes: {e}");
+        }
+    }
+}
+
+/// Polls `f` until it gives `Some`, at most `bound`; how long it took.
+async fn within<T, F: std::future::Future<Output = Option<T>>>(
+    bound: Duration,
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return (v, started.elapsed());
+        }
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One region's Cassandra node killed (SIGKILL): that region answers
+/// UNAVAILABLE, the other two keep serving sign-in, refresh, profile and
+/// registration (the index's SERIAL claims have two of three replicas; the
+/// edge asks another region's nodes for index lookups), including a user
+/// found only through the index; the node brought back, the region serves
+/// again with its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_whose_cassandra_node_is_down_is_the_only_one_unavailable() {
+    let name = "cql::a_region_whose_cassandra_node_is_down_is_the_only_one_unavailable";
+    let Some(c) = CqlStores::for_test(name, "down") else {
+        return;
+    };
+    let Some(control) = c.control.clone() else {
+        eprintln!(
+            "SKIPPED: {name}: DOMICILE_CQL_DIR / DOMICILE_CQL_XTASK are not set (the cluster was not started by `cargo xtask`, which can restart its nodes)"
+        );
+        return;
+    };
+    let _exclusive = CLUSTER.write().await;
+    let mut fed = Federation::start_with(Options {
+        cql: Some(c.clone()),
+        ..Options::default()
+    });
+    let mut edge = fed.client().await;
+    // eu, us and ap users by domain.
+    for email in ["ada@example.de", "bob@example.com", "chiyo@example.jp"] {
+        edge.register(register(email))
+            .await
+            .unwrap_or_else(|s| panic!("{email}: {s:?}"));
+    }
+    // And one homed in us by preference whose email no rule places,
+    // registered at the us node itself so that the edge has not cached
+    // where she lives: later found only through the index.
+    let mut us = domicile_proto::v1::identity_client::IdentityClient::connect(format!(
+        "http://{}",
+        fed.node_addrs["us"]
+    ))
+    .await
+    .unwrap();
+    us.register(pb::RegisterRequest {
+        region_preference: "us".into(),
+        ..register("dana@example.org")
+    })
+    .await
+    .unwrap();
+    let mut tokens = std::collections::BTreeMap::new();
+    for email in ["bob@example.com", "chiyo@example.jp"] {
+        let r = edge.login(login(email)).await.unwrap().into_inner();
+        tokens.insert(email, r.refresh_token);
+    }
+
+    let pid = control.kill("eu").unwrap();
+    eprintln!("killed eu's Cassandra node (pid {pid})");
+    // Brought back even if an assertion below fails: the other tests
+    // need the whole cluster.
+    let revive = Revive(Some(control.clone()));
+    // eu answers UNAVAILABLE (its node's store fails, then its readiness).
+    let (_, took) = within(Duration::from_secs(60), "eu becomes UNAVAILABLE", || {
+        let mut edge = edge.clone();
+        async move {
+            let r = edge.login(login("ada@example.de")).await;
+            matches!(&r, Err(s) if s.code() == tonic::Code::Unavailable).then_some(())
+        }
+    })
+    .await;
+    eprintln!("eu answered UNAVAILABLE {took:?} after the kill");
+
+    // us and ap keep answering, every request.
+    let started = Instant::now();
+    for email in ["bob@example.com", "chiyo@example.jp", "dana@example.org"] {
+        let r = edge
+            .login(from("192.0.2.50", login(email)))
+            .await
+            .unwrap_or_else(|s| panic!("{email} with eu down: {s:?}\n{}", fed.logs()));
+        assert!(!r.get_ref().user_id.starts_with("usr_eu_"), "{email}");
+        let profile = edge
+            .get_profile(bearer(pb::GetProfileRequest {}, &r.get_ref().access_token))
+            .await
+            .unwrap_or_else(|s| panic!("{email}'s profile with eu down: {s:?}"));
+        assert_eq!(profile.get_ref().email, email);
+    }
+    for (email, token) in &tokens {
+        edge.refresh(pb::RefreshRequest {
+            refresh_token: token.clone(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{email}'s refresh with eu down: {s:?}"));
+    }
+    eprintln!(
+        "us and ap served 3 sign-ins, 3 profiles and 2 refreshes in {:?} with eu down",
+        started.elapsed()
+    );
+    // Registration claims the email in the index with SERIAL across the
+    // three datacenters: two of three replicas answer. Until the cluster's
+    // failure detector marks eu down, a claim's Paxos round may wait on it
+    // and time out (UNAVAILABLE, nothing registered): the first is allowed
+    // that long, and the time is reported; after it, each must succeed.
+    let (_, took) = within(Duration::from_secs(30), "us registers with eu down", || {
+        let mut edge = edge.clone();
+        async move {
+            match edge.register(register("eve@example.com")).await {
+                Ok(_) => Some(()),
+                Err(s) if s.code() == tonic::Code::Unavailable => None,
+                Err(s) => panic!("registering eve@example.com with eu down: {s:?}"),
+            }
+        }
+    })
+    .await;
+    eprintln!("the first registration with eu down succeeded {took:?} after its first try");
+    for email in ["fumi@example.jp", "gwen@example.com"] {
+        edge.register(register(email))
+            .await
+            .unwrap_or_else(|s| panic!("registering {email} with eu down: {s:?}\n{}", fed.logs()));
+    }
+    // A new eu user cannot register while eu is down, and is not sent
+    // elsewhere.
+    let refused = edge.register(register("gus@example.de")).await;
+    assert_eq!(
+        refused.map(|_| ()).unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
+
+    // Back up: eu serves again, with its data.
+    revive.now();
+    let (_, took) = within(Duration::from_secs(60), "eu serves again", || {
+        let mut edge = edge.clone();
+        async move { edge.login(login("ada@example.de")).await.ok() }
+    })
+    .await;
+    eprintln!("eu signed ada in {took:?} after its node was back");
     fed.stop_all();
     drop_keyspaces(&c).await;
 }

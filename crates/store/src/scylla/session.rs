@@ -44,6 +44,31 @@ pub fn classify(e: &ExecutionError) -> Failure {
     }
 }
 
+/// Whether a driver error means the cluster could not be reached or could
+/// not answer in time (the request may succeed later), as opposed to a
+/// request it refused.
+pub fn unreachable(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::EmptyPlan
+        | ExecutionError::ConnectionPoolError(_)
+        | ExecutionError::RequestTimeout(_) => true,
+        ExecutionError::LastAttemptError(a) => matches!(
+            a,
+            RequestAttemptError::UnableToAllocStreamId
+                | RequestAttemptError::BrokenConnectionError(_)
+                | RequestAttemptError::DbError(
+                    DbError::Unavailable { .. }
+                        | DbError::ReadTimeout { .. }
+                        | DbError::WriteTimeout { .. }
+                        | DbError::Overloaded
+                        | DbError::IsBootstrapping,
+                    _
+                )
+        ),
+        _ => false,
+    }
+}
+
 /// Seconds to live for a record expiring at `expires_at` (at least 1).
 pub fn ttl(expires_at: UnixSeconds, now: UnixSeconds) -> i32 {
     i32::try_from((expires_at - now).max(1)).unwrap_or(i32::MAX)
@@ -136,6 +161,34 @@ mod tests {
             Failure::Uncertain
         );
         assert_eq!(classify(&ExecutionError::EmptyPlan), Failure::Failed);
+
+        // Unreachable (retry later) versus refused.
+        let db = |e: DbError| {
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "x".into()))
+        };
+        for (e, want) in [
+            (cas, true),
+            (simple, true),
+            (ExecutionError::EmptyPlan, true),
+            (
+                ExecutionError::RequestTimeout(std::time::Duration::from_secs(2)),
+                true,
+            ),
+            (
+                db(DbError::Unavailable {
+                    consistency: C::LocalQuorum,
+                    required: 1,
+                    alive: 0,
+                }),
+                true,
+            ),
+            (db(DbError::Overloaded), true),
+            (db(DbError::SyntaxError), false),
+            (db(DbError::Invalid), false),
+            (db(DbError::Unauthorized), false),
+        ] {
+            assert_eq!(unreachable(&e), want, "{e}");
+        }
     }
 
     #[test]

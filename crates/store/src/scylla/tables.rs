@@ -21,6 +21,7 @@ use domicile_core::UnixSeconds;
 use futures::StreamExt;
 use scylla::{
     client::{execution_profile::ExecutionProfile, session::Session},
+    errors::ExecutionError,
     statement::{Consistency, prepared::PreparedStatement},
     value::{CqlValue, Row as CqlRow},
 };
@@ -167,6 +168,22 @@ impl ScyllaBackend {
         })
     }
 
+    /// A failed request: `Unavailable` when the cluster could not be
+    /// reached or could not answer (no live replica, a timeout, a broken
+    /// connection), else `Backend`.
+    fn failed(&self, table: &Table, op: &'static str, e: ExecutionError) -> StoreError {
+        if super::session::unreachable(&e) {
+            StoreError::Unavailable {
+                store: self.name.clone(),
+                table: table.name,
+                op,
+                reason: e.to_string(),
+            }
+        } else {
+            self.error(table, op, e)
+        }
+    }
+
     fn error(&self, table: &Table, op: &'static str, e: impl std::fmt::Display) -> StoreError {
         StoreError::Backend {
             store: self.name.clone(),
@@ -203,7 +220,7 @@ impl ScyllaBackend {
             .session
             .execute_unpaged(ps, key_values(table, key))
             .await
-            .map_err(|e| self.error(table, "get", e))?
+            .map_err(|e| self.failed(table, "get", e))?
             .into_rows_result()
             .map_err(|e| self.error(table, "get", e))?;
         let row: Option<(Option<Vec<u8>>,)> = rows
@@ -254,7 +271,7 @@ impl ScyllaBackend {
                     wanted,
                 ))
             }
-            Err(e) => Err(self.error(table, op, e)),
+            Err(e) => Err(self.failed(table, op, e)),
         }
     }
 }
@@ -306,7 +323,7 @@ impl Backend for ScyllaBackend {
                 self.session
                     .execute_unpaged(&p.put_any, k)
                     .await
-                    .map_err(|e| self.error(table, "put_if", e))?;
+                    .map_err(|e| self.failed(table, "put_if", e))?;
                 Ok(Applied::Yes)
             }
         }
@@ -334,7 +351,7 @@ impl Backend for ScyllaBackend {
                 self.session
                     .execute_unpaged(&p.delete_any, k)
                     .await
-                    .map_err(|e| self.error(table, "delete_if", e))?;
+                    .map_err(|e| self.failed(table, "delete_if", e))?;
                 Ok(Applied::Yes)
             }
         }
@@ -352,7 +369,7 @@ impl Backend for ScyllaBackend {
                     .execute_unpaged(&p.put_any, values)
                     .await
                     .map(|_| ())
-                    .map_err(|e| self.error(table, "append", e))
+                    .map_err(|e| self.failed(table, "append", e))
             }
         });
         futures::future::try_join_all(writes).await.map(|_| ())
@@ -395,7 +412,7 @@ impl Backend for ScyllaBackend {
         self.session
             .execute_unpaged(ps, vec![CqlValue::Blob(partition.to_vec())])
             .await
-            .map_err(|e| self.error(table, "delete_partition", e))?;
+            .map_err(|e| self.failed(table, "delete_partition", e))?;
         Ok(())
     }
 
