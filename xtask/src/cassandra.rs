@@ -1,4 +1,4 @@
-//! `cargo xtask cassandra up|down|status`: a real Apache Cassandra 5.0
+//! `cargo xtask cassandra up|down|status|flush`: a real Apache Cassandra 5.0
 //! cluster on this machine for the CQL store's tests, one node per region
 //! of `regions.toml`, each node its own datacenter.
 //!
@@ -22,9 +22,13 @@
 //!   plus `<dir>/env` with the variables below; `down` stops the nodes
 //!   (SIGTERM, a bounded wait, then SIGKILL) and removes that directory.
 //!
+//! `flush` runs Cassandra's own `nodetool flush` (the `NodeTool` class of
+//! the cached jars) on each node's local JMX port, so that a node's data
+//! directory holds, as SSTables, everything it stores.
+//!
 //! What it does not do: install Java 17 or Maven ([`missing_tools`] names
 //! what is missing and `up` fails with that list), download a Cassandra
-//! tarball, run nodetool or cqlsh, enable authentication or TLS, or manage
+//! tarball, run any other nodetool command or cqlsh, enable authentication or TLS, or manage
 //! more than one cluster per machine (the addresses and ports are fixed:
 //! a second checkout's `up` fails while another cluster holds them), or
 //! lock against two `up`s at once. The topology check is of membership
@@ -137,7 +141,7 @@ impl Cluster {
     }
 }
 
-/// `cargo xtask cassandra <up|down|status>`.
+/// `cargo xtask cassandra <up|down|status|flush>`.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => {
@@ -149,11 +153,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         }
         Some("down") => down(root),
         Some("status") => status(root).map(drop),
+        Some("flush") => flush(root),
         _ => {
-            eprintln!("usage: cargo xtask cassandra <up|down|status>");
+            eprintln!("usage: cargo xtask cassandra <up|down|status|flush>");
             eprintln!("  up      start (or find) the three-datacenter Cassandra {VERSION} cluster");
             eprintln!("  down    stop it and remove its directory");
             eprintln!("  status  each node: address, datacenter, pid, alive, CQL, memory");
+            eprintln!("  flush   nodetool flush on every node (memtables to SSTables)");
             bail!("unknown cassandra task")
         }
     }
@@ -625,6 +631,50 @@ pub struct NodeStatus {
 
 /// Prints and returns each node of `regions.toml`: address, datacenter,
 /// pid, alive, CQL answering, resident memory.
+/// Flushes every running node's memtables to SSTables (Cassandra's own
+/// `nodetool flush`, run from the cached jars over the node's local JMX
+/// port), so that what each node stores is on disk in its data directory.
+pub fn flush(root: &Path) -> Result<()> {
+    let specs = node_specs(root)?;
+    let jars = fetch::ensure(VERSION)?;
+    let tool_dir = cluster_dir(root).join("nodetool");
+    std::fs::create_dir_all(&tool_dir)?;
+    let quiet = tool_dir.join("logback.xml");
+    std::fs::write(&quiet, config::quiet_logback_xml())?;
+    for spec in &specs {
+        if node::running_pid(&spec.dir).is_none() {
+            println!("cassandra: {} is not running; not flushed", spec.dc);
+            continue;
+        }
+        let t = Instant::now();
+        let out = Command::new(java())
+            .args(config::nodetool_args(
+                spec,
+                &jars.lib,
+                &tool_dir,
+                &quiet,
+                &["flush"],
+            ))
+            .output()
+            .context("cannot run java for nodetool")?;
+        if !out.status.success() {
+            bail!(
+                "nodetool flush on {} failed ({}): {}{}",
+                spec.dc,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        println!(
+            "cassandra: {} flushed in {:.1} s",
+            spec.dc,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 pub fn status(root: &Path) -> Result<Vec<NodeStatus>> {
     let specs = node_specs(root)?;
     let dir = cluster_dir(root);

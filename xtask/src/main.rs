@@ -6,7 +6,7 @@
 //!   federation from `regions.toml` until Ctrl-C.
 //! - `doctor`: say what is missing on this machine, install nothing.
 //! - `tidy`: the house-style checks only.
-//! - `cassandra up|down|status`: a three-datacenter Apache Cassandra
+//! - `cassandra up|down|status|flush`: a three-datacenter Apache Cassandra
 //!   cluster on 127.0.0.1–3 for the CQL store's tests (see `cassandra.rs`).
 
 mod cassandra;
@@ -55,7 +55,7 @@ fn run_task() -> Result<()> {
             eprintln!("  doctor  report missing build prerequisites");
             eprintln!("  tidy    house-style checks");
             eprintln!(
-                "  cassandra up|down|status  a three-datacenter Cassandra cluster on 127.0.0.1-3"
+                "  cassandra up|down|status|flush  a three-datacenter Cassandra cluster on 127.0.0.1-3"
             );
             bail!("unknown task")
         }

@@ -70,8 +70,48 @@ impl ClusterControl {
     /// `<xtask> cassandra up`: starts every node that is down and waits
     /// until each answers CQL and sees the others; its output.
     pub fn bring_up(&self) -> Result<String, String> {
+        self.xtask(&["cassandra", "up"])
+    }
+
+    /// `<xtask> cassandra flush`: every node's memtables to SSTables.
+    pub fn flush(&self) -> Result<String, String> {
+        self.xtask(&["cassandra", "flush"])
+    }
+
+    /// The keyspaces of which datacenter `dc`'s node holds SSTables (a
+    /// table directory with a `*-Data.db` file) among those ending in
+    /// `_<suffix>`.
+    pub fn keyspaces_on_disk(
+        &self,
+        dc: &str,
+        suffix: &str,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        let data = self.dir.join(dc).join("data");
+        let read =
+            |p: &std::path::Path| std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()));
+        let mut found = std::collections::BTreeSet::new();
+        for ks in read(&data)?.flatten() {
+            let name = ks.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(&format!("_{suffix}")) {
+                continue;
+            }
+            let has_sstable = read(&ks.path())?.flatten().any(|table| {
+                std::fs::read_dir(table.path()).is_ok_and(|files| {
+                    files
+                        .flatten()
+                        .any(|f| f.file_name().to_string_lossy().ends_with("-Data.db"))
+                })
+            });
+            if has_sstable {
+                found.insert(name);
+            }
+        }
+        Ok(found)
+    }
+
+    fn xtask(&self, args: &[&str]) -> Result<String, String> {
         let out = std::process::Command::new(&self.xtask)
-            .args(["cassandra", "up"])
+            .args(args)
             .output()
             .map_err(|e| format!("{}: {e}", self.xtask.display()))?;
         let text = format!(

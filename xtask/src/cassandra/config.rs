@@ -262,6 +262,51 @@ pub const JVM17_SERVER_OPTIONS: &[&str] = &[
     "-Dio.netty.allocator.maxOrder=11",
 ];
 
+/// Everything after `java` for `nodetool <command…>` against `node`'s
+/// local JMX port: the JPMS flags of the JDK 17 options (the tool loads
+/// Cassandra's classes), a small heap, its history under `home`, logging
+/// at WARN, the classpath and `NodeTool`.
+pub fn nodetool_args(
+    node: &NodeSpec,
+    lib: &Path,
+    home: &Path,
+    logback: &Path,
+    command: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = JVM17_SERVER_OPTIONS
+        .iter()
+        .filter(|o| o.starts_with("--add-"))
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend([
+        "-Xmx128m".to_owned(),
+        format!("-Duser.home={}", home.display()),
+        format!("-Dcassandra.logdir={}", home.display()),
+        format!("-Dlogback.configurationFile={}", logback.display()),
+        "-cp".to_owned(),
+        format!("{}/*", lib.display()),
+        "org.apache.cassandra.tools.NodeTool".to_owned(),
+        "-h".to_owned(),
+        "127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        node.jmx_port.to_string(),
+    ]);
+    args.extend(command.iter().map(|c| (*c).to_owned()));
+    args
+}
+
+/// A logback configuration that prints only warnings, to stderr.
+pub fn quiet_logback_xml() -> &'static str {
+    r#"<configuration>
+  <appender name="STDERR" class="ch.qos.logback.core.ConsoleAppender">
+    <target>System.err</target>
+    <encoder><pattern>%-5level %logger{36} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="STDERR"/></root>
+</configuration>
+"#
+}
+
 /// Everything after `java`: Cassandra's JDK 17 flags, a bounded heap, the
 /// jamm agent, the node's files, fast single-box gossip, the classpath and
 /// the main class.
@@ -431,6 +476,38 @@ mod tests {
                 "{want:?} missing from {args:?}"
             );
         }
+    }
+
+    #[test]
+    fn nodetool_command_line() {
+        let mut n = node("us", 2, "/c/us");
+        n.jmx_port = 7299;
+        let args = nodetool_args(
+            &n,
+            Path::new("/lib"),
+            Path::new("/c/nodetool"),
+            Path::new("/c/nodetool/logback.xml"),
+            &["flush"],
+        );
+        check_args(
+            &args,
+            &[
+                "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+                "-Duser.home=/c/nodetool",
+                "-Dlogback.configurationFile=/c/nodetool/logback.xml",
+                "/lib/*",
+                "org.apache.cassandra.tools.NodeTool",
+            ],
+        );
+        assert_eq!(
+            args[args.len() - 5..],
+            ["-h", "127.0.0.1", "-p", "7299", "flush"],
+            "{args:?}"
+        );
+        assert!(
+            !args.iter().any(|a| a.starts_with("-XX:")),
+            "a client, not the server's GC settings: {args:?}"
+        );
     }
 
     #[test]

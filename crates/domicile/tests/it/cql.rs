@@ -49,6 +49,31 @@ async fn cql(c: &CqlStores, dc: &str, statements: &[String]) {
     }
 }
 
+/// Flushes the cluster and gives, per datacenter, the keyspaces of `c` its
+/// node holds SSTables of; `None` (having written SKIPPED for `name`) when
+/// the cluster was not started by `cargo xtask`.
+fn keyspaces_on_disk(
+    c: &CqlStores,
+    name: &str,
+) -> Option<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
+    let Some(control) = &c.control else {
+        eprintln!(
+            "SKIPPED: {name}: the SSTable check: DOMICILE_CQL_DIR / DOMICILE_CQL_XTASK are not set"
+        );
+        return None;
+    };
+    control.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    Some(
+        ["eu", "us", "ap"]
+            .iter()
+            .map(|dc| {
+                let ks = control.keyspaces_on_disk(dc, &c.suffix).unwrap();
+                ((*dc).to_owned(), ks)
+            })
+            .collect(),
+    )
+}
+
 /// Drops every keyspace of `c`.
 async fn drop_keyspaces(c: &CqlStores) {
     let drops: Vec<String> = ["eu", "us", "ap", "index"]
@@ -155,6 +180,15 @@ async fn the_federation_runs_on_cassandra() {
             "{out}"
         );
     }
+    // On disk: each Cassandra node holds SSTables of its own region's
+    // keyspace and of the index, and of no other region's.
+    if let Some(on_disk) = keyspaces_on_disk(&c, "cql::the_federation_runs_on_cassandra") {
+        for (dc, keyspaces) in &on_disk {
+            let want: std::collections::BTreeSet<String> =
+                [c.keyspace(dc), c.keyspace("index")].into();
+            assert_eq!(keyspaces, &want, "{dc}'s node's data directory");
+        }
+    }
     fed.stop_all();
     drop_keyspaces(&c).await;
 }
@@ -195,6 +229,23 @@ async fn a_region_keyspace_replicated_elsewhere_fails_the_report() {
         out.contains("us's store is kept only in its region (NetworkTopologyStrategy {us:1})"),
         "the other regions pass: {out}"
     );
+    // The violation shows on disk too: an eu user's data lands in the us
+    // node's data directory, which the SSTable check reports.
+    fed.client()
+        .await
+        .register(register("ada@example.de"))
+        .await
+        .unwrap();
+    if let Some(on_disk) = keyspaces_on_disk(
+        &c,
+        "cql::a_region_keyspace_replicated_elsewhere_fails_the_report",
+    ) {
+        assert!(
+            on_disk["us"].contains(&c.keyspace("eu")),
+            "the us node holds eu's keyspace: {on_disk:?}"
+        );
+        assert!(!on_disk["ap"].contains(&c.keyspace("eu")), "{on_disk:?}");
+    }
     fed.stop_all();
     drop_keyspaces(&c).await;
 }
