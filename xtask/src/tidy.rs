@@ -39,6 +39,21 @@ const LAYERING: &[(&str, &[&str], &str)] = &[
         "core does no I/O and knows no transport or storage engine",
     ),
     (
+        "domicile-oidc",
+        &[
+            "tonic",
+            "prost",
+            "axum",
+            "hyper",
+            "http",
+            "tokio",
+            "domicile-store",
+            "domicile-identity",
+            "domicile-proto",
+        ],
+        "oidc is pure protocol logic: no I/O, transport or storage",
+    ),
+    (
         "domicile-store",
         &["tonic", "prost", "axum", "hyper", "http", "domicile-proto"],
         "the store knows nothing of gRPC or HTTP",
@@ -65,8 +80,8 @@ const LAYERING: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-/// Source patterns `crates/core` must not contain (it does no I/O, reads
-/// no clock and draws no randomness).
+/// Source patterns `crates/core` and `crates/oidc` must not contain (they
+/// do no I/O, read no clock and draw no randomness).
 const CORE_FORBIDDEN: &[&str] = &[
     "std::fs",
     "std::net::TcpStream",
@@ -102,11 +117,16 @@ pub fn tidy(root: &Path) -> Result<()> {
             }
         })?;
     }
-    for_each_rs(&root.join("crates/core/src"), &mut |path, text| {
-        for p in forbidden_patterns(text, CORE_FORBIDDEN) {
-            problems.push(format!("{}:{p} (core does no I/O)", path.display()));
-        }
-    })?;
+    for pure in ["core", "oidc"] {
+        for_each_rs(
+            &root.join("crates").join(pure).join("src"),
+            &mut |path, text| {
+                for p in forbidden_patterns(text, CORE_FORBIDDEN) {
+                    problems.push(format!("{}:{p} ({pure} does no I/O)", path.display()));
+                }
+            },
+        )?;
+    }
     for (krate, forbidden, invariant) in LAYERING {
         let tree = cargo_tree(root, krate)?;
         for found in forbidden_in_tree(&tree, forbidden) {

@@ -16,6 +16,7 @@ pub enum ArtifactKind {
     User,
     Session,
     RefreshToken,
+    AuthorizationCode,
 }
 
 impl ArtifactKind {
@@ -24,6 +25,7 @@ impl ArtifactKind {
             ArtifactKind::User => "usr",
             ArtifactKind::Session => "ses",
             ArtifactKind::RefreshToken => "rt",
+            ArtifactKind::AuthorizationCode => "ac",
         }
     }
 
@@ -32,6 +34,7 @@ impl ArtifactKind {
             "usr" => Some(ArtifactKind::User),
             "ses" => Some(ArtifactKind::Session),
             "rt" => Some(ArtifactKind::RefreshToken),
+            "ac" => Some(ArtifactKind::AuthorizationCode),
             _ => None,
         }
     }
@@ -216,6 +219,72 @@ impl RefreshToken {
     }
 }
 
+/// An OpenID Connect authorization code: `ac_<region>_<43 base64url
+/// characters of 32 random bytes>`, a region-tagged artifact the edge
+/// routes to the home region without a lookup. Single use, short-lived
+/// (the use cases decide); the store keeps only its SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    text: String,
+    region: RegionCode,
+}
+
+impl fmt::Debug for AuthorizationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorizationCode({}, …)", self.region)
+    }
+}
+
+impl AuthorizationCode {
+    /// A new code of `region` from 32 random bytes (passed in).
+    pub fn new(region: &RegionCode, random: [u8; 32]) -> Self {
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+        Self {
+            text: format!("ac_{region}_{body}"),
+            region: region.clone(),
+        }
+    }
+
+    /// Checks the shape of a presented code.
+    pub fn parse(s: &str) -> Result<Self, InvalidArtifact> {
+        let malformed = InvalidArtifact::Malformed {
+            expected: "authorization code",
+        };
+        let (kind, region, rest) = parse_artifact(s).ok_or(malformed.clone())?;
+        if kind != ArtifactKind::AuthorizationCode {
+            return Err(InvalidArtifact::WrongKind {
+                expected: "authorization code",
+                got: kind.prefix(),
+            });
+        }
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(rest)
+            .map_err(|_| malformed.clone())?;
+        if raw.len() != 32 {
+            return Err(malformed);
+        }
+        Ok(Self {
+            text: s.to_owned(),
+            region,
+        })
+    }
+
+    pub fn region(&self) -> &RegionCode {
+        &self.region
+    }
+
+    /// SHA-256 of the whole code: what the store keeps.
+    pub fn storage_hash(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.text.as_bytes()).into()
+    }
+
+    /// The code text, to hand to the client once.
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Milliseconds for ULIDs from Unix seconds plus a sub-second part.
 pub fn ulid_ms(now: UnixSeconds, subsec_ms: u32) -> u64 {
     u64::try_from(now).unwrap_or(0).saturating_mul(1000) + u64::from(subsec_ms.min(999))
@@ -228,6 +297,27 @@ mod tests {
 
     fn eu() -> RegionCode {
         RegionCode::parse("eu").unwrap()
+    }
+
+    #[test]
+    fn authorization_codes_name_their_region_and_hide_their_secret() {
+        let c = AuthorizationCode::new(&eu(), [7; 32]);
+        assert!(c.expose().starts_with("ac_eu_"), "{c:?}");
+        assert_eq!(c.expose().len(), "ac_eu_".len() + 43);
+        assert_eq!(AuthorizationCode::parse(c.expose()), Ok(c.clone()));
+        assert_eq!(c.region().as_str(), "eu");
+        assert!(!format!("{c:?}").contains(&c.expose()[6..]));
+        let rt = RefreshToken::new(&SessionId::new(&eu(), 1, 2), [1; 32]);
+        for bad in [
+            "",
+            "ac_eu_",
+            "ac_eu_short",
+            "ac__BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc",
+            rt.expose(),
+            &format!("{}A", c.expose()),
+        ] {
+            assert!(AuthorizationCode::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -38,6 +38,14 @@ impl IndexSecret {
         self.key("email", email.as_str())
     }
 
+    /// A 32-byte key for `purpose`, derived from the secret (HMAC under a
+    /// kind no identifier uses), so that every region derives the same one
+    /// and no second secret needs provisioning. Used to seal OpenID Connect
+    /// requests between pages.
+    pub fn derive(&self, purpose: &str) -> [u8; KEY_LEN] {
+        self.key("derived key", purpose).0
+    }
+
     fn key(&self, kind: &str, normalized: &str) -> IdentifierKey {
         // The secret length is checked in `new`; HMAC accepts any key length.
         let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) {

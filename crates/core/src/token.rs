@@ -103,10 +103,19 @@ impl SigningKey {
         Jwk::ed25519(&self.kid, self.key.verifying_key().to_bytes())
     }
 
-    /// Signs claims into a compact JWT.
+    /// Signs access token claims into a compact JWT (`typ: at+jwt`).
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
+        self.sign_typed(claims, "at+jwt")
+    }
+
+    /// Signs OpenID Connect ID token claims into a compact JWT (`typ: JWT`).
+    pub fn sign_id_token(&self, claims: &IdClaims) -> Result<String, TokenError> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    fn sign_typed<C: Serialize>(&self, claims: &C, typ: &str) -> Result<String, TokenError> {
         let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some("at+jwt".into());
+        header.typ = Some(typ.into());
         header.kid = Some(self.kid.to_string());
         jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| TokenError::Signing(e.to_string()))
@@ -154,6 +163,54 @@ pub struct AccessClaims {
     pub rgn: String,
     /// Session the token belongs to.
     pub sid: String,
+}
+
+/// OpenID Connect ID token claims (Core §2), plus the region's `sid`.
+/// Personal claims (`email`, names) are present only when the granted
+/// scopes include them; `Debug` leaves them out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client id.
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// When the user last entered their password.
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of the access token's SHA-512, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// How the user authenticated (RFC 8176: `pwd`).
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+}
+
+impl fmt::Debug for IdClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdClaims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("aud", &self.aud)
+            .field("exp", &self.exp)
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Public keys that verify access tokens, by kid.

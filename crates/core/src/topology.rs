@@ -48,6 +48,9 @@ struct RawConfig {
     audit: RawAudit,
     /// The regions, by region code.
     regions: BTreeMap<String, RawRegion>,
+    /// OpenID Connect clients, by client id (`crate::clients`).
+    #[serde(default)]
+    clients: BTreeMap<String, crate::clients::RawClient>,
 }
 
 #[derive(Deserialize)]
@@ -348,6 +351,8 @@ pub struct Topology {
     pub edge: EdgeSettings,
     pub audit: AuditSettings,
     pub regions: BTreeMap<RegionCode, Region>,
+    /// The registered OpenID Connect clients.
+    pub clients: crate::clients::Clients,
     countries: HashMap<String, RegionCode>,
     exact_domains: HashMap<String, RegionCode>,
     wildcard_domains: Vec<(String, RegionCode)>,
@@ -1057,6 +1062,7 @@ impl Builder<'_> {
             queue: a.queue,
             retention_seconds: a.retention_days as i64 * 86_400,
         };
+        let clients = crate::clients::build(raw.clients, &|key, reason| self.err(key, reason))?;
         Ok(Topology {
             source: self.file.to_owned(),
             federation,
@@ -1066,6 +1072,7 @@ impl Builder<'_> {
             edge,
             audit,
             regions,
+            clients,
             countries,
             exact_domains,
             wildcard_domains,

@@ -153,6 +153,9 @@ enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Make a secret for a confidential OpenID Connect client and the
+    /// `secret_sha256` that registers it (only the hash goes in regions.toml).
+    OidcSecret,
     /// Validate regions.toml and print the federation it describes.
     CheckConfig {
         #[arg(long, default_value = "regions.toml")]
@@ -267,6 +270,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     nodes.join(", ")
                 );
             }
+            for c in t.clients.iter() {
+                println!(
+                    "  client {} ({}): {}, redirect URIs {:?}, scopes {:?}",
+                    c.id,
+                    c.name,
+                    if c.is_public() { "public" } else { "confidential" },
+                    c.redirect_uris,
+                    c.scopes
+                );
+            }
+            Ok(())
+        }
+        Command::OidcSecret => {
+            use base64::Engine as _;
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                domicile_identity::env::random::<32>(&domicile_node::OsEntropy),
+            );
+            println!("client secret (give it to the app, keep it out of regions.toml):");
+            println!("  {secret}");
+            println!("register it with:");
+            println!(
+                "  secret_sha256 = \"{}\"",
+                domicile_core::clients::secret_sha256_hex(&secret)
+            );
             Ok(())
         }
         Command::Client(args) => client::run(args).await,

@@ -33,6 +33,60 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
     ("/domicile.v1.Identity/UpdateProfile", Rpc::Bearer),
 ];
 
+/// The OpenID Connect endpoints the edge proxies, and how each names its
+/// user: the sign-in page's `login_hint` (query), the sign-in form's
+/// `email`, the token request's `code` or `refresh_token` (region-tagged),
+/// userinfo's bearer token (read like every bearer token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Web {
+    /// `GET /authorize`.
+    AuthorizePage,
+    /// `POST /authorize`.
+    SignInForm,
+    /// `POST /token`.
+    Token,
+    /// `GET` or `POST /userinfo`.
+    UserInfo,
+}
+
+pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
+    match (method, path) {
+        ("GET", "/authorize") => Some(Web::AuthorizePage),
+        ("POST", "/authorize") => Some(Web::SignInForm),
+        ("POST", "/token") => Some(Web::Token),
+        ("GET" | "POST", "/userinfo") => Some(Web::UserInfo),
+        _ => None,
+    }
+}
+
+/// What an OpenID Connect request's query (the page) or form body says
+/// about its user. Fields that do not parse are not an error here: the
+/// node answers them.
+pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
+    let field = |name: &str| {
+        url::form_urlencoded::parse(query_or_form)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    match web {
+        Web::AuthorizePage => Identity {
+            email: field("login_hint").and_then(|h| Email::parse(&h).ok()),
+            ..Identity::default()
+        },
+        Web::SignInForm => Identity {
+            email: field("email").and_then(|e| Email::parse(&e).ok()),
+            ..Identity::default()
+        },
+        Web::Token => Identity {
+            artifact: field("code")
+                .or_else(|| field("refresh_token"))
+                .and_then(|t| artifact_region(&t)),
+            ..Identity::default()
+        },
+        Web::UserInfo => Identity::default(),
+    }
+}
+
 /// Services the edge forwards to the default region (no user data).
 pub const PASSTHROUGH_PREFIXES: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -191,6 +245,61 @@ mod tests {
 
     fn check_frame(body: &[u8], expected: Result<&[u8], BodyError>) {
         assert_eq!(unary_message(body), expected, "{body:?}");
+    }
+
+    /// (endpoint, query or form) → the email or region read.
+    #[test]
+    fn web_requests_name_their_user() {
+        for (web, text, email, artifact) in [
+            (
+                Web::AuthorizePage,
+                "client_id=demo&login_hint=Ada%40Example.de",
+                Some("ada@example.de"),
+                None,
+            ),
+            (
+                Web::AuthorizePage,
+                "client_id=demo&login_hint=not-an-email",
+                None,
+                None,
+            ),
+            (
+                Web::SignInForm,
+                "req=x&csrf=y&email=chiyo%40example.jp&password=p",
+                Some("chiyo@example.jp"),
+                None,
+            ),
+            (
+                Web::Token,
+                "grant_type=authorization_code&code=ac_ap_AAAA",
+                None,
+                Some("ap"),
+            ),
+            (
+                Web::Token,
+                "grant_type=refresh_token&refresh_token=rt_us_01JD_x",
+                None,
+                Some("us"),
+            ),
+            (
+                Web::Token,
+                "grant_type=authorization_code&code=forged",
+                None,
+                None,
+            ),
+            (Web::UserInfo, "", None, None),
+        ] {
+            let got = read_web(web, text.as_bytes());
+            assert_eq!(got.email.as_ref().map(Email::as_str), email, "{text}");
+            assert_eq!(
+                got.artifact.as_ref().map(RegionCode::as_str),
+                artifact,
+                "{text}"
+            );
+        }
+        assert_eq!(web_endpoint("GET", "/authorize"), Some(Web::AuthorizePage));
+        assert_eq!(web_endpoint("DELETE", "/token"), None);
+        assert_eq!(web_endpoint("GET", "/token"), None);
     }
 
     #[test]

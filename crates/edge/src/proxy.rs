@@ -37,6 +37,8 @@ pub struct Ctx {
     trace_id: Option<String>,
     grpc: bool,
     rpc: Option<Rpc>,
+    /// The OpenID Connect endpoint, for those requests.
+    web: Option<extract::Web>,
     route: Option<Route>,
     /// The region the request was last sent to.
     upstream_region: Option<RegionCode>,
@@ -238,6 +240,14 @@ impl EdgeProxy {
         let body = self.read_body(session).await?;
         let message = extract::unary_message(&body)?;
         let identity = extract::read(rpc, message)?;
+        self.add_facts(ctx, identity, facts).await;
+        Ok(())
+    }
+
+    /// What a request's body or query revealed, as routing facts: its
+    /// artifact's region (unless a bearer token named one), its preference,
+    /// and its email's domain and, without an artifact, the index's answer.
+    async fn add_facts(&self, ctx: &mut Ctx, identity: extract::Identity, facts: &mut Facts) {
         if facts.artifact.is_none() {
             facts.artifact = identity.artifact;
         }
@@ -250,6 +260,32 @@ impl EdgeProxy {
                 facts.indexed = self.state.index.lookup(&key).await;
             }
         }
+    }
+
+    /// Collects the facts of an OpenID Connect request: from the query of
+    /// the sign-in page, from the (bounded) form body of the others.
+    async fn web_facts(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        web: extract::Web,
+        facts: &mut Facts,
+    ) -> Result<(), Refusal> {
+        let identity = match web {
+            extract::Web::AuthorizePage => {
+                let query = session.req_header().uri.query().unwrap_or_default();
+                if query.len() > MAX_BODY {
+                    return Err(BodyError::TooLarge.into());
+                }
+                extract::read_web(web, query.as_bytes())
+            }
+            extract::Web::UserInfo => extract::Identity::default(),
+            extract::Web::SignInForm | extract::Web::Token => {
+                let body = self.read_body(session).await?;
+                extract::read_web(web, &body)
+            }
+        };
+        self.add_facts(ctx, identity, facts).await;
         Ok(())
     }
 
@@ -269,6 +305,10 @@ impl EdgeProxy {
                 ));
             }
             self.identity_facts(session, ctx, rpc, &mut facts).await?;
+        } else if let Some(web) = extract::web_endpoint(session.req_header().method.as_str(), &path)
+        {
+            ctx.web = Some(web);
+            self.web_facts(session, ctx, web, &mut facts).await?;
         } else if !extract::PASSTHROUGH_PREFIXES
             .iter()
             .any(|p| path.starts_with(p))
@@ -346,7 +386,7 @@ impl ProxyHttp for EdgeProxy {
                     .await;
             }
             "/.well-known/openid-configuration" => {
-                let doc = discovery(&live.topology.federation.issuer);
+                let doc = domicile_oidc::discovery::document(&live.topology.federation.issuer);
                 return self.serve_json(session, ctx, doc).await;
             }
             _ => {}
@@ -595,17 +635,6 @@ impl ProxyHttp for EdgeProxy {
             .with_label_values(&[region.as_str(), route, status])
             .inc();
     }
-}
-
-/// The discovery document (the parts that exist today).
-fn discovery(issuer: &str) -> serde_json::Value {
-    serde_json::json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "id_token_signing_alg_values_supported": ["EdDSA"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "subject_types_supported": ["public"],
-    })
 }
 
 /// A gRPC status as the `status` metric label: `grpc_<number>`.

@@ -33,6 +33,9 @@ pub enum IdentityError {
     /// The home-region index did not answer (`op`: lookup, claim, ...).
     #[error("home-region index unavailable during {op}: {detail}")]
     IndexUnavailable { op: &'static str, detail: String },
+    /// An OAuth 2.0 grant refused at the token endpoint (RFC 6749 §5.2).
+    #[error("{0}")]
+    Grant(GrantError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A fault of ours (`op` names what was being done).
@@ -61,6 +64,34 @@ pub enum Unauthenticated {
     SessionEnded,
     #[error("user no longer exists")]
     UserGone,
+}
+
+/// Why the token endpoint refuses a grant; `code()` is the RFC 6749 error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// The code or refresh token is unknown, expired, used, or not the
+    /// client's; or the PKCE verifier or redirect URI does not match.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// The client may not use this grant (e.g. a refresh token it was not
+    /// issued).
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
+}
+
+impl GrantError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GrantError::InvalidGrant(_) => "invalid_grant",
+            GrantError::UnauthorizedClient(_) => "unauthorized_client",
+        }
+    }
+}
+
+impl From<GrantError> for IdentityError {
+    fn from(g: GrantError) -> Self {
+        Self::Grant(g)
+    }
 }
 
 /// What lost to a concurrent change.

@@ -123,6 +123,17 @@ impl KeyRing {
             .map_err(|e| IdentityError::internal("sign", e))
     }
 
+    /// Signs ID token claims with the key current at `now`.
+    pub fn sign_id_token(
+        &self,
+        claims: &domicile_core::token::IdClaims,
+        now: UnixSeconds,
+    ) -> Result<String, IdentityError> {
+        self.current(now)?
+            .sign_id_token(claims)
+            .map_err(|e| IdentityError::internal("sign", e))
+    }
+
     /// Every key this region ever had (a token still needs its `exp` to pass).
     pub fn verifier(&self) -> &KeySet {
         &self.verify
@@ -215,6 +226,13 @@ impl Identity {
     /// Signs access claims with the key active now.
     pub(crate) fn sign(&self, claims: &AccessClaims) -> Result<String, IdentityError> {
         self.keys.load().sign(claims, self.now())
+    }
+
+    pub(crate) fn sign_id_token(
+        &self,
+        claims: &domicile_core::token::IdClaims,
+    ) -> Result<String, IdentityError> {
+        self.keys.load().sign_id_token(claims, self.now())
     }
 
     /// `{"keys": [...]}`: this region's published public keys.

@@ -1,5 +1,7 @@
 //! Domicile's identity use cases, one module each: `registration`, `login`,
 //! `sessions` (sessions, refresh-token rotation, logout, bearer checks),
+//! `oidc` (sign-in for an OpenID Connect client, its codes, grants and
+//! userinfo),
 //! `profile`, `keys` (the region's signing keys and their rotation),
 //! `audit` (recording and reading a user's trail) and `residency` (the
 //! node's enforcement of the residency rule and the compliance reports).
@@ -26,6 +28,7 @@ mod error;
 pub mod index;
 pub mod keys;
 pub mod login;
+pub mod oidc;
 pub mod ports;
 pub mod profile;
 pub mod registration;
@@ -33,7 +36,7 @@ pub mod residency;
 pub mod sessions;
 
 pub use env::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
-pub use error::{Conflict, IdentityError, Unauthenticated};
+pub use error::{Conflict, GrantError, IdentityError, Unauthenticated};
 
 use arc_swap::ArcSwap;
 use domicile_core::{RegionCode, UnixSeconds, index::IndexSecret, topology::Topology};

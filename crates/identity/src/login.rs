@@ -42,15 +42,27 @@ impl Credentials {
 impl Identity {
     /// Signs a user in and starts a session.
     pub async fn login(&self, input: Credentials) -> Result<Authenticated, IdentityError> {
+        let user = self.authenticate(input).await?;
+        let r = self.start_session(&user).await?;
+        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &r.session_id);
+        Ok(r)
+    }
+
+    /// Checks an email and password against this region's accounts: the
+    /// user, rehashed when the stored hash is weaker than policy. A user
+    /// homed elsewhere is `WrongRegion`; an unknown one fails like a wrong
+    /// password, after a hash of the same cost; a wrong password is
+    /// audited.
+    pub(crate) async fn authenticate(
+        &self,
+        input: Credentials,
+    ) -> Result<UserRecord, IdentityError> {
         let key = self.secret.email_key(&input.email);
         let user = match self.store.get_identifier(&key).await? {
             Some(id) => self.store.get_user(&id).await?,
             None => None,
         };
         let Some(user) = user else {
-            // Not homed here: if the index homes the user elsewhere, say so
-            // (the edge follows it); otherwise fail exactly like a wrong
-            // password, after a hash of the same cost.
             if let Some(entry) = self.index.lookup(&key).await?
                 && entry.region != self.region
                 && entry.state == IndexState::Active
@@ -72,7 +84,7 @@ impl Identity {
                     .record(&user.user_id, AuditKind::LoginFailed, None, String::new());
                 Err(Unauthenticated::BadCredentials.into())
             }
-            password::Verified::Yes => self.login_session(&user).await,
+            password::Verified::Yes => Ok(user),
             password::Verified::YesRehash => {
                 let mut updated = user.clone();
                 let salt = random::<16>(self.entropy.as_ref());
@@ -81,14 +93,8 @@ impl Identity {
                 updated.updated_at = self.now();
                 // Best effort: a concurrent update wins and the next login retries.
                 self.store.update_user(&updated, user.version).await?;
-                self.login_session(&updated).await
+                Ok(updated)
             }
         }
-    }
-
-    async fn login_session(&self, user: &UserRecord) -> Result<Authenticated, IdentityError> {
-        let r = self.start_session(user).await?;
-        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &r.session_id);
-        Ok(r)
     }
 }

@@ -9,7 +9,9 @@ use domicile_core::{
     ids::{RefreshToken, SessionId, ulid_ms},
     token::{AccessClaims, Expectations, TokenError},
 };
-use domicile_store::{AuditKind, RefreshRecord, RevokeReason, SessionRecord, UserRecord};
+use domicile_store::{
+    AuditKind, RefreshRecord, RevokeReason, SessionClient, SessionRecord, UserRecord,
+};
 
 /// Scope of first-party access tokens.
 const SCOPE: &str = "openid profile email";
@@ -59,21 +61,33 @@ pub fn refresh_token(s: &str) -> Result<RefreshToken, IdentityError> {
     RefreshToken::parse(s).map_err(|e| IdentityError::invalid("refresh_token", e))
 }
 
+/// The tokens minted for a session: an access token, and a new refresh
+/// token when the session may have one.
+pub(crate) struct Minted {
+    pub access_token: String,
+    pub expires_in: i64,
+    /// The token and its lifetime in seconds.
+    pub refresh: Option<(String, i64)>,
+}
+
 impl Identity {
-    /// A new session for `user`, with its first tokens.
-    pub(crate) async fn start_session(
+    /// A new session of `user_id`, for the first-party API (`client` is
+    /// `None`) or an OpenID Connect client and its grant; no tokens yet.
+    pub(crate) async fn open_session(
         &self,
-        user: &UserRecord,
-    ) -> Result<Authenticated, IdentityError> {
+        user_id: &str,
+        client: Option<SessionClient>,
+    ) -> Result<(SessionId, SessionRecord), IdentityError> {
         let now = self.now();
         let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
         let session = SessionRecord {
             session_id: id.to_string(),
-            user_id: user.user_id.clone(),
+            user_id: user_id.to_owned(),
             created_at: now,
             expires_at: now + self.topology.tokens.session_ttl_seconds,
             revoked_at: None,
             revoked_reason: None,
+            client,
         };
         if !self.store.insert_session(&session, now).await?.is_applied() {
             return Err(IdentityError::internal(
@@ -81,58 +95,103 @@ impl Identity {
                 "session id collision",
             ));
         }
+        Ok((id, session))
+    }
+
+    /// A new first-party session for `user`, with its first tokens.
+    pub(crate) async fn start_session(
+        &self,
+        user: &UserRecord,
+    ) -> Result<Authenticated, IdentityError> {
+        let (id, session) = self.open_session(&user.user_id, None).await?;
         self.issue(user.user_id.clone(), &id, &session).await
     }
 
-    /// A new refresh token in `session` (whose id is `id`) and an access token.
+    /// An access token of `session` (whose id is `id`), and a new refresh
+    /// token in it when `with_refresh`. The token's `client_id` and
+    /// `scope` are the session's client's (the first-party API's when it
+    /// has none), and so is its lifetime when the client sets one.
+    pub(crate) async fn mint(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+        session: &SessionRecord,
+        with_refresh: bool,
+    ) -> Result<Minted, IdentityError> {
+        let now = self.now();
+        let refresh = if with_refresh {
+            let token = RefreshToken::new(id, random::<32>(self.entropy.as_ref()));
+            let refresh_expires =
+                (now + self.topology.tokens.refresh_ttl_seconds).min(session.expires_at);
+            let record = RefreshRecord {
+                token_hash: token.storage_hash(),
+                session_id: session.session_id.clone(),
+                user_id: user_id.to_owned(),
+                issued_at: now,
+                expires_at: refresh_expires,
+                used_at: None,
+            };
+            if !self.store.insert_refresh(&record, now).await?.is_applied() {
+                return Err(IdentityError::internal(
+                    "issue tokens",
+                    "refresh token collision",
+                ));
+            }
+            Some((token.expose().to_owned(), refresh_expires - now))
+        } else {
+            None
+        };
+        let (client_id, scope) = match &session.client {
+            Some(c) => (c.client_id.as_str(), c.scope.as_str()),
+            None => (CLIENT_ID, SCOPE),
+        };
+        let ttl = self
+            .topology
+            .clients
+            .get(client_id)
+            .and_then(|c| c.access_ttl_seconds)
+            .unwrap_or(self.topology.tokens.access_ttl_seconds);
+        let fed = &self.topology.federation;
+        let jti = ulid::Ulid::from_parts(ulid_ms(now, 0), self.random_u128());
+        let claims = AccessClaims {
+            iss: fed.issuer.clone(),
+            sub: user_id.to_owned(),
+            aud: fed.audience.clone(),
+            exp: now + ttl,
+            iat: now,
+            nbf: now,
+            jti: jti.to_string(),
+            client_id: client_id.into(),
+            scope: scope.into(),
+            rgn: self.region.to_string(),
+            sid: session.session_id.clone(),
+        };
+        Ok(Minted {
+            access_token: self.sign(&claims)?,
+            expires_in: ttl,
+            refresh,
+        })
+    }
+
+    /// A new refresh token in `session` and an access token.
     async fn issue(
         &self,
         user_id: String,
         id: &SessionId,
         session: &SessionRecord,
     ) -> Result<Authenticated, IdentityError> {
-        let now = self.now();
-        let token = RefreshToken::new(id, random::<32>(self.entropy.as_ref()));
-        let refresh_expires =
-            (now + self.topology.tokens.refresh_ttl_seconds).min(session.expires_at);
-        let record = RefreshRecord {
-            token_hash: token.storage_hash(),
-            session_id: session.session_id.clone(),
-            user_id: user_id.clone(),
-            issued_at: now,
-            expires_at: refresh_expires,
-            used_at: None,
-        };
-        if !self.store.insert_refresh(&record, now).await?.is_applied() {
-            return Err(IdentityError::internal(
-                "issue tokens",
-                "refresh token collision",
-            ));
-        }
-        let ttl = self.topology.tokens.access_ttl_seconds;
-        let fed = &self.topology.federation;
-        let jti = ulid::Ulid::from_parts(ulid_ms(now, 0), self.random_u128());
-        let claims = AccessClaims {
-            iss: fed.issuer.clone(),
-            sub: user_id.clone(),
-            aud: fed.audience.clone(),
-            exp: now + ttl,
-            iat: now,
-            nbf: now,
-            jti: jti.to_string(),
-            client_id: CLIENT_ID.into(),
-            scope: SCOPE.into(),
-            rgn: self.region.to_string(),
-            sid: session.session_id.clone(),
-        };
+        let m = self.mint(&user_id, id, session, true).await?;
+        let (refresh_token, refresh_expires_in) = m.refresh.ok_or_else(|| {
+            IdentityError::internal("issue tokens", "no refresh token was minted")
+        })?;
         Ok(Authenticated {
             user_id,
             region: self.region.clone(),
-            access_token: self.sign(&claims)?,
+            access_token: m.access_token,
             token_type: "Bearer",
-            expires_in: ttl,
-            refresh_token: token.expose().to_owned(),
-            refresh_expires_in: refresh_expires - now,
+            expires_in: m.expires_in,
+            refresh_token,
+            refresh_expires_in,
             session_id: session.session_id.clone(),
         })
     }
@@ -142,9 +201,22 @@ impl Identity {
         self.check_home(token.region(), "refresh_token")
     }
 
-    /// Exchanges a refresh token for new tokens. A token already exchanged
-    /// is reuse: the session is revoked and audited.
+    /// Exchanges a refresh token of the first-party API for new tokens. A
+    /// token already exchanged is reuse: the session is revoked and audited.
     pub async fn refresh(&self, token: &RefreshToken) -> Result<Authenticated, IdentityError> {
+        let (record, session) = self.rotate(token, None).await?;
+        self.issue(record.user_id, token.session(), &session).await
+    }
+
+    /// Spends a refresh token of `client`'s session (`None`: the first-party
+    /// API's): the token's record and its live session. A token of another
+    /// client's session is refused as invalid; one already spent is reuse,
+    /// and ends the session.
+    pub(crate) async fn rotate(
+        &self,
+        token: &RefreshToken,
+        client: Option<&str>,
+    ) -> Result<(RefreshRecord, SessionRecord), IdentityError> {
         self.check_token_home(token)?;
         let now = self.now();
         let invalid = || IdentityError::from(Unauthenticated::InvalidRefreshToken);
@@ -158,7 +230,9 @@ impl Identity {
             .get_session(&record.session_id, now)
             .await?
             .ok_or_else(invalid)?;
-        if session.revoked_at.is_some() {
+        if session.revoked_at.is_some()
+            || session.client.as_ref().map(|c| c.client_id.as_str()) != client
+        {
             return Err(invalid());
         }
         let won = record.used_at.is_none()
@@ -180,7 +254,7 @@ impl Identity {
             );
             return Err(Unauthenticated::RefreshReused.into());
         }
-        self.issue(record.user_id, token.session(), &session).await
+        Ok((record, session))
     }
 
     /// Verifies a bearer access token issued by this region for a live

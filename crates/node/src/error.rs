@@ -48,6 +48,8 @@ pub fn status(e: IdentityError) -> Status {
         IdentityError::EmailTaken => Status::already_exists(text),
         IdentityError::Busy => Status::resource_exhausted(text),
         IdentityError::Conflict(_) => Status::aborted(text),
+        // Grants are the token endpoint's (HTTP); no RPC makes one.
+        IdentityError::Grant(_) => Status::invalid_argument(text),
         IdentityError::NotIndexHost { .. } => Status::failed_precondition(text),
         IdentityError::IndexUnavailable { op, detail } => {
             tracing::warn!(op, error = %detail, "home-region index unavailable");

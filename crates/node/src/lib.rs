@@ -1,8 +1,9 @@
 //! Domicile's regional identity node: the transports of one region's use
 //! cases. gRPC services (identity API, home-region index, admin, health,
-//! reflection) and HTTP routes each convert their wire types (`convert`),
-//! call one use case of `domicile-identity`, and map its errors in one
-//! place per transport (`error::status` for gRPC; `http` for its routes).
+//! reflection), HTTP routes and the OpenID Connect endpoints and hosted
+//! pages (`oidc`) each convert their wire types (`convert`), call one use
+//! case of `domicile-identity`, and map its errors in one place per
+//! transport (`error::status` for gRPC; `http` and `oidc` for theirs).
 //!
 //! It also provides what the use cases need from outside: the bounded
 //! Argon2id pool (`hashing`), the index over gRPC for regions that do not
@@ -22,6 +23,7 @@ pub mod index;
 mod metered;
 mod metrics;
 mod observe;
+mod oidc;
 mod server;
 mod service;
 

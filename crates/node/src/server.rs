@@ -250,6 +250,10 @@ impl Node {
             topology.index.create_secret,
             entropy.as_ref(),
         )?;
+        // Every region derives the same sealing key, so a sign-in page
+        // rendered by one region can be answered in another.
+        let sealer = domicile_oidc::sealed::Sealer::new(&secret.derive("oidc sealed request v1"))
+            .map_err(|e| NodeError::start("oidc sealing key", e))?;
         let hosts_index = topology.index.host_region == region;
         let local_index = index_store.map(|ix| IndexHost::new(ix, clock.clone(), topology.clone()));
         let index: Arc<dyn HomeIndex> = match &local_index {
@@ -294,7 +298,7 @@ impl Node {
                     params: topology.passwords.params,
                 }),
                 clock: clock.clone(),
-                entropy,
+                entropy: entropy.clone(),
                 audit,
                 keys,
             })
@@ -318,7 +322,14 @@ impl Node {
             draining: draining.clone(),
             metrics: metrics.clone(),
         });
-        let mut routes = tonic::service::Routes::from(http::router(http_state))
+        let oidc_state = Arc::new(crate::oidc::OidcState {
+            identity: identity.clone(),
+            sealer,
+            clock: clock.clone(),
+            entropy: entropy.clone(),
+        });
+        let web = http::router(http_state).merge(crate::oidc::router(oidc_state));
+        let mut routes = tonic::service::Routes::from(web)
             .add_service(identity_server)
             .add_service(health_service)
             .add_service(reflection)

@@ -48,6 +48,7 @@ async fn main() {
                         expires_at: now + 30 * 86_400,
                         revoked_at: None,
                         revoked_reason: None,
+                        client: None,
                     };
                     s.insert_session(&session, now).await.unwrap();
                     let mut hash = [0u8; 32];

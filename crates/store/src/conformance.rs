@@ -52,6 +52,7 @@ fn session(id: &str, expires_at: UnixSeconds) -> SessionRecord {
         expires_at,
         revoked_at: None,
         revoked_reason: None,
+        client: None,
     }
 }
 
@@ -74,6 +75,7 @@ pub async fn region_store(store: &RegionStore) {
     refresh_tokens(store).await;
     signing_keys(store).await;
     audit(store).await;
+    codes(store).await;
     purge(store).await;
     foreign_records(store).await;
     export_and_erase(store).await;
@@ -413,6 +415,65 @@ async fn audit(s: &RegionStore) {
     );
 }
 
+fn code(n: u8) -> CodeRecord {
+    CodeRecord {
+        code_hash: [n; 32],
+        user_id: uid(70),
+        session_id: sid(70),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example.com/cb".into(),
+        scope: "openid email".into(),
+        nonce: Some("n-0S6".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        auth_time: NOW,
+        issued_at: NOW,
+        expires_at: NOW + 60,
+        kept_until: NOW + 600,
+        redeemed_at: None,
+    }
+}
+
+/// A code is redeemed once; a replay or a late redemption is refused with
+/// what the code was issued for; a dropped code is unknown.
+async fn codes(s: &RegionStore) {
+    let c = code(1);
+    assert_eq!(
+        s.redeem_code(&c.code_hash, NOW).await.unwrap(),
+        Redemption::Unknown
+    );
+    assert_eq!(s.insert_code(&c, NOW).await.unwrap(), Applied::Yes);
+    assert_eq!(
+        s.insert_code(&c, NOW).await.unwrap(),
+        Applied::No(()),
+        "a kept code is never overwritten"
+    );
+    let redeemed = CodeRecord {
+        redeemed_at: Some(NOW + 1),
+        ..c.clone()
+    };
+    assert_eq!(
+        s.redeem_code(&c.code_hash, NOW + 1).await.unwrap(),
+        Redemption::First(redeemed.clone())
+    );
+    assert_eq!(
+        s.redeem_code(&c.code_hash, NOW + 2).await.unwrap(),
+        Redemption::Refused(redeemed),
+        "a replay is refused, naming what the first redemption issued"
+    );
+    let late = code(2);
+    s.insert_code(&late, NOW).await.unwrap();
+    assert_eq!(
+        s.redeem_code(&late.code_hash, NOW + 60).await.unwrap(),
+        Redemption::Refused(late.clone()),
+        "an expired code is refused"
+    );
+    assert_eq!(
+        s.redeem_code(&late.code_hash, NOW + 600).await.unwrap(),
+        Redemption::Unknown,
+        "a code past kept_until is gone"
+    );
+}
+
 async fn purge(s: &RegionStore) {
     s.insert_session(&session(&sid(11), NOW + 10), NOW)
         .await
@@ -627,6 +688,34 @@ async fn foreign_records(s: &RegionStore) {
     refused(s.update_user(&user(US_USER, 2), 1).await, "users");
     assert_eq!(s.get_user(US_USER).await.unwrap(), None);
     assert_eq!(s.count_users().await.unwrap(), users_before);
+
+    // authorization codes
+    refused(
+        s.insert_code(
+            &CodeRecord {
+                user_id: US_USER.into(),
+                ..code(40)
+            },
+            NOW,
+        )
+        .await,
+        "authorization_codes",
+    );
+    refused(
+        s.insert_code(
+            &CodeRecord {
+                session_id: US_SESSION.into(),
+                ..code(41)
+            },
+            NOW,
+        )
+        .await,
+        "authorization_codes",
+    );
+    assert_eq!(
+        s.redeem_code(&[40; 32], NOW).await.unwrap(),
+        Redemption::Unknown
+    );
 
     // identifiers
     refused(

@@ -22,6 +22,7 @@
 mod audit;
 pub mod backend;
 mod codec;
+mod codes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
@@ -36,6 +37,7 @@ mod sessions;
 mod users;
 
 pub use backend::{Backend, Condition, Expiry, Key, Placement, Read, Row, Scope, Shape, Table};
+pub use codes::Redemption;
 pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
 pub use records::*;

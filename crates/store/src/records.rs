@@ -54,6 +54,20 @@ pub struct SessionRecord {
     pub revoked_at: Option<UnixSeconds>,
     #[serde(default)]
     pub revoked_reason: Option<RevokeReason>,
+    /// The OpenID Connect client the session was started for, and the
+    /// scopes granted to it; `None` for the first-party gRPC API.
+    #[serde(default)]
+    pub client: Option<SessionClient>,
+}
+
+/// The client of an OpenID Connect session and what it was granted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClient {
+    pub client_id: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Whether refresh tokens may be issued in this session.
+    pub refresh: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +75,38 @@ pub struct SessionRecord {
 pub enum RevokeReason {
     Logout,
     RefreshReuse,
+    /// An authorization code of the session was presented again.
+    CodeReplay,
+}
+
+/// An OpenID Connect authorization code, stored by the SHA-256 of its text:
+/// what the token endpoint needs to finish the flow. The row is kept past
+/// the code's own expiry (`kept_until`) so that a replay is recognised as
+/// one, and what the code issued can be revoked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub code_hash: [u8; 32],
+    pub user_id: String,
+    pub session_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// The S256 PKCE challenge, when the request had one.
+    #[serde(default)]
+    pub code_challenge: Option<String>,
+    /// When the user entered their password.
+    pub auth_time: UnixSeconds,
+    pub issued_at: UnixSeconds,
+    /// The code is refused from this instant.
+    pub expires_at: UnixSeconds,
+    /// The row is dropped from this instant.
+    pub kept_until: UnixSeconds,
+    /// Set by the first redemption.
+    #[serde(default)]
+    pub redeemed_at: Option<UnixSeconds>,
 }
 
 /// A refresh token, stored by the SHA-256 of its text (never the text).
@@ -131,16 +177,19 @@ pub enum AuditKind {
     RefreshReuse,
     Logout,
     ProfileUpdated,
+    /// An authorization code was presented again; its session was ended.
+    CodeReplay,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 6] = [
+    pub const ALL: [AuditKind; 7] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
         AuditKind::RefreshReuse,
         AuditKind::Logout,
         AuditKind::ProfileUpdated,
+        AuditKind::CodeReplay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +200,7 @@ impl AuditKind {
             AuditKind::RefreshReuse => "refresh_reuse",
             AuditKind::Logout => "logout",
             AuditKind::ProfileUpdated => "profile_updated",
+            AuditKind::CodeReplay => "code_replay",
         }
     }
 }

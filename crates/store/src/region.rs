@@ -40,6 +40,7 @@ pub const REGION_TABLES: &[&Table] = &[
     &crate::sessions::SESSIONS_BY_USER,
     &crate::keys::SIGNING_KEYS,
     &crate::audit::AUDIT,
+    &crate::codes::AUTHORIZATION_CODES,
 ];
 
 impl RegionStore {

@@ -16,6 +16,42 @@ pub const CHEAP_PASSWORDS: &str = "memory_kib = 256\niterations = 1\nparallelism
 /// OWASP's Argon2id parameters, for tests that measure real cost.
 pub const OWASP_PASSWORDS: &str = "memory_kib = 19456\niterations = 2\nparallelism = 1\n";
 
+/// The secret of the test federation's confidential client `web`.
+pub const WEB_CLIENT_SECRET: &str = "test-web-client-secret-0123456789abcdef";
+
+/// The OpenID Connect clients of every test federation: `demo`, public,
+/// with a loopback redirect (any port, RFC 8252 §7.3) and every scope;
+/// `web`, confidential ([`WEB_CLIENT_SECRET`]), without `offline_access`,
+/// German by default.
+fn test_clients() -> String {
+    format!(
+        r##"
+[clients.demo]
+name = "Demo"
+client_type = "public"
+redirect_uris = ["http://127.0.0.1/callback"]
+post_logout_redirect_uris = ["http://127.0.0.1/"]
+scopes = ["openid", "email", "profile", "offline_access"]
+
+[clients.demo.branding]
+display_name = "Demo app"
+primary_color = "#0b6e4f"
+
+[clients.web]
+name = "Web"
+client_type = "confidential"
+secret_sha256 = "{}"
+redirect_uris = ["https://web.example.com/callback"]
+scopes = ["openid", "email"]
+
+[clients.web.branding]
+default_locale = "de"
+terms_url = "https://web.example.com/terms"
+"##,
+        domicile_core::clients::secret_sha256_hex(WEB_CLIENT_SECRET)
+    )
+}
+
 /// (region, countries, email-domain rules)
 const REGIONS: &[(&str, &[&str], &[&str])] = &[
     (
@@ -292,6 +328,7 @@ impl FederationConfig {
                 list(domains),
             );
         }
+        t.push_str(&test_clients());
         t
     }
 }

@@ -6,5 +6,6 @@
 mod cql;
 mod crash;
 mod e2e;
+mod oidc;
 mod procs;
 mod telemetry;

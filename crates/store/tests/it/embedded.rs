@@ -233,6 +233,7 @@ async fn a_layout_1_database_is_migrated_on_open() {
         expires_at: 100,
         revoked_at: None,
         revoked_reason: None,
+        client: None,
     };
     let token = RefreshRecord {
         token_hash: [5; 32],

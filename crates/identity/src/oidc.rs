@@ -1,0 +1,328 @@
+//! OpenID Connect use cases: a password sign-in for a checked
+//! authorization request (a session for the client and an authorization
+//! code for it), the token endpoint's grants (`authorization_code`, checked
+//! against the code's client, redirect URI and PKCE challenge; and
+//! `refresh_token`, bound to the client's session), and userinfo. The
+//! protocol rules are `domicile-oidc`'s and sessions and tokens are
+//! `sessions`'; no HTTP here (client authentication is the transport's:
+//! these take the authenticated client).
+
+use crate::{
+    GrantError, Identity, IdentityError, env::random, login::Credentials, sessions::Minted,
+};
+use domicile_core::{
+    clients::{Client, RefreshPolicy},
+    ids::{AuthorizationCode, RefreshToken, SessionId},
+    token::IdClaims,
+};
+use domicile_oidc::{authorize::AuthorizationRequest, pkce};
+use domicile_store::{
+    AuditKind, CodeRecord, Redemption, RevokeReason, SessionClient, SessionRecord,
+};
+
+/// An authorization code is refused this many seconds after it was issued.
+pub const CODE_TTL_SECONDS: i64 = 60;
+/// A code's record is kept this long after issue, so that a replay is
+/// recognised as one (and what the code issued revoked).
+pub const CODE_KEPT_SECONDS: i64 = 600;
+
+/// What the token endpoint answers. The tokens are secrets: `Debug` shows
+/// none of them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: Option<String>,
+    pub id_token: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("refresh", &self.refresh_token.is_some())
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The claims `/userinfo` answers: `sub`, and what the token's scopes
+/// allow. Personal data: `Debug` shows only `sub`.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserInfo {
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+}
+
+impl std::fmt::Debug for UserInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserInfo")
+            .field("sub", &self.sub)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(why: &'static str) -> IdentityError {
+    GrantError::InvalidGrant(why).into()
+}
+
+/// Non-empty text, as an optional claim.
+fn claim(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+impl Identity {
+    fn client(&self, id: &str) -> Result<&Client, IdentityError> {
+        self.topology
+            .clients
+            .get(id)
+            .ok_or_else(|| IdentityError::invalid("client_id", "no such client"))
+    }
+
+    /// Signs the user in with their password for `req` (checked by
+    /// `domicile_oidc::authorize::check`): a session for the client with
+    /// the granted scopes, and a single-use authorization code for it.
+    pub async fn sign_in_for(
+        &self,
+        input: Credentials,
+        req: &AuthorizationRequest,
+    ) -> Result<String, IdentityError> {
+        let client = self.client(&req.client_id)?;
+        let user = self.authenticate(input).await?;
+        let grant = SessionClient {
+            client_id: client.id.clone(),
+            scope: req.scope(),
+            refresh: req.has_scope("offline_access")
+                || client.refresh_tokens == RefreshPolicy::Always,
+        };
+        let (_, session) = self.open_session(&user.user_id, Some(grant)).await?;
+        self.audit_event(
+            &user.user_id,
+            AuditKind::LoginSucceeded,
+            &session.session_id,
+        );
+        let now = self.now();
+        let code = AuthorizationCode::new(&self.region, random::<32>(self.entropy.as_ref()));
+        let record = CodeRecord {
+            code_hash: code.storage_hash(),
+            user_id: user.user_id,
+            session_id: session.session_id,
+            client_id: client.id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            scope: req.scope(),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.clone(),
+            auth_time: session.created_at,
+            issued_at: now,
+            expires_at: now + CODE_TTL_SECONDS,
+            kept_until: now + CODE_KEPT_SECONDS,
+            redeemed_at: None,
+        };
+        if !self.store.insert_code(&record, now).await?.is_applied() {
+            return Err(IdentityError::internal(
+                "sign in",
+                "authorization code collision",
+            ));
+        }
+        Ok(code.expose().to_owned())
+    }
+
+    /// The `authorization_code` grant for an authenticated `client`. A code
+    /// presented again ends the session it started (RFC 6749 §4.1.2).
+    pub async fn redeem_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: Option<&str>,
+        client: &Client,
+    ) -> Result<TokenResponse, IdentityError> {
+        let code = AuthorizationCode::parse(code).map_err(|_| invalid("the code is malformed"))?;
+        if code.region() != &self.region {
+            return Err(invalid("the code was not issued by this region"));
+        }
+        let now = self.now();
+        let c = match self.store.redeem_code(&code.storage_hash(), now).await? {
+            Redemption::First(c) => c,
+            Redemption::Refused(c) => {
+                if c.redeemed_at.is_some()
+                    && self
+                        .store
+                        .revoke_session(&c.session_id, now, RevokeReason::CodeReplay)
+                        .await?
+                        .is_applied()
+                {
+                    tracing::warn!(session = %c.session_id, "authorization code replayed; session revoked");
+                    self.audit_event(&c.user_id, AuditKind::CodeReplay, &c.session_id);
+                }
+                return Err(invalid("the code was already used or has expired"));
+            }
+            Redemption::Unknown => return Err(invalid("the code is unknown or has expired")),
+        };
+        if c.client_id != client.id {
+            return Err(invalid("the code was issued to another client"));
+        }
+        if c.redirect_uri != redirect_uri {
+            return Err(invalid("redirect_uri is not the authorization request's"));
+        }
+        match (&c.code_challenge, code_verifier) {
+            (Some(challenge), Some(v)) if pkce::verify_s256(v, challenge) => {}
+            (Some(_), Some(_)) => {
+                return Err(invalid("code_verifier does not match the code_challenge"));
+            }
+            (Some(_), None) => return Err(invalid("code_verifier is required (PKCE)")),
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "code_verifier given, but the request had no code_challenge",
+                ));
+            }
+            (None, None) if client.is_public() => {
+                return Err(invalid("a public client must use PKCE"));
+            }
+            (None, None) => {}
+        }
+        let session = self.live_session(&c.session_id, now).await?;
+        let refresh = session.client.as_ref().is_some_and(|g| g.refresh);
+        let id = SessionId::parse(&session.session_id)
+            .map_err(|e| IdentityError::internal("redeem code", e))?;
+        let minted = self.mint(&c.user_id, &id, &session, refresh).await?;
+        self.respond(&c.user_id, client, &session, c.nonce, c.auth_time, minted)
+            .await
+    }
+
+    /// The `refresh_token` grant for an authenticated `client`: the token
+    /// must be of a session started for this client; it rotates (a spent
+    /// one presented again ends the session).
+    pub async fn refresh_for(
+        &self,
+        token: &str,
+        client: &Client,
+    ) -> Result<TokenResponse, IdentityError> {
+        let token =
+            RefreshToken::parse(token).map_err(|_| invalid("the refresh token is malformed"))?;
+        let (record, session) =
+            self.rotate(&token, Some(&client.id))
+                .await
+                .map_err(|e| match e {
+                    IdentityError::Unauthenticated(_) => {
+                        invalid("the refresh token is invalid, expired or was used")
+                    }
+                    IdentityError::WrongRegion { .. } => {
+                        invalid("the refresh token was not issued by this region")
+                    }
+                    other => other,
+                })?;
+        let minted = self
+            .mint(&record.user_id, token.session(), &session, true)
+            .await?;
+        self.respond(
+            &record.user_id,
+            client,
+            &session,
+            None,
+            session.created_at,
+            minted,
+        )
+        .await
+    }
+
+    /// The claims of the bearer token's user that its scopes allow.
+    pub async fn userinfo(&self, bearer: &str) -> Result<UserInfo, IdentityError> {
+        let claims = self.authorize(bearer).await?;
+        let user = self
+            .store
+            .get_user(&claims.sub)
+            .await?
+            .ok_or(crate::Unauthenticated::UserGone)?;
+        let scopes: Vec<&str> = claims.scope.split(' ').collect();
+        let (email, profile) = (scopes.contains(&"email"), scopes.contains(&"profile"));
+        let display = user.display_name.clone();
+        Ok(UserInfo {
+            sub: user.user_id.clone(),
+            email: email.then(|| user.email.clone()),
+            email_verified: email.then_some(user.email_verified),
+            name: profile.then(|| claim(&display)).flatten(),
+            given_name: profile.then(|| claim(&user.given_name)).flatten(),
+            family_name: profile.then(|| claim(&user.family_name)).flatten(),
+            locale: profile.then(|| claim(&user.locale)).flatten(),
+        })
+    }
+
+    async fn live_session(
+        &self,
+        session_id: &str,
+        now: domicile_core::UnixSeconds,
+    ) -> Result<SessionRecord, IdentityError> {
+        self.store
+            .get_session(session_id, now)
+            .await?
+            .filter(|s| s.revoked_at.is_none())
+            .ok_or_else(|| invalid("the session has ended"))
+    }
+
+    /// The token response for `minted`, with an ID token for `client`.
+    async fn respond(
+        &self,
+        user_id: &str,
+        client: &Client,
+        session: &SessionRecord,
+        nonce: Option<String>,
+        auth_time: domicile_core::UnixSeconds,
+        minted: Minted,
+    ) -> Result<TokenResponse, IdentityError> {
+        let scope = session
+            .client
+            .as_ref()
+            .map(|g| g.scope.clone())
+            .unwrap_or_default();
+        let scopes: Vec<&str> = scope.split(' ').collect();
+        let user = self
+            .store
+            .get_user(user_id)
+            .await?
+            .ok_or_else(|| invalid("the user no longer exists"))?;
+        let (email, profile) = (scopes.contains(&"email"), scopes.contains(&"profile"));
+        let now = self.now();
+        let fed = &self.topology.federation;
+        let claims = IdClaims {
+            iss: fed.issuer.clone(),
+            sub: user.user_id.clone(),
+            aud: client.id.clone(),
+            exp: now + minted.expires_in,
+            iat: now,
+            auth_time,
+            nonce,
+            at_hash: Some(domicile_oidc::at_hash(&minted.access_token)),
+            amr: vec!["pwd".into()],
+            acr: "0".into(),
+            sid: session.session_id.clone(),
+            email: email.then(|| user.email.clone()),
+            email_verified: email.then_some(user.email_verified),
+            name: profile.then(|| claim(&user.display_name)).flatten(),
+            given_name: profile.then(|| claim(&user.given_name)).flatten(),
+            family_name: profile.then(|| claim(&user.family_name)).flatten(),
+            locale: profile.then(|| claim(&user.locale)).flatten(),
+        };
+        Ok(TokenResponse {
+            id_token: self.sign_id_token(&claims)?,
+            access_token: minted.access_token,
+            token_type: "Bearer",
+            expires_in: minted.expires_in,
+            refresh_token: minted.refresh.map(|(t, _)| t),
+            scope,
+        })
+    }
+}

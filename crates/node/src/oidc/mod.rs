@@ -1,0 +1,478 @@
+//! The OpenID Connect provider's HTTP endpoints on the node: `/authorize`
+//! (GET checks the request and shows the sign-in page; POST is the sign-in
+//! form), `/token` (the `authorization_code` and `refresh_token` grants,
+//! with client authentication) and `/userinfo`. Each parses its input,
+//! calls one use case of `domicile-identity` (or a check of
+//! `domicile-oidc`) and answers one page, redirect or JSON document.
+//!
+//! No state is kept between requests: the checked request travels sealed
+//! in the form, and the CSRF token in a cookie and a hidden field (double
+//! submit). The edge routes every request to the user's home region (the
+//! form's email through the routing table, codes and tokens by their
+//! region tag). Not here yet: sign-up, single sign-on sessions,
+//! revocation, introspection and logout (see `docs/oidc.md`).
+
+pub mod pages;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use domicile_core::clients::{Branding, Client};
+use domicile_identity::{Clock, Entropy, Identity, IdentityError, login::Credentials};
+use domicile_oidc::{
+    authorize::{self, AuthorizationRequest, Prompt, Refusal},
+    client_auth::{self, ClientAuthError, Presented},
+    redirect,
+    sealed::{LIFETIME_SECONDS, Sealer},
+};
+use pages::{ErrorPage, SignIn, Texts};
+use std::{collections::BTreeMap, sync::Arc};
+
+/// Largest query string or form body read.
+pub const MAX_INPUT: usize = 16 * 1024;
+
+/// What the endpoints need.
+pub struct OidcState {
+    pub identity: Arc<Identity>,
+    pub sealer: Sealer,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+pub fn router(state: Arc<OidcState>) -> Router {
+    Router::new()
+        .route("/authorize", get(authorize_page).post(sign_in))
+        .route("/token", post(token))
+        .route("/userinfo", get(userinfo).post(userinfo))
+        .layer(DefaultBodyLimit::max(MAX_INPUT))
+        .with_state(state)
+}
+
+/// Parameters of a query or form, refusing repeats.
+fn params(text: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+    if text.len() > MAX_INPUT {
+        return Err("the request is too large");
+    }
+    Ok(url::form_urlencoded::parse(text).into_owned().collect())
+}
+
+fn unique(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        if map.contains_key(&k) {
+            return Err(format!("{k} is given more than once"));
+        }
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A cookie's value from the `Cookie` header.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+fn eq_ct(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// `scheme://host[:port]` of a URL (a private-use scheme: `scheme:`).
+fn origin(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    match u.origin() {
+        url::Origin::Tuple(..) => Some(u.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => Some(format!("{}:", u.scheme())),
+    }
+}
+
+fn see_other(location: Option<String>) -> Response {
+    match location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        Some(l) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, l),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
+    }
+}
+
+impl OidcState {
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn issuer(&self) -> &str {
+        &self.identity.topology().federation.issuer
+    }
+
+    fn secure(&self) -> bool {
+        self.issuer().starts_with("https://")
+    }
+
+    /// The CSRF cookie's name: `__Host-` bound to this origin when https.
+    fn csrf_cookie(&self) -> &'static str {
+        if self.secure() {
+            "__Host-domicile_csrf"
+        } else {
+            "domicile_csrf"
+        }
+    }
+
+    fn random_text(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(domicile_identity::env::random::<32>(self.entropy.as_ref()))
+    }
+
+    fn client(&self, id: &str) -> Option<&Client> {
+        self.identity.topology().clients.get(id)
+    }
+
+    fn texts(
+        &self,
+        ui_locales: &[String],
+        headers: &HeaderMap,
+        brand: &Branding,
+    ) -> &'static Texts {
+        pages::texts(
+            ui_locales,
+            header_str(headers, header::ACCEPT_LANGUAGE),
+            &brand.default_locale,
+        )
+    }
+
+    /// The error page, branded for `client` when there is one.
+    fn error_page(
+        &self,
+        status: StatusCode,
+        client: Option<&Client>,
+        headers: &HeaderMap,
+        message: impl Fn(&Texts) -> String,
+    ) -> Response {
+        let neutral;
+        let brand = match client {
+            Some(c) => &c.branding,
+            None => {
+                neutral = pages::neutral_brand(&self.identity.topology().federation.name);
+                &neutral
+            }
+        };
+        let t = self.texts(&[], headers, brand);
+        let nonce = self.random_text();
+        let message = message(t);
+        let html = askama::Template::render(&ErrorPage {
+            t,
+            brand,
+            nonce: &nonce,
+            message: &message,
+        });
+        pages::respond(status, html, &nonce, None, &[])
+    }
+
+    /// The sign-in page for `req`, with a CSRF token (a new one, or the
+    /// browser's) in a cookie and the form.
+    #[allow(clippy::too_many_arguments)]
+    fn sign_in_page(
+        &self,
+        status: StatusCode,
+        req: &AuthorizationRequest,
+        client: &Client,
+        headers: &HeaderMap,
+        email: &str,
+        error: Option<fn(&Texts) -> &'static str>,
+        csrf: Option<&str>,
+    ) -> Response {
+        let brand = &client.branding;
+        let t = self.texts(&req.ui_locales, headers, brand);
+        let nonce = self.random_text();
+        let csrf = csrf.map_or_else(|| self.random_text(), str::to_owned);
+        let sealed = self.sealer.seal(req, self.now());
+        let html = askama::Template::render(&SignIn {
+            t,
+            brand,
+            nonce: &nonce,
+            sealed: &sealed,
+            csrf: &csrf,
+            email,
+            error: error.map(|e| e(t)),
+        });
+        let cookie = format!(
+            "{}={csrf}; Path=/; Max-Age={LIFETIME_SECONDS}; HttpOnly; SameSite=Lax{}",
+            self.csrf_cookie(),
+            if self.secure() { "; Secure" } else { "" }
+        );
+        pages::respond(
+            status,
+            html,
+            &nonce,
+            origin(&req.redirect_uri).as_deref(),
+            &[cookie],
+        )
+    }
+}
+
+/// GET /authorize: check the request; show the sign-in page, or send the
+/// error where it may go.
+async fn authorize_page(
+    State(s): State<Arc<OidcState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = match params(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(why) => return s.error_page(StatusCode::BAD_REQUEST, None, &headers, |_| why.into()),
+    };
+    match authorize::check(&pairs, &s.identity.topology().clients) {
+        Err(Refusal::Page(e)) => {
+            s.error_page(StatusCode::BAD_REQUEST, None, &headers, |_| e.to_string())
+        }
+        Err(Refusal::Redirect(r)) => see_other(redirect::error(&r, s.issuer())),
+        Ok(checked) => {
+            let req = checked.request;
+            let Some(client) = s.client(&req.client_id) else {
+                return s.error_page(StatusCode::BAD_REQUEST, None, &headers, |t| t.forged.into());
+            };
+            if req.prompt == Prompt::None {
+                // No single sign-on session exists to answer without a page.
+                let e = authorize::ErrorRedirect {
+                    redirect_uri: req.redirect_uri.clone(),
+                    state: req.state.clone(),
+                    error: "login_required",
+                    description: "the user is not signed in".into(),
+                };
+                return see_other(redirect::error(&e, s.issuer()));
+            }
+            let email = checked.login_hint.unwrap_or_default();
+            s.sign_in_page(StatusCode::OK, &req, client, &headers, &email, None, None)
+        }
+    }
+}
+
+/// POST /authorize: the sign-in form.
+async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bad = |t: &Texts| t.forged.to_owned();
+    let Ok(form) = params(&body).map_err(String::from).and_then(unique) else {
+        return s.error_page(StatusCode::BAD_REQUEST, None, &headers, bad);
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let req = match s.sealer.open(field("req"), s.now()) {
+        Ok(r) => r,
+        Err(e) => return s.error_page(StatusCode::BAD_REQUEST, None, &headers, |_| e.to_string()),
+    };
+    let Some(client) = s.client(&req.client_id) else {
+        return s.error_page(StatusCode::BAD_REQUEST, None, &headers, bad);
+    };
+    // Double-submit CSRF check, and the form must come from this origin.
+    let csrf_ok = cookie(&headers, s.csrf_cookie()).is_some_and(|c| eq_ct(c, field("csrf")));
+    let origin_ok = header_str(&headers, header::ORIGIN)
+        .is_none_or(|o| Some(o.to_owned()) == origin(s.issuer()));
+    if !csrf_ok || !origin_ok {
+        return s.error_page(StatusCode::FORBIDDEN, Some(client), &headers, bad);
+    }
+    let email = field("email");
+    let again = |status, error: fn(&Texts) -> &'static str| {
+        s.sign_in_page(
+            status,
+            &req,
+            client,
+            &headers,
+            email,
+            Some(error),
+            Some(field("csrf")),
+        )
+    };
+    let Ok(creds) = Credentials::new(email, field("password").to_owned()) else {
+        return again(StatusCode::BAD_REQUEST, |t| t.bad_input);
+    };
+    match s.identity.sign_in_for(creds, &req).await {
+        Ok(code) => see_other(redirect::code(
+            &req.redirect_uri,
+            &code,
+            req.state.as_deref(),
+            s.issuer(),
+        )),
+        Err(IdentityError::Unauthenticated(_)) => {
+            again(StatusCode::UNAUTHORIZED, |t| t.bad_credentials)
+        }
+        Err(IdentityError::Invalid { .. }) => again(StatusCode::BAD_REQUEST, |t| t.bad_input),
+        Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
+            again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
+        }
+    }
+}
+
+/// An OAuth 2.0 error document (RFC 6749 §5.2), never cached.
+fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let mut r = json(
+        status,
+        serde_json::json!({ "error": code, "error_description": description }),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"domicile\""),
+        );
+    }
+    r
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The use cases' refusals at the token endpoint.
+fn grant_error(e: IdentityError) -> Response {
+    match e {
+        IdentityError::Grant(g) => oauth_error(StatusCode::BAD_REQUEST, g.code(), &g.to_string()),
+        IdentityError::Invalid { field, reason } => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{field}: {reason}"),
+        ),
+        IdentityError::Busy => oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "try again shortly",
+        ),
+        other => {
+            tracing::error!(error = %other, "token endpoint failed");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            )
+        }
+    }
+}
+
+/// POST /token.
+async fn token(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = match params(&body).map_err(String::from).and_then(unique) {
+        Ok(f) => f,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let presented = Presented {
+        authorization: header_str(&headers, header::AUTHORIZATION),
+        client_id: field("client_id"),
+        client_secret: field("client_secret"),
+    };
+    let client = match client_auth::authenticate(&s.identity.topology().clients, presented) {
+        Ok(c) => c,
+        Err(e @ ClientAuthError::InvalidClient(_)) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+        }
+        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+    };
+    let missing = |p: &str| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{p} is required"),
+        )
+    };
+    let answer = match field("grant_type") {
+        Some("authorization_code") => {
+            let (Some(code), Some(redirect_uri)) = (field("code"), field("redirect_uri")) else {
+                return missing("code and redirect_uri");
+            };
+            s.identity
+                .redeem_code(code, redirect_uri, field("code_verifier"), client)
+                .await
+        }
+        Some("refresh_token") => {
+            let Some(t) = field("refresh_token") else {
+                return missing("refresh_token");
+            };
+            s.identity.refresh_for(t, client).await
+        }
+        None => return missing("grant_type"),
+        Some(other) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                &format!("grant_type {other:?} is not supported"),
+            );
+        }
+    };
+    match answer {
+        Ok(t) => {
+            let mut body = serde_json::json!({
+                "access_token": t.access_token,
+                "token_type": t.token_type,
+                "expires_in": t.expires_in,
+                "id_token": t.id_token,
+                "scope": t.scope,
+            });
+            if let Some(r) = t.refresh_token {
+                body["refresh_token"] = r.into();
+            }
+            json(StatusCode::OK, body)
+        }
+        Err(e) => grant_error(e),
+    }
+}
+
+/// GET or POST /userinfo with a bearer access token.
+async fn userinfo(State(s): State<Arc<OidcState>>, headers: HeaderMap) -> Response {
+    let refuse = |description: &str| {
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({ "error": "invalid_token", "error_description": description }),
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        r
+    };
+    let Some(bearer) =
+        header_str(&headers, header::AUTHORIZATION).and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return refuse("a bearer access token is required");
+    };
+    match s.identity.userinfo(bearer.trim()).await {
+        Ok(info) => match serde_json::to_value(&info) {
+            Ok(v) => json(StatusCode::OK, v),
+            Err(_) => oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            ),
+        },
+        Err(IdentityError::Unauthenticated(u)) => refuse(&u.to_string()),
+        Err(IdentityError::WrongRegion { .. }) => refuse("the token was not issued by this region"),
+        Err(e) => grant_error(e),
+    }
+}

@@ -1,0 +1,257 @@
+//! The hosted pages: the sign-in page and the error page (askama
+//! templates under `crates/node/templates`, HTML-escaped), branded per
+//! client, in English or German (`ui_locales`, then `Accept-Language`, then
+//! the client's default), usable without JavaScript, with the headers every
+//! page carries: a strict CSP (a per-response nonce for the one style
+//! block, `frame-ancestors 'none'`, forms only to this service and the
+//! app's redirect origin), no framing, no caching, no referrer.
+
+use askama::Template;
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use domicile_core::clients::{Branding, LOCALES};
+
+/// The words of the pages in one language.
+pub struct Texts {
+    pub lang: &'static str,
+    pub sign_in_title: &'static str,
+    pub sign_in_heading: &'static str,
+    pub email: &'static str,
+    pub password: &'static str,
+    pub sign_in_button: &'static str,
+    pub residency_note: &'static str,
+    pub error_title: &'static str,
+    pub error_heading: &'static str,
+    pub error_note: &'static str,
+    pub terms: &'static str,
+    pub privacy: &'static str,
+    pub bad_credentials: &'static str,
+    pub bad_input: &'static str,
+    pub busy: &'static str,
+    pub failed: &'static str,
+    pub forged: &'static str,
+}
+
+pub const EN: Texts = Texts {
+    lang: "en",
+    sign_in_title: "Sign in",
+    sign_in_heading: "Sign in to",
+    email: "Email address",
+    password: "Password",
+    sign_in_button: "Sign in",
+    residency_note: "Your account is kept in the region where it was created; signing in here does not move it.",
+    error_title: "Something went wrong",
+    error_heading: "This sign-in cannot continue",
+    error_note: "Go back to the app and start again.",
+    terms: "Terms",
+    privacy: "Privacy",
+    bad_credentials: "The email address or password is not right.",
+    bad_input: "Enter a valid email address and your password.",
+    busy: "Too many sign-ins at once. Please try again in a moment.",
+    failed: "The sign-in failed on our side. Please try again.",
+    forged: "This form is no longer valid. Go back to the app and start again.",
+};
+
+pub const DE: Texts = Texts {
+    lang: "de",
+    sign_in_title: "Anmelden",
+    sign_in_heading: "Anmelden bei",
+    email: "E-Mail-Adresse",
+    password: "Passwort",
+    sign_in_button: "Anmelden",
+    residency_note: "Ihr Konto bleibt in der Region, in der es angelegt wurde; die Anmeldung hier verschiebt es nicht.",
+    error_title: "Etwas ist schiefgelaufen",
+    error_heading: "Diese Anmeldung kann nicht fortgesetzt werden",
+    error_note: "Kehren Sie zur App zurück und beginnen Sie erneut.",
+    terms: "Nutzungsbedingungen",
+    privacy: "Datenschutz",
+    bad_credentials: "E-Mail-Adresse oder Passwort stimmen nicht.",
+    bad_input: "Geben Sie eine gültige E-Mail-Adresse und Ihr Passwort ein.",
+    busy: "Gerade melden sich zu viele an. Bitte versuchen Sie es gleich noch einmal.",
+    failed: "Die Anmeldung ist bei uns fehlgeschlagen. Bitte versuchen Sie es erneut.",
+    forged: "Dieses Formular ist nicht mehr gültig. Kehren Sie zur App zurück und beginnen Sie erneut.",
+};
+
+/// The first language we have among `ui_locales`, then `Accept-Language`
+/// (in its order, ignoring weights of 0), then `default`.
+pub fn texts(
+    ui_locales: &[String],
+    accept_language: Option<&str>,
+    default: &str,
+) -> &'static Texts {
+    let mut accepted: Vec<(f32, &str)> = accept_language
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.split(';');
+            let tag = it.next()?.trim();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())?;
+            (q > 0.0 && !tag.is_empty()).then_some((q, tag))
+        })
+        .collect();
+    // Highest weight first; equal weights keep their order.
+    accepted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ui_locales
+        .iter()
+        .map(String::as_str)
+        .chain(accepted.into_iter().map(|(_, tag)| tag))
+        .chain(std::iter::once(default))
+        .find_map(|tag| {
+            let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+            LOCALES.contains(&primary.as_str()).then_some(primary)
+        })
+        .map_or(&EN, |l| if l == "de" { &DE } else { &EN })
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub struct SignIn<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub sealed: &'a str,
+    pub csrf: &'a str,
+    /// Prefilled (the app's `login_hint`, or what was typed).
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub message: &'a str,
+}
+
+/// The branding of pages that belong to no (known) client.
+pub fn neutral_brand(federation: &str) -> Branding {
+    Branding {
+        display_name: federation.to_owned(),
+        logo_url: None,
+        primary_color: "#1f4b99".into(),
+        background_color: "#f6f7f9".into(),
+        terms_url: None,
+        privacy_url: None,
+        default_locale: "en".into(),
+    }
+}
+
+/// `Content-Security-Policy` for a page whose forms may post here and whose
+/// answer may redirect to `redirect_origin`.
+fn csp(nonce: &str, redirect_origin: Option<&str>) -> String {
+    format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; img-src https: data:; form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'",
+        redirect_origin.map(|o| format!(" {o}")).unwrap_or_default()
+    )
+}
+
+/// A rendered page with the headers every page carries; `cookies` are
+/// added as `Set-Cookie`.
+pub fn respond(
+    status: StatusCode,
+    html: Result<String, askama::Error>,
+    nonce: &str,
+    redirect_origin: Option<&str>,
+    cookies: &[String],
+) -> Response {
+    let body = match html {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "page did not render");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+        }
+    };
+    let mut headers = HeaderMap::new();
+    let mut set = |name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.append(name, v);
+        }
+    };
+    set(header::CONTENT_TYPE, "text/html; charset=utf-8");
+    set(
+        header::CONTENT_SECURITY_POLICY,
+        &csp(nonce, redirect_origin),
+    );
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::CACHE_CONTROL, "no-store");
+    set(header::REFERRER_POLICY, "no-referrer");
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    for c in cookies {
+        set(header::SET_COOKIE, c);
+    }
+    (status, headers, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (ui_locales, Accept-Language, client default) → the page language.
+    #[test]
+    fn the_language_is_chosen_in_order() {
+        for (ui, accept, default, want) in [
+            (vec![], None, "en", "en"),
+            (vec![], None, "de", "de"),
+            (vec!["de".to_owned()], Some("en"), "en", "de"),
+            (vec!["fr".to_owned(), "de-AT".to_owned()], None, "en", "de"),
+            (vec![], Some("fr-FR, de;q=0.8, en;q=0.5"), "en", "de"),
+            (vec![], Some("de;q=0, en"), "de", "en"),
+            (vec![], Some("fr, it"), "de", "de"),
+            (vec!["ja".to_owned()], Some("zz"), "en", "en"),
+        ] {
+            assert_eq!(
+                texts(&ui, accept, default).lang,
+                want,
+                "{ui:?} {accept:?} {default}"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let brand = Branding {
+            display_name: "<script>x</script>".into(),
+            ..neutral_brand("Domicile")
+        };
+        let html = SignIn {
+            t: &EN,
+            brand: &brand,
+            nonce: "n1",
+            sealed: "s\"><b>",
+            csrf: "c",
+            email: "a@example.org\"><script>",
+            error: Some("<i>no</i>"),
+        }
+        .render()
+        .unwrap();
+        for raw in ["<script>", "\"><b>", "<i>no</i>"] {
+            assert!(!html.contains(raw), "{raw} unescaped in {html}");
+        }
+        assert!(html.contains("<label for=\"email\">Email address</label>"));
+        assert!(html.contains("nonce=\"n1\""));
+    }
+
+    #[test]
+    fn every_page_forbids_framing_and_caching() {
+        let r = respond(
+            StatusCode::OK,
+            Ok("<p>x</p>".into()),
+            "abc",
+            Some("https://app.example.com"),
+            &[],
+        );
+        let h = r.headers();
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("style-src 'nonce-abc'"));
+        assert!(csp.contains("form-action 'self' https://app.example.com"));
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    }
+}
