@@ -275,7 +275,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "  client {} ({}): {}, redirect URIs {:?}, scopes {:?}",
                     c.id,
                     c.name,
-                    if c.is_public() { "public" } else { "confidential" },
+                    if c.is_public() {
+                        "public"
+                    } else {
+                        "confidential"
+                    },
                     c.redirect_uris,
                     c.scopes
                 );

@@ -47,6 +47,12 @@ pub enum Web {
     Token,
     /// `GET` or `POST /userinfo`.
     UserInfo,
+    /// `POST /revoke` or `POST /introspect`: the form's `token`.
+    TokenAbout,
+    /// `GET /signup` or `GET /signin` (a sealed request, no personal data).
+    Page,
+    /// `POST /signup`: the form's `email` and `region_preference`.
+    SignUpForm,
 }
 
 pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
@@ -55,6 +61,9 @@ pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
         ("POST", "/authorize") => Some(Web::SignInForm),
         ("POST", "/token") => Some(Web::Token),
         ("GET" | "POST", "/userinfo") => Some(Web::UserInfo),
+        ("POST", "/revoke" | "/introspect") => Some(Web::TokenAbout),
+        ("GET", "/signup" | "/signin") => Some(Web::Page),
+        ("POST", "/signup") => Some(Web::SignUpForm),
         _ => None,
     }
 }
@@ -83,7 +92,18 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
                 .and_then(|t| artifact_region(&t)),
             ..Identity::default()
         },
-        Web::UserInfo => Identity::default(),
+        Web::TokenAbout => Identity {
+            artifact: field("token").and_then(|t| artifact_region(&t).or_else(|| jwt_region(&t))),
+            ..Identity::default()
+        },
+        Web::SignUpForm => Identity {
+            email: field("email").and_then(|e| Email::parse(&e).ok()),
+            preference: field("region_preference")
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty()),
+            artifact: None,
+        },
+        Web::UserInfo | Web::Page => Identity::default(),
     }
 }
 
@@ -201,6 +221,12 @@ pub fn bearer_region(authorization: &str) -> Option<RegionCode> {
         .strip_prefix("Bearer ")
         .or_else(|| authorization.strip_prefix("bearer "))?
         .trim();
+    jwt_region(token)
+}
+
+/// The region of a JWT, read without verifying it: the `rgn` claim, or
+/// else the region of the `kid`.
+pub fn jwt_region(token: &str) -> Option<RegionCode> {
     if token.len() > domicile_core::token::MAX_TOKEN_LEN {
         return None;
     }
@@ -288,6 +314,25 @@ mod tests {
                 None,
             ),
             (Web::UserInfo, "", None, None),
+            (
+                Web::TokenAbout,
+                "token=rt_eu_01JD_x&token_type_hint=refresh_token",
+                None,
+                Some("eu"),
+            ),
+            (
+                Web::TokenAbout,
+                "token=eyJhbGciOiJFZERTQSJ9.eyJyZ24iOiJ1cyJ9.sig",
+                None,
+                Some("us"),
+            ),
+            (Web::TokenAbout, "token=garbage", None, None),
+            (
+                Web::SignUpForm,
+                "req=x&email=eve%40example.com&region_preference=ap",
+                Some("eve@example.com"),
+                None,
+            ),
         ] {
             let got = read_web(web, text.as_bytes());
             assert_eq!(got.email.as_ref().map(Email::as_str), email, "{text}");

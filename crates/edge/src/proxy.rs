@@ -279,8 +279,11 @@ impl EdgeProxy {
                 }
                 extract::read_web(web, query.as_bytes())
             }
-            extract::Web::UserInfo => extract::Identity::default(),
-            extract::Web::SignInForm | extract::Web::Token => {
+            extract::Web::UserInfo | extract::Web::Page => extract::Identity::default(),
+            extract::Web::SignInForm
+            | extract::Web::SignUpForm
+            | extract::Web::Token
+            | extract::Web::TokenAbout => {
                 let body = self.read_body(session).await?;
                 extract::read_web(web, &body)
             }

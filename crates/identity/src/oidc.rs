@@ -8,7 +8,11 @@
 //! these take the authenticated client).
 
 use crate::{
-    GrantError, Identity, IdentityError, env::random, login::Credentials, sessions::Minted,
+    GrantError, Identity, IdentityError,
+    env::random,
+    login::Credentials,
+    registration::{Finish, Finished, Registration},
+    sessions::Minted,
 };
 use domicile_core::{
     clients::{Client, RefreshPolicy},
@@ -17,7 +21,7 @@ use domicile_core::{
 };
 use domicile_oidc::{authorize::AuthorizationRequest, pkce};
 use domicile_store::{
-    AuditKind, CodeRecord, Redemption, RevokeReason, SessionClient, SessionRecord,
+    AuditKind, CodeRecord, Redemption, RevokeReason, SessionClient, SessionRecord, UserRecord,
 };
 
 /// An authorization code is refused this many seconds after it was issued.
@@ -76,6 +80,23 @@ impl std::fmt::Debug for UserInfo {
     }
 }
 
+/// What `/introspect` says about a token (RFC 7662).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Introspection {
+    /// Unknown, malformed, expired, spent, revoked, or not this region's.
+    Inactive,
+    Active {
+        /// `access_token` or `refresh_token`.
+        token_type: &'static str,
+        client_id: String,
+        sub: String,
+        scope: String,
+        exp: i64,
+        iat: i64,
+        sid: String,
+    },
+}
+
 fn invalid(why: &'static str) -> IdentityError {
     GrantError::InvalidGrant(why).into()
 }
@@ -101,8 +122,39 @@ impl Identity {
         input: Credentials,
         req: &AuthorizationRequest,
     ) -> Result<String, IdentityError> {
-        let client = self.client(&req.client_id)?;
+        self.client(&req.client_id)?;
         let user = self.authenticate(input).await?;
+        let (code, session_id) = self.issue_code(&user, req).await?;
+        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
+        Ok(code)
+    }
+
+    /// Registers a new user homed in this region (the rules of
+    /// `register`, including the retry of a cut-off registration) for
+    /// `req`: a session for the client and an authorization code for it.
+    pub async fn sign_up_for(
+        &self,
+        input: Registration,
+        req: &AuthorizationRequest,
+    ) -> Result<String, IdentityError> {
+        self.client(&req.client_id)?;
+        match self.register_as(input, Finish::Oidc(req)).await? {
+            Finished::Code(code) => Ok(code),
+            Finished::Session(_) => Err(IdentityError::internal(
+                "sign up",
+                "an OpenID Connect registration ended without a code",
+            )),
+        }
+    }
+
+    /// A session of `user` for `req`'s client with its grant, and a
+    /// single-use authorization code for it: (code, session id).
+    pub(crate) async fn issue_code(
+        &self,
+        user: &UserRecord,
+        req: &AuthorizationRequest,
+    ) -> Result<(String, String), IdentityError> {
+        let client = self.client(&req.client_id)?;
         let grant = SessionClient {
             client_id: client.id.clone(),
             scope: req.scope(),
@@ -110,17 +162,12 @@ impl Identity {
                 || client.refresh_tokens == RefreshPolicy::Always,
         };
         let (_, session) = self.open_session(&user.user_id, Some(grant)).await?;
-        self.audit_event(
-            &user.user_id,
-            AuditKind::LoginSucceeded,
-            &session.session_id,
-        );
         let now = self.now();
         let code = AuthorizationCode::new(&self.region, random::<32>(self.entropy.as_ref()));
         let record = CodeRecord {
             code_hash: code.storage_hash(),
-            user_id: user.user_id,
-            session_id: session.session_id,
+            user_id: user.user_id.clone(),
+            session_id: session.session_id.clone(),
             client_id: client.id.clone(),
             redirect_uri: req.redirect_uri.clone(),
             scope: req.scope(),
@@ -138,7 +185,7 @@ impl Identity {
                 "authorization code collision",
             ));
         }
-        Ok(code.expose().to_owned())
+        Ok((code.expose().to_owned(), session.session_id))
     }
 
     /// The `authorization_code` grant for an authenticated `client`. A code
@@ -259,6 +306,104 @@ impl Identity {
             family_name: profile.then(|| claim(&user.family_name)).flatten(),
             locale: profile.then(|| claim(&user.locale)).flatten(),
         })
+    }
+
+    /// What a token is, for an introspecting resource server: an access
+    /// token of a live session (signature, lifetime, session), or a refresh
+    /// token that is live, unspent, and of a live session.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, IdentityError> {
+        let now = self.now();
+        if let Ok(rt) = RefreshToken::parse(token) {
+            if rt.region() != &self.region {
+                return Ok(Introspection::Inactive);
+            }
+            let Some(record) = self
+                .store
+                .get_refresh(rt.session().as_str(), &rt.storage_hash(), now)
+                .await?
+                .filter(|r| r.used_at.is_none())
+            else {
+                return Ok(Introspection::Inactive);
+            };
+            let Ok(session) = self.live_session(&record.session_id, now).await else {
+                return Ok(Introspection::Inactive);
+            };
+            let (client_id, scope) = match &session.client {
+                Some(g) => (g.client_id.clone(), g.scope.clone()),
+                None => (
+                    crate::sessions::CLIENT_ID.to_owned(),
+                    crate::sessions::SCOPE.to_owned(),
+                ),
+            };
+            return Ok(Introspection::Active {
+                token_type: "refresh_token",
+                client_id,
+                sub: record.user_id,
+                scope,
+                exp: record.expires_at,
+                iat: record.issued_at,
+                sid: session.session_id,
+            });
+        }
+        match self.authorize(token).await {
+            Ok(c) => Ok(Introspection::Active {
+                token_type: "access_token",
+                client_id: c.client_id,
+                sub: c.sub,
+                scope: c.scope,
+                exp: c.exp,
+                iat: c.iat,
+                sid: c.sid,
+            }),
+            Err(IdentityError::Unauthenticated(_) | IdentityError::WrongRegion { .. }) => {
+                Ok(Introspection::Inactive)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// RFC 7009 revocation by `client`: a refresh or access token of one of
+    /// the client's sessions ends that session (audited as a logout). A
+    /// token that is unknown, invalid, expired, or another client's changes
+    /// nothing and is not an error (the endpoint answers 200 either way).
+    pub async fn revoke(&self, token: &str, client: &Client) -> Result<(), IdentityError> {
+        let now = self.now();
+        let session_id = if let Ok(rt) = RefreshToken::parse(token) {
+            if rt.region() != &self.region {
+                return Ok(());
+            }
+            self.store
+                .get_refresh(rt.session().as_str(), &rt.storage_hash(), now)
+                .await?
+                .map(|r| r.session_id)
+        } else {
+            match self.authorize(token).await {
+                Ok(c) => Some(c.sid),
+                Err(IdentityError::Unauthenticated(_) | IdentityError::WrongRegion { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let Some(session_id) = session_id else {
+            return Ok(());
+        };
+        let Some(session) = self.store.get_session(&session_id, now).await? else {
+            return Ok(());
+        };
+        let owned = session
+            .client
+            .as_ref()
+            .is_some_and(|g| g.client_id == client.id);
+        if owned
+            && self
+                .store
+                .revoke_session(&session_id, now, RevokeReason::Logout)
+                .await?
+                .is_applied()
+            && session.revoked_at.is_none()
+        {
+            self.audit_event(&session.user_id, AuditKind::Logout, &session_id);
+        }
+        Ok(())
     }
 
     async fn live_session(

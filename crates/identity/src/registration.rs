@@ -115,12 +115,27 @@ impl Drop for Running<'_> {
     }
 }
 
+/// How a registration ends once its account exists: a first-party session
+/// with its tokens, or a session for an OpenID Connect client and an
+/// authorization code for it.
+pub(crate) enum Finish<'a> {
+    FirstParty,
+    Oidc(&'a domicile_oidc::authorize::AuthorizationRequest),
+}
+
+/// What a finished registration gives its caller.
+pub(crate) enum Finished {
+    Session(Authenticated),
+    /// The authorization code.
+    Code(String),
+}
+
 /// What a retry finds when a pending claim of this region holds its email.
 enum CutOff {
     /// The claim's registration created its account and was cut off before
     /// confirming: it is confirmed now, and the retry, knowing the
     /// password, completes it.
-    Completed(Authenticated),
+    Completed(Finished),
     /// The claim's registration created no user: its claim is now this
     /// one's.
     TakenOver(UserId),
@@ -145,6 +160,37 @@ impl Identity {
 
     /// Registers a new user homed in this region and starts a session.
     pub async fn register(&self, input: Registration) -> Result<Authenticated, IdentityError> {
+        match self.register_as(input, Finish::FirstParty).await? {
+            Finished::Session(a) => Ok(a),
+            Finished::Code(_) => Err(IdentityError::internal(
+                "register",
+                "a first-party registration ended with a code",
+            )),
+        }
+    }
+
+    /// Ends a registration whose account exists (audited as `registered`).
+    async fn finish(&self, user: &UserRecord, how: &Finish<'_>) -> Result<Finished, IdentityError> {
+        match how {
+            Finish::FirstParty => {
+                let r = self.start_session(user).await?;
+                self.audit_event(&user.user_id, AuditKind::Registered, &r.session_id);
+                Ok(Finished::Session(r))
+            }
+            Finish::Oidc(req) => {
+                let (code, session_id) = self.issue_code(user, req).await?;
+                self.audit_event(&user.user_id, AuditKind::Registered, &session_id);
+                Ok(Finished::Code(code))
+            }
+        }
+    }
+
+    /// Registers a new user homed in this region and ends `how`.
+    pub(crate) async fn register_as(
+        &self,
+        input: Registration,
+        how: Finish<'_>,
+    ) -> Result<Finished, IdentityError> {
         self.check_placement(&input.email, input.preference.as_deref())?;
         let key = self.secret.email_key(&input.email);
         let user_id = self.new_user_id();
@@ -163,7 +209,7 @@ impl Identity {
                 return Err(IdentityError::EmailTaken);
             }
             match self
-                .resume_cut_off(&key, &holder.user_id, &pending, &input)
+                .resume_cut_off(&key, &holder.user_id, &pending, &input, &how)
                 .await?
             {
                 CutOff::Completed(r) => return Ok(r),
@@ -183,9 +229,7 @@ impl Identity {
                     self.store.delete_user(user_id.as_str()).await?;
                     return Err(Conflict::ClaimLost.into());
                 }
-                let r = self.start_session(&user).await?;
-                self.audit_event(&user.user_id, AuditKind::Registered, &r.session_id);
-                Ok(r)
+                self.finish(&user, &how).await
             }
             Err(e) => {
                 // Give the identifier back; if this fails the claim expires.
@@ -227,6 +271,7 @@ impl Identity {
         holder: &UserId,
         pending: &IndexEntry,
         input: &Registration,
+        how: &Finish<'_>,
     ) -> Result<CutOff, IdentityError> {
         if let Some(user) = self.store.get_user(holder.as_str()).await? {
             let owns_row =
@@ -241,9 +286,7 @@ impl Identity {
             {
                 password::Verified::No => Err(IdentityError::EmailTaken),
                 password::Verified::Yes | password::Verified::YesRehash => {
-                    let r = self.start_session(&user).await?;
-                    self.audit_event(&user.user_id, AuditKind::Registered, &r.session_id);
-                    Ok(CutOff::Completed(r))
+                    Ok(CutOff::Completed(self.finish(&user, how).await?))
                 }
             };
         }

@@ -14,9 +14,9 @@ use domicile_store::{
 };
 
 /// Scope of first-party access tokens.
-const SCOPE: &str = "openid profile email";
+pub(crate) const SCOPE: &str = "openid profile email";
 /// `client_id` of tokens issued through the first-party API.
-const CLIENT_ID: &str = "domicile";
+pub(crate) const CLIENT_ID: &str = "domicile";
 
 /// A signed-in session's credentials. The tokens are secrets: `Debug`
 /// shows only ids.

@@ -1,7 +1,7 @@
 //! The OpenID Provider metadata (`/.well-known/openid-configuration`,
 //! OpenID Connect Discovery 1.0 and RFC 8414): everything this provider
-//! supports, and nothing it does not. (Revocation, introspection and
-//! RP-initiated logout are listed once their endpoints exist.)
+//! supports, and nothing it does not. (RP-initiated logout is listed once
+//! its endpoint exists.)
 
 use serde_json::{Value, json};
 
@@ -36,6 +36,8 @@ pub fn document(issuer: &str) -> Value {
         "token_endpoint": at("/token"),
         "userinfo_endpoint": at("/userinfo"),
         "jwks_uri": at("/.well-known/jwks.json"),
+        "revocation_endpoint": at("/revoke"),
+        "introspection_endpoint": at("/introspect"),
         "scopes_supported": SCOPES,
         "claims_supported": CLAIMS,
         "response_types_supported": ["code"],
@@ -46,6 +48,8 @@ pub fn document(issuer: &str) -> Value {
         "userinfo_signing_alg_values_supported": ["none"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": domicile_core::clients::LOCALES,
         "claims_parameter_supported": false,
@@ -67,6 +71,8 @@ mod tests {
             "token_endpoint",
             "userinfo_endpoint",
             "jwks_uri",
+            "revocation_endpoint",
+            "introspection_endpoint",
         ] {
             assert!(
                 d[k].as_str()

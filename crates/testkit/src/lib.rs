@@ -136,3 +136,15 @@ pub fn grpc_status(headers: &http::HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
+
+/// The value of `<input … name="{name}" value="…">` in a hosted page (the
+/// pages' attribute order; values are HTML-escaped, and the fields read
+/// this way hold no characters that escaping changes).
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let Some(at) = html.find(&marker) else {
+        panic!("no {name} field in:\n{html}");
+    };
+    let rest = &html[at + marker.len()..];
+    rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
+}

@@ -7,7 +7,7 @@
 //! refusals are named after the OpenID conformance suite's modules.
 
 use crate::procs::*;
-use domicile_testkit::PASSWORD;
+use domicile_testkit::{PASSWORD, hidden_field as hidden};
 use openidconnect::{
     AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
@@ -28,15 +28,6 @@ fn browser() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-/// The value of `<input … name="{name}" value="…">` in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no {name} field in:\n{html}"));
-    let rest = &html[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 /// The query parameters of a `Location`.
@@ -452,5 +443,185 @@ async fn refusals_named_after_the_conformance_modules() {
     assert!(
         tokens.refresh_token().is_none(),
         "no offline_access, no refresh token"
+    );
+
+    // Introspection (RFC 7662) by the confidential client, and revocation
+    // (RFC 7009): another client's revocation changes nothing; the owner's
+    // ends the session.
+    let access = tokens.access_token().secret().clone();
+    let web_secret = domicile_testkit::config::WEB_CLIENT_SECRET;
+    let introspect = |token: String, as_public: bool| {
+        let http = no_cookie.clone();
+        let edge = edge.clone();
+        async move {
+            let req = http.post(format!("{edge}/introspect"));
+            let req = if as_public {
+                req.form(&[("token", token.as_str()), ("client_id", "demo")])
+            } else {
+                req.basic_auth("web", Some(web_secret))
+                    .form(&[("token", token.as_str())])
+            };
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    let (status, about) = introspect(access.clone(), false).await;
+    assert_eq!(
+        (status, about["active"].as_bool()),
+        (200, Some(true)),
+        "{about}"
+    );
+    assert_eq!(about["client_id"], "web");
+    assert_eq!(about["token_type"], "access_token");
+    let (_, garbage) = introspect("not-a-token".into(), false).await;
+    assert_eq!(garbage, serde_json::json!({ "active": false }));
+    let (status, refused) = introspect(access.clone(), true).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{refused}"
+    );
+    let revoke = |form: Vec<(&'static str, String)>, basic: bool| {
+        let http = no_cookie.clone();
+        let edge = edge.clone();
+        async move {
+            let req = http.post(format!("{edge}/revoke"));
+            let req = if basic {
+                req.basic_auth("web", Some(web_secret))
+            } else {
+                req
+            };
+            req.form(&form).send().await.unwrap().status().as_u16()
+        }
+    };
+    let by_demo = vec![("token", access.clone()), ("client_id", "demo".into())];
+    assert_eq!(revoke(by_demo, false).await, 200);
+    assert_eq!(
+        introspect(access.clone(), false).await.1["active"],
+        true,
+        "another client's revocation does nothing"
+    );
+    assert_eq!(revoke(vec![("token", access.clone())], true).await, 200);
+    assert_eq!(
+        introspect(access.clone(), false).await.1["active"],
+        false,
+        "the owner's revocation ends the session"
+    );
+    assert_eq!(
+        revoke(vec![("token", "unknown".into())], true).await,
+        200,
+        "an unknown token is not an error"
+    );
+}
+
+/// Sign-up on the hosted page: the page says where the data will live and
+/// offers the federation's regions; a user in Germany chooses us, and the
+/// account, the code and the ID token are us's. The email then signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_signs_up_on_the_hosted_page_and_chooses_a_region() {
+    let fed = Federation::start();
+    let edge = format!("http://{}", fed.edge_addr);
+    let http = browser();
+    let url = format!(
+        "{edge}/authorize?client_id=demo&response_type=code&scope=openid%20email&state=s9&nonce=n9&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&redirect_uri=http%3A%2F%2F127.0.0.1%3A49152%2Fcallback"
+    );
+    let signin = http
+        .get(&url)
+        .header("x-forwarded-for", "192.0.2.50")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sealed = hidden(&signin, "req");
+    assert!(
+        signin.contains(&format!("/signup?req={sealed}")),
+        "a sign-up link"
+    );
+    let page = http
+        .get(format!("{edge}/signup?req={sealed}"))
+        .header("x-forwarded-for", "192.0.2.50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["domicile-region"], "eu", "placed by GeoIP");
+    let html = page.text().await.unwrap();
+    for region in ["value=\"eu\" checked", "value=\"us\"", "value=\"ap\""] {
+        assert!(html.contains(region), "{region} in:\n{html}");
+    }
+    let answer = http
+        .post(format!("{edge}/signup"))
+        .header("x-forwarded-for", "192.0.2.50")
+        .form(&[
+            ("req", hidden(&html, "req").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("email", "eve@example.org"),
+            ("password", PASSWORD),
+            ("region_preference", "us"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "{:?}", answer.text().await);
+    let back = query(answer.headers()["location"].to_str().unwrap());
+    assert_eq!(back["state"], "s9");
+    assert!(back["code"].starts_with("ac_us_"), "{back:?}");
+    let token = http
+        .post(format!("{edge}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "demo"),
+            ("code", back["code"].as_str()),
+            ("redirect_uri", "http://127.0.0.1:49152/callback"),
+            (
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let users = fed.users().await;
+    assert_eq!(
+        users,
+        [
+            ("ap".to_owned(), 0),
+            ("eu".to_owned(), 0),
+            ("us".to_owned(), 1)
+        ]
+    );
+    // Signing up again with the email is refused on the page.
+    let page = http
+        .get(format!("{edge}/signup?req={}", hidden(&html, "req")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let again = http
+        .post(format!("{edge}/signup"))
+        .form(&[
+            ("req", hidden(&page, "req").as_str()),
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("email", "eve@example.org"),
+            ("password", PASSWORD),
+            ("region_preference", "us"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    // The eu node, which rendered the page, never saw the email.
+    let log = std::fs::read_to_string(fed.dir.path().join("node-eu.log")).unwrap();
+    assert_no_leak(
+        "node eu",
+        &log,
+        &["eve@example.org".into(), PASSWORD.into()],
     );
 }

@@ -1,7 +1,9 @@
 //! The OpenID Connect provider's HTTP endpoints on the node: `/authorize`
 //! (GET checks the request and shows the sign-in page; POST is the sign-in
-//! form), `/token` (the `authorization_code` and `refresh_token` grants,
-//! with client authentication) and `/userinfo`. Each parses its input,
+//! form), `/signup` (the sign-up page and form, and `/signin` back to the
+//! sign-in page, both for a sealed request), `/token` (the `authorization_code` and `refresh_token` grants,
+//! with client authentication), `/userinfo`, `/revoke` (RFC 7009) and
+//! `/introspect` (RFC 7662, confidential clients). Each parses its input,
 //! calls one use case of `domicile-identity` (or a check of
 //! `domicile-oidc`) and answers one page, redirect or JSON document.
 //!
@@ -9,8 +11,8 @@
 //! in the form, and the CSRF token in a cookie and a hidden field (double
 //! submit). The edge routes every request to the user's home region (the
 //! form's email through the routing table, codes and tokens by their
-//! region tag). Not here yet: sign-up, single sign-on sessions,
-//! revocation, introspection and logout (see `docs/oidc.md`).
+//! region tag). Not here yet: single sign-on sessions and logout (see
+//! `docs/oidc.md`).
 
 pub mod pages;
 
@@ -24,7 +26,10 @@ use axum::{
 };
 use base64::Engine as _;
 use domicile_core::clients::{Branding, Client};
-use domicile_identity::{Clock, Entropy, Identity, IdentityError, login::Credentials};
+use domicile_identity::{
+    Clock, Entropy, Identity, IdentityError, login::Credentials, profile::ProfileChange,
+    registration::Registration,
+};
 use domicile_oidc::{
     authorize::{self, AuthorizationRequest, Prompt, Refusal},
     client_auth::{self, ClientAuthError, Presented},
@@ -37,6 +42,10 @@ use std::{collections::BTreeMap, sync::Arc};
 /// Largest query string or form body read.
 pub const MAX_INPUT: usize = 16 * 1024;
 
+/// A hosted form that passed its checks: its fields, its sealed request,
+/// and the request's client.
+type CheckedForm<'c> = (BTreeMap<String, String>, AuthorizationRequest, &'c Client);
+
 /// What the endpoints need.
 pub struct OidcState {
     pub identity: Arc<Identity>,
@@ -48,8 +57,12 @@ pub struct OidcState {
 pub fn router(state: Arc<OidcState>) -> Router {
     Router::new()
         .route("/authorize", get(authorize_page).post(sign_in))
+        .route("/signin", get(sign_in_again))
+        .route("/signup", get(sign_up_page).post(sign_up))
         .route("/token", post(token))
         .route("/userinfo", get(userinfo).post(userinfo))
+        .route("/revoke", post(revoke))
+        .route("/introspect", post(introspect))
         .layer(DefaultBodyLimit::max(MAX_INPUT))
         .with_state(state)
 }
@@ -217,18 +230,243 @@ impl OidcState {
             email,
             error: error.map(|e| e(t)),
         });
-        let cookie = format!(
-            "{}={csrf}; Path=/; Max-Age={LIFETIME_SECONDS}; HttpOnly; SameSite=Lax{}",
-            self.csrf_cookie(),
-            if self.secure() { "; Secure" } else { "" }
-        );
         pages::respond(
             status,
             html,
             &nonce,
             origin(&req.redirect_uri).as_deref(),
-            &[cookie],
+            &[self.csrf_set_cookie(&csrf)],
         )
+    }
+
+    /// `Set-Cookie` of the CSRF token.
+    fn csrf_set_cookie(&self, csrf: &str) -> String {
+        format!(
+            "{}={csrf}; Path=/; Max-Age={LIFETIME_SECONDS}; HttpOnly; SameSite=Lax{}",
+            self.csrf_cookie(),
+            if self.secure() { "; Secure" } else { "" }
+        )
+    }
+
+    /// The sign-up page for `req`: where the account will be kept (this
+    /// region, where the edge placed the page, unless a domain rule says
+    /// otherwise), and the choice of region when the federation allows it.
+    #[allow(clippy::too_many_arguments)]
+    fn sign_up_page(
+        &self,
+        status: StatusCode,
+        req: &AuthorizationRequest,
+        client: &Client,
+        headers: &HeaderMap,
+        email: &str,
+        error: Option<fn(&Texts) -> &'static str>,
+        csrf: Option<&str>,
+    ) -> Response {
+        let brand = &client.branding;
+        let t = self.texts(&req.ui_locales, headers, brand);
+        let nonce = self.random_text();
+        let csrf = csrf.map_or_else(|| self.random_text(), str::to_owned);
+        let sealed = self.sealer.seal(req, self.now());
+        let topology = self.identity.topology();
+        let label = |r: &domicile_core::topology::Region| format!("{} ({})", r.residency, r.code);
+        let here = self.identity.region();
+        let here_label = topology
+            .region(here)
+            .map_or_else(|| here.to_string(), label);
+        let regions = if topology.federation.allow_region_preference {
+            topology
+                .regions
+                .values()
+                .map(|r| (r.code.to_string(), label(r)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let html = askama::Template::render(&pages::SignUp {
+            t,
+            brand,
+            nonce: &nonce,
+            sealed: &sealed,
+            csrf: &csrf,
+            email,
+            error: error.map(|e| e(t)),
+            here: here_label,
+            here_code: here.as_str(),
+            regions,
+        });
+        pages::respond(
+            status,
+            html,
+            &nonce,
+            origin(&req.redirect_uri).as_deref(),
+            &[self.csrf_set_cookie(&csrf)],
+        )
+    }
+
+    /// A form's sealed request and its client, and whether its CSRF token
+    /// and origin are this service's; or the error page.
+    fn checked_form<'f>(
+        &'f self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<CheckedForm<'f>, Box<Response>> {
+        let bad = |t: &Texts| t.forged.to_owned();
+        let Ok(form) = params(body).map_err(String::from).and_then(unique) else {
+            return Err(Box::new(self.error_page(
+                StatusCode::BAD_REQUEST,
+                None,
+                headers,
+                bad,
+            )));
+        };
+        let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+        let req = self.sealer.open(field("req"), self.now()).map_err(|e| {
+            Box::new(self.error_page(StatusCode::BAD_REQUEST, None, headers, |_| e.to_string()))
+        })?;
+        let Some(client) = self.client(&req.client_id) else {
+            return Err(Box::new(self.error_page(
+                StatusCode::BAD_REQUEST,
+                None,
+                headers,
+                bad,
+            )));
+        };
+        // Double-submit CSRF check, and the form must come from this origin.
+        let csrf_ok = cookie(headers, self.csrf_cookie()).is_some_and(|c| eq_ct(c, field("csrf")));
+        let origin_ok = header_str(headers, header::ORIGIN)
+            .is_none_or(|o| Some(o.to_owned()) == origin(self.issuer()));
+        if !csrf_ok || !origin_ok {
+            return Err(Box::new(self.error_page(
+                StatusCode::FORBIDDEN,
+                Some(client),
+                headers,
+                bad,
+            )));
+        }
+        Ok((form, req, client))
+    }
+
+    /// The sealed request of a page link (`?req=`) and its client.
+    fn sealed_in_query(
+        &self,
+        headers: &HeaderMap,
+        query: Option<String>,
+    ) -> Result<(AuthorizationRequest, &Client), Box<Response>> {
+        let pairs = params(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+        let sealed = pairs
+            .iter()
+            .find(|(k, _)| k == "req")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        let req = self.sealer.open(sealed, self.now()).map_err(|e| {
+            Box::new(self.error_page(StatusCode::BAD_REQUEST, None, headers, |_| e.to_string()))
+        })?;
+        match self.client(&req.client_id) {
+            Some(c) => Ok((req, c)),
+            None => Err(Box::new(self.error_page(
+                StatusCode::BAD_REQUEST,
+                None,
+                headers,
+                |t| t.forged.into(),
+            ))),
+        }
+    }
+}
+
+/// GET /signin?req=…: the sign-in page again (from the sign-up page).
+async fn sign_in_again(
+    State(s): State<Arc<OidcState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match s.sealed_in_query(&headers, query) {
+        Ok((req, client)) => {
+            let csrf = cookie(&headers, s.csrf_cookie()).map(str::to_owned);
+            s.sign_in_page(
+                StatusCode::OK,
+                &req,
+                client,
+                &headers,
+                "",
+                None,
+                csrf.as_deref(),
+            )
+        }
+        Err(page) => *page,
+    }
+}
+
+/// GET /signup?req=…: the sign-up page.
+async fn sign_up_page(
+    State(s): State<Arc<OidcState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match s.sealed_in_query(&headers, query) {
+        Ok((req, client)) => {
+            let csrf = cookie(&headers, s.csrf_cookie()).map(str::to_owned);
+            s.sign_up_page(
+                StatusCode::OK,
+                &req,
+                client,
+                &headers,
+                "",
+                None,
+                csrf.as_deref(),
+            )
+        }
+        Err(page) => *page,
+    }
+}
+
+/// POST /signup: the sign-up form.
+async fn sign_up(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, req, client) = match s.checked_form(&headers, &body) {
+        Ok(f) => f,
+        Err(page) => return *page,
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let email = field("email");
+    let again = |status, error: fn(&Texts) -> &'static str| {
+        s.sign_up_page(
+            status,
+            &req,
+            client,
+            &headers,
+            email,
+            Some(error),
+            Some(field("csrf")),
+        )
+    };
+    let registration = match Registration::new(
+        email,
+        field("password").to_owned(),
+        ProfileChange::default(),
+        field("region_preference"),
+    ) {
+        Ok(r) => r,
+        Err(_) => return again(StatusCode::BAD_REQUEST, |t| t.sign_up_bad_input),
+    };
+    match s.identity.sign_up_for(registration, &req).await {
+        Ok(code) => see_other(redirect::code(
+            &req.redirect_uri,
+            &code,
+            req.state.as_deref(),
+            s.issuer(),
+        )),
+        Err(IdentityError::EmailTaken) => again(StatusCode::CONFLICT, |t| t.email_taken),
+        Err(IdentityError::Invalid { .. }) => {
+            again(StatusCode::BAD_REQUEST, |t| t.sign_up_bad_input)
+        }
+        Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
+        Err(IdentityError::WrongRegion { home }) => {
+            tracing::warn!(%home, "sign-up form reached a region that does not home the email");
+            again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-up failed");
+            again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
+        }
     }
 }
 
@@ -271,25 +509,11 @@ async fn authorize_page(
 
 /// POST /authorize: the sign-in form.
 async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let bad = |t: &Texts| t.forged.to_owned();
-    let Ok(form) = params(&body).map_err(String::from).and_then(unique) else {
-        return s.error_page(StatusCode::BAD_REQUEST, None, &headers, bad);
+    let (form, req, client) = match s.checked_form(&headers, &body) {
+        Ok(f) => f,
+        Err(page) => return *page,
     };
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-    let req = match s.sealer.open(field("req"), s.now()) {
-        Ok(r) => r,
-        Err(e) => return s.error_page(StatusCode::BAD_REQUEST, None, &headers, |_| e.to_string()),
-    };
-    let Some(client) = s.client(&req.client_id) else {
-        return s.error_page(StatusCode::BAD_REQUEST, None, &headers, bad);
-    };
-    // Double-submit CSRF check, and the form must come from this origin.
-    let csrf_ok = cookie(&headers, s.csrf_cookie()).is_some_and(|c| eq_ct(c, field("csrf")));
-    let origin_ok = header_str(&headers, header::ORIGIN)
-        .is_none_or(|o| Some(o.to_owned()) == origin(s.issuer()));
-    if !csrf_ok || !origin_ok {
-        return s.error_page(StatusCode::FORBIDDEN, Some(client), &headers, bad);
-    }
     let email = field("email");
     let again = |status, error: fn(&Texts) -> &'static str| {
         s.sign_in_page(
@@ -317,6 +541,12 @@ async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
         }
         Err(IdentityError::Invalid { .. }) => again(StatusCode::BAD_REQUEST, |t| t.bad_input),
         Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
+        Err(IdentityError::WrongRegion { home }) => {
+            // The edge sent the form to the wrong region (a stale index
+            // answer): nothing was read here; the user retries.
+            tracing::warn!(%home, "sign-in form reached a region that does not home the user");
+            again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed)
+        }
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
             again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
@@ -376,25 +606,48 @@ fn grant_error(e: IdentityError) -> Response {
     }
 }
 
-/// POST /token.
-async fn token(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match params(&body).map_err(String::from).and_then(unique) {
-        Ok(f) => f,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
-    };
+/// A client's form request (token, revocation, introspection): the form
+/// and the authenticated client, or the OAuth error to answer.
+fn client_request<'s>(
+    s: &'s OidcState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(BTreeMap<String, String>, &'s Client), Box<Response>> {
+    let form = params(body)
+        .map_err(String::from)
+        .and_then(unique)
+        .map_err(|why| {
+            Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &why,
+            ))
+        })?;
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let presented = Presented {
-        authorization: header_str(&headers, header::AUTHORIZATION),
+        authorization: header_str(headers, header::AUTHORIZATION),
         client_id: field("client_id"),
         client_secret: field("client_secret"),
     };
-    let client = match client_auth::authenticate(&s.identity.topology().clients, presented) {
-        Ok(c) => c,
-        Err(e @ ClientAuthError::InvalidClient(_)) => {
-            return oauth_error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+    match client_auth::authenticate(&s.identity.topology().clients, presented) {
+        Ok(c) => Ok((form, c)),
+        Err(e) => {
+            let status = match e {
+                ClientAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+                ClientAuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            };
+            Err(Box::new(oauth_error(status, e.code(), &e.to_string())))
         }
-        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+    }
+}
+
+/// POST /token.
+async fn token(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, client) = match client_request(&s, &headers, &body) {
+        Ok(r) => r,
+        Err(refusal) => return *refusal,
     };
+    let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let missing = |p: &str| {
         oauth_error(
             StatusCode::BAD_REQUEST,
@@ -473,6 +726,79 @@ async fn userinfo(State(s): State<Arc<OidcState>>, headers: HeaderMap) -> Respon
         },
         Err(IdentityError::Unauthenticated(u)) => refuse(&u.to_string()),
         Err(IdentityError::WrongRegion { .. }) => refuse("the token was not issued by this region"),
+        Err(e) => grant_error(e),
+    }
+}
+
+/// POST /revoke (RFC 7009): 200 whether or not the token was live.
+async fn revoke(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, client) = match client_request(&s, &headers, &body) {
+        Ok(r) => r,
+        Err(refusal) => return *refusal,
+    };
+    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
+    };
+    match s.identity.revoke(token, client).await {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        )
+            .into_response(),
+        Err(e) => grant_error(e),
+    }
+}
+
+/// POST /introspect (RFC 7662), for confidential clients.
+async fn introspect(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, client) = match client_request(&s, &headers, &body) {
+        Ok(r) => r,
+        Err(refusal) => return *refusal,
+    };
+    if client.is_public() {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "introspection is for confidential clients",
+        );
+    }
+    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
+    };
+    match s.identity.introspect(token).await {
+        Ok(domicile_identity::oidc::Introspection::Inactive) => {
+            json(StatusCode::OK, serde_json::json!({ "active": false }))
+        }
+        Ok(domicile_identity::oidc::Introspection::Active {
+            token_type,
+            client_id,
+            sub,
+            scope,
+            exp,
+            iat,
+            sid,
+        }) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "active": true,
+                "token_type": token_type,
+                "client_id": client_id,
+                "sub": sub,
+                "scope": scope,
+                "exp": exp,
+                "iat": iat,
+                "iss": s.issuer(),
+                "sid": sid,
+            }),
+        ),
         Err(e) => grant_error(e),
     }
 }

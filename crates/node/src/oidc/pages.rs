@@ -32,6 +32,18 @@ pub struct Texts {
     pub busy: &'static str,
     pub failed: &'static str,
     pub forged: &'static str,
+    pub no_account: &'static str,
+    pub have_account: &'static str,
+    pub sign_up_title: &'static str,
+    pub sign_up_heading: &'static str,
+    pub sign_up_button: &'static str,
+    pub new_password: &'static str,
+    pub password_rule: &'static str,
+    pub data_lives_in: &'static str,
+    pub choose_region: &'static str,
+    pub domain_rule: &'static str,
+    pub email_taken: &'static str,
+    pub sign_up_bad_input: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -52,6 +64,18 @@ pub const EN: Texts = Texts {
     busy: "Too many sign-ins at once. Please try again in a moment.",
     failed: "The sign-in failed on our side. Please try again.",
     forged: "This form is no longer valid. Go back to the app and start again.",
+    no_account: "No account yet? Create one",
+    have_account: "Already have an account? Sign in",
+    sign_up_title: "Create an account",
+    sign_up_heading: "Create your account for",
+    sign_up_button: "Create account",
+    new_password: "Choose a password",
+    password_rule: "At least 8 characters.",
+    data_lives_in: "Your account and its data will be kept in",
+    choose_region: "Where your account and its data are kept",
+    domain_rule: "If your email's domain belongs to an organisation that keeps its accounts in a particular region, that region is used.",
+    email_taken: "An account with this email address already exists. Sign in instead.",
+    sign_up_bad_input: "Enter a valid email address and a password of at least 8 characters.",
 };
 
 pub const DE: Texts = Texts {
@@ -72,6 +96,18 @@ pub const DE: Texts = Texts {
     busy: "Gerade melden sich zu viele an. Bitte versuchen Sie es gleich noch einmal.",
     failed: "Die Anmeldung ist bei uns fehlgeschlagen. Bitte versuchen Sie es erneut.",
     forged: "Dieses Formular ist nicht mehr gültig. Kehren Sie zur App zurück und beginnen Sie erneut.",
+    no_account: "Noch kein Konto? Jetzt anlegen",
+    have_account: "Schon ein Konto? Anmelden",
+    sign_up_title: "Konto anlegen",
+    sign_up_heading: "Legen Sie Ihr Konto an für",
+    sign_up_button: "Konto anlegen",
+    new_password: "Passwort wählen",
+    password_rule: "Mindestens 8 Zeichen.",
+    data_lives_in: "Ihr Konto und seine Daten werden gespeichert in",
+    choose_region: "Wo Ihr Konto und seine Daten gespeichert werden",
+    domain_rule: "Gehört die Domain Ihrer E-Mail-Adresse zu einer Organisation, die ihre Konten in einer bestimmten Region führt, wird diese Region verwendet.",
+    email_taken: "Zu dieser E-Mail-Adresse gibt es schon ein Konto. Melden Sie sich stattdessen an.",
+    sign_up_bad_input: "Geben Sie eine gültige E-Mail-Adresse und ein Passwort mit mindestens 8 Zeichen ein.",
 };
 
 /// The first language we have among `ui_locales`, then `Accept-Language`
@@ -118,6 +154,25 @@ pub struct SignIn<'a> {
     /// Prefilled (the app's `login_hint`, or what was typed).
     pub email: &'a str,
     pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+pub struct SignUp<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub sealed: &'a str,
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+    /// Where the account will be kept unless a domain rule says otherwise
+    /// (this region: the edge placed the page here), e.g. "EU (eu)".
+    pub here: String,
+    pub here_code: &'a str,
+    /// The regions the user may choose (code, label); empty when the
+    /// federation does not allow a choice.
+    pub regions: Vec<(String, String)>,
 }
 
 #[derive(Template)]

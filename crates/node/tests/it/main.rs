@@ -5,6 +5,7 @@
 mod bad_input;
 mod harness;
 mod identity;
+mod oidc;
 mod operations;
 mod residency;
 mod service;

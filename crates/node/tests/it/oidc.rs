@@ -1,0 +1,129 @@
+//! The OpenID Connect endpoints of one node, with the federation's clock
+//! in the test's hand: codes and sealed sign-in requests expire.
+
+use crate::harness::*;
+use domicile_testkit::{PASSWORD, hidden_field};
+use std::collections::BTreeMap;
+
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const REDIRECT: &str = "http://127.0.0.1:5000/callback";
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The sign-in page of eu's node for the `demo` client: (page, its URL base).
+async fn page(fed: &Fed, http: &reqwest::Client) -> (String, String) {
+    let base = format!("http://{}", fed.nodes["eu"].addr);
+    let url = format!(
+        "{base}/authorize?client_id=demo&redirect_uri={}&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        url_escape(REDIRECT)
+    );
+    let r = http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    (r.text().await.unwrap(), base)
+}
+
+fn url_escape(s: &str) -> String {
+    s.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// Posts the page's form; the response.
+async fn submit(http: &reqwest::Client, base: &str, html: &str, email: &str) -> reqwest::Response {
+    http.post(format!("{base}/authorize"))
+        .form(&[
+            ("req", hidden_field(html, "req").as_str()),
+            ("csrf", hidden_field(html, "csrf").as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn code(fed: &Fed, http: &reqwest::Client) -> (String, String) {
+    let (html, base) = page(fed, http).await;
+    let r = submit(http, &base, &html, "ada@example.de").await;
+    assert_eq!(r.status(), 303);
+    let location = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let q: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
+    (q["code"].clone(), base)
+}
+
+async fn redeem(http: &reqwest::Client, base: &str, code: &str) -> (u16, serde_json::Value) {
+    let r = http
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "demo"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
+}
+
+/// A code lives 60 seconds: at 59 it is redeemed, at 61 refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_code_is_refused() {
+    let fed = Fed::start().await;
+    fed.client("eu")
+        .await
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap();
+    let http = browser();
+    let (fresh, base) = code(&fed, &http).await;
+    let (late, _) = code(&fed, &http).await;
+    fed.clock.advance(59);
+    let (status, body) = redeem(&http, &base, &fresh).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["id_token"].is_string());
+    fed.clock.advance(2);
+    let (status, body) = redeem(&http, &base, &late).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+}
+
+/// The sealed request lives 30 minutes: a form sent later is refused on a
+/// page, and signs nobody in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_sign_in_form_is_refused() {
+    let fed = Fed::start().await;
+    fed.client("eu")
+        .await
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap();
+    let http = browser();
+    let (html, base) = page(&fed, &http).await;
+    fed.clock.advance(1801);
+    let r = submit(&http, &base, &html, "ada@example.de").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.text().await.unwrap().contains("expired"));
+    // A form whose sealed request was altered is refused the same way.
+    let (html, base) = page(&fed, &http).await;
+    let tampered = html.replace(
+        &hidden_field(&html, "req"),
+        &format!("{}A", hidden_field(&html, "req")),
+    );
+    let r = submit(&http, &base, &tampered, "ada@example.de").await;
+    assert_eq!(r.status(), 400);
+}
