@@ -42,6 +42,13 @@ use std::{collections::BTreeMap, sync::Arc};
 /// Largest query string or form body read.
 pub const MAX_INPUT: usize = 16 * 1024;
 
+/// Which hosted form a page shows.
+#[derive(Clone, Copy)]
+enum Journey {
+    SignIn,
+    SignUp,
+}
+
 /// A hosted form that passed its checks: its fields, its sealed request,
 /// and the request's client.
 type CheckedForm<'c> = (BTreeMap<String, String>, AuthorizationRequest, &'c Client);
@@ -203,11 +210,15 @@ impl OidcState {
         pages::respond(status, html, &nonce, None, &[])
     }
 
-    /// The sign-in page for `req`, with a CSRF token (a new one, or the
-    /// browser's) in a cookie and the form.
+    /// The sign-in or sign-up page for `req`, with a CSRF token (a new one,
+    /// or the browser's) in a cookie and the form. The sign-up page says
+    /// where the account will be kept (this region, where the edge placed
+    /// the page, unless a domain rule says otherwise) and offers the choice
+    /// of region when the federation allows it.
     #[allow(clippy::too_many_arguments)]
-    fn sign_in_page(
+    fn form_page(
         &self,
+        journey: Journey,
         status: StatusCode,
         req: &AuthorizationRequest,
         client: &Client,
@@ -221,15 +232,47 @@ impl OidcState {
         let nonce = self.random_text();
         let csrf = csrf.map_or_else(|| self.random_text(), str::to_owned);
         let sealed = self.sealer.seal(req, self.now());
-        let html = askama::Template::render(&SignIn {
-            t,
-            brand,
-            nonce: &nonce,
-            sealed: &sealed,
-            csrf: &csrf,
-            email,
-            error: error.map(|e| e(t)),
-        });
+        let error = error.map(|e| e(t));
+        let html = match journey {
+            Journey::SignIn => askama::Template::render(&SignIn {
+                t,
+                brand,
+                nonce: &nonce,
+                sealed: &sealed,
+                csrf: &csrf,
+                email,
+                error,
+            }),
+            Journey::SignUp => {
+                let topology = self.identity.topology();
+                let label =
+                    |r: &domicile_core::topology::Region| format!("{} ({})", r.residency, r.code);
+                let here = self.identity.region();
+                let regions = if topology.federation.allow_region_preference {
+                    topology
+                        .regions
+                        .values()
+                        .map(|r| (r.code.to_string(), label(r)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                askama::Template::render(&pages::SignUp {
+                    t,
+                    brand,
+                    nonce: &nonce,
+                    sealed: &sealed,
+                    csrf: &csrf,
+                    email,
+                    error,
+                    here: topology
+                        .region(here)
+                        .map_or_else(|| here.to_string(), label),
+                    here_code: here.as_str(),
+                    regions,
+                })
+            }
+        };
         pages::respond(
             status,
             html,
@@ -245,61 +288,6 @@ impl OidcState {
             "{}={csrf}; Path=/; Max-Age={LIFETIME_SECONDS}; HttpOnly; SameSite=Lax{}",
             self.csrf_cookie(),
             if self.secure() { "; Secure" } else { "" }
-        )
-    }
-
-    /// The sign-up page for `req`: where the account will be kept (this
-    /// region, where the edge placed the page, unless a domain rule says
-    /// otherwise), and the choice of region when the federation allows it.
-    #[allow(clippy::too_many_arguments)]
-    fn sign_up_page(
-        &self,
-        status: StatusCode,
-        req: &AuthorizationRequest,
-        client: &Client,
-        headers: &HeaderMap,
-        email: &str,
-        error: Option<fn(&Texts) -> &'static str>,
-        csrf: Option<&str>,
-    ) -> Response {
-        let brand = &client.branding;
-        let t = self.texts(&req.ui_locales, headers, brand);
-        let nonce = self.random_text();
-        let csrf = csrf.map_or_else(|| self.random_text(), str::to_owned);
-        let sealed = self.sealer.seal(req, self.now());
-        let topology = self.identity.topology();
-        let label = |r: &domicile_core::topology::Region| format!("{} ({})", r.residency, r.code);
-        let here = self.identity.region();
-        let here_label = topology
-            .region(here)
-            .map_or_else(|| here.to_string(), label);
-        let regions = if topology.federation.allow_region_preference {
-            topology
-                .regions
-                .values()
-                .map(|r| (r.code.to_string(), label(r)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let html = askama::Template::render(&pages::SignUp {
-            t,
-            brand,
-            nonce: &nonce,
-            sealed: &sealed,
-            csrf: &csrf,
-            email,
-            error: error.map(|e| e(t)),
-            here: here_label,
-            here_code: here.as_str(),
-            regions,
-        });
-        pages::respond(
-            status,
-            html,
-            &nonce,
-            origin(&req.redirect_uri).as_deref(),
-            &[self.csrf_set_cookie(&csrf)],
         )
     }
 
@@ -346,6 +334,31 @@ impl OidcState {
         Ok((form, req, client))
     }
 
+    /// The page a link names with its sealed request (`?req=`).
+    fn linked_page(
+        &self,
+        journey: Journey,
+        headers: &HeaderMap,
+        query: Option<String>,
+    ) -> Response {
+        match self.sealed_in_query(headers, query) {
+            Ok((req, client)) => {
+                let csrf = cookie(headers, self.csrf_cookie()).map(str::to_owned);
+                self.form_page(
+                    journey,
+                    StatusCode::OK,
+                    &req,
+                    client,
+                    headers,
+                    "",
+                    None,
+                    csrf.as_deref(),
+                )
+            }
+            Err(page) => *page,
+        }
+    }
+
     /// The sealed request of a page link (`?req=`) and its client.
     fn sealed_in_query(
         &self,
@@ -379,21 +392,7 @@ async fn sign_in_again(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match s.sealed_in_query(&headers, query) {
-        Ok((req, client)) => {
-            let csrf = cookie(&headers, s.csrf_cookie()).map(str::to_owned);
-            s.sign_in_page(
-                StatusCode::OK,
-                &req,
-                client,
-                &headers,
-                "",
-                None,
-                csrf.as_deref(),
-            )
-        }
-        Err(page) => *page,
-    }
+    s.linked_page(Journey::SignIn, &headers, query)
 }
 
 /// GET /signup?req=…: the sign-up page.
@@ -402,21 +401,7 @@ async fn sign_up_page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match s.sealed_in_query(&headers, query) {
-        Ok((req, client)) => {
-            let csrf = cookie(&headers, s.csrf_cookie()).map(str::to_owned);
-            s.sign_up_page(
-                StatusCode::OK,
-                &req,
-                client,
-                &headers,
-                "",
-                None,
-                csrf.as_deref(),
-            )
-        }
-        Err(page) => *page,
-    }
+    s.linked_page(Journey::SignUp, &headers, query)
 }
 
 /// POST /signup: the sign-up form.
@@ -428,7 +413,8 @@ async fn sign_up(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let email = field("email");
     let again = |status, error: fn(&Texts) -> &'static str| {
-        s.sign_up_page(
+        s.form_page(
+            Journey::SignUp,
             status,
             &req,
             client,
@@ -502,7 +488,16 @@ async fn authorize_page(
                 return see_other(redirect::error(&e, s.issuer()));
             }
             let email = checked.login_hint.unwrap_or_default();
-            s.sign_in_page(StatusCode::OK, &req, client, &headers, &email, None, None)
+            s.form_page(
+                Journey::SignIn,
+                StatusCode::OK,
+                &req,
+                client,
+                &headers,
+                &email,
+                None,
+                None,
+            )
         }
     }
 }
@@ -516,7 +511,8 @@ async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let email = field("email");
     let again = |status, error: fn(&Texts) -> &'static str| {
-        s.sign_in_page(
+        s.form_page(
+            Journey::SignIn,
             status,
             &req,
             client,
