@@ -334,6 +334,42 @@ impl OidcState {
         Ok((form, req, client))
     }
 
+    /// What a sign-in or sign-up form answers: the redirect with the code,
+    /// or the page again (`again`) with what went wrong; `bad_input` is
+    /// the journey's own words for an input the use case refused.
+    fn form_outcome(
+        &self,
+        outcome: Result<String, IdentityError>,
+        req: &AuthorizationRequest,
+        bad_input: fn(&Texts) -> &'static str,
+        again: impl Fn(StatusCode, fn(&Texts) -> &'static str) -> Response,
+    ) -> Response {
+        match outcome {
+            Ok(code) => see_other(redirect::code(
+                &req.redirect_uri,
+                &code,
+                req.state.as_deref(),
+                self.issuer(),
+            )),
+            Err(IdentityError::Unauthenticated(_)) => {
+                again(StatusCode::UNAUTHORIZED, |t| t.bad_credentials)
+            }
+            Err(IdentityError::EmailTaken) => again(StatusCode::CONFLICT, |t| t.email_taken),
+            Err(IdentityError::Invalid { .. }) => again(StatusCode::BAD_REQUEST, bad_input),
+            Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
+            Err(IdentityError::WrongRegion { home }) => {
+                // The edge sent the form to the wrong region (a stale index
+                // answer): nothing was read or written here; the user retries.
+                tracing::warn!(%home, "a hosted form reached a region that does not home its email");
+                again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a hosted form failed");
+                again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
+            }
+        }
+    }
+
     /// The page a link names with its sealed request (`?req=`).
     fn linked_page(
         &self,
@@ -433,27 +469,8 @@ async fn sign_up(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
         Ok(r) => r,
         Err(_) => return again(StatusCode::BAD_REQUEST, |t| t.sign_up_bad_input),
     };
-    match s.identity.sign_up_for(registration, &req).await {
-        Ok(code) => see_other(redirect::code(
-            &req.redirect_uri,
-            &code,
-            req.state.as_deref(),
-            s.issuer(),
-        )),
-        Err(IdentityError::EmailTaken) => again(StatusCode::CONFLICT, |t| t.email_taken),
-        Err(IdentityError::Invalid { .. }) => {
-            again(StatusCode::BAD_REQUEST, |t| t.sign_up_bad_input)
-        }
-        Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
-        Err(IdentityError::WrongRegion { home }) => {
-            tracing::warn!(%home, "sign-up form reached a region that does not home the email");
-            again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sign-up failed");
-            again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
-        }
-    }
+    let outcome = s.identity.sign_up_for(registration, &req).await;
+    s.form_outcome(outcome, &req, |t| t.sign_up_bad_input, again)
 }
 
 /// GET /authorize: check the request; show the sign-in page, or send the
@@ -525,29 +542,8 @@ async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
     let Ok(creds) = Credentials::new(email, field("password").to_owned()) else {
         return again(StatusCode::BAD_REQUEST, |t| t.bad_input);
     };
-    match s.identity.sign_in_for(creds, &req).await {
-        Ok(code) => see_other(redirect::code(
-            &req.redirect_uri,
-            &code,
-            req.state.as_deref(),
-            s.issuer(),
-        )),
-        Err(IdentityError::Unauthenticated(_)) => {
-            again(StatusCode::UNAUTHORIZED, |t| t.bad_credentials)
-        }
-        Err(IdentityError::Invalid { .. }) => again(StatusCode::BAD_REQUEST, |t| t.bad_input),
-        Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
-        Err(IdentityError::WrongRegion { home }) => {
-            // The edge sent the form to the wrong region (a stale index
-            // answer): nothing was read here; the user retries.
-            tracing::warn!(%home, "sign-in form reached a region that does not home the user");
-            again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sign-in failed");
-            again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
-        }
-    }
+    let outcome = s.identity.sign_in_for(creds, &req).await;
+    s.form_outcome(outcome, &req, |t| t.bad_input, again)
 }
 
 /// An OAuth 2.0 error document (RFC 6749 §5.2), never cached.
