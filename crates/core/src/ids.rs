@@ -2,7 +2,9 @@
 //!
 //! User ids and session ids carry a ULID (time-ordered); refresh tokens carry
 //! their session's ULID and 32 random bytes in unpadded base64url
-//! (`rt_<region>_<session ULID>_<secret>`). The region part lets the edge
+//! (`rt_<region>_<session ULID>_<secret>`), and so do the hosted pages'
+//! single sign-on cookies (`bs_…`); authorization codes are 32 random bytes
+//! (`ac_<region>_<secret>`). The region part lets the edge
 //! route any of them without a lookup; the session part lets the store find
 //! a token inside its session's partition without a per-token index.
 
@@ -17,6 +19,8 @@ pub enum ArtifactKind {
     Session,
     RefreshToken,
     AuthorizationCode,
+    /// A browser's single sign-on cookie (`BrowserSecret`).
+    BrowserSession,
 }
 
 impl ArtifactKind {
@@ -26,6 +30,7 @@ impl ArtifactKind {
             ArtifactKind::Session => "ses",
             ArtifactKind::RefreshToken => "rt",
             ArtifactKind::AuthorizationCode => "ac",
+            ArtifactKind::BrowserSession => "bs",
         }
     }
 
@@ -35,6 +40,7 @@ impl ArtifactKind {
             "ses" => Some(ArtifactKind::Session),
             "rt" => Some(ArtifactKind::RefreshToken),
             "ac" => Some(ArtifactKind::AuthorizationCode),
+            "bs" => Some(ArtifactKind::BrowserSession),
             _ => None,
         }
     }
@@ -136,89 +142,124 @@ macro_rules! ulid_artifact {
 ulid_artifact!(UserId, ArtifactKind::User, "user");
 ulid_artifact!(SessionId, ArtifactKind::Session, "session");
 
-/// A refresh token as the client holds it:
-/// `rt_<region>_<session ULID>_<43 chars base64url>`. The session part is
-/// not secret (the access token's `sid` names it too); the 32 random bytes
-/// are.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RefreshToken {
-    text: String,
-    session: SessionId,
-}
-
-impl fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the secret part.
-        write!(f, "RefreshToken(session {}, …)", self.session)
-    }
-}
-
 /// Characters of a ULID in its canonical text.
 const ULID_LEN: usize = 26;
 
-impl RefreshToken {
-    /// A new token of `session` from 32 random bytes (passed in).
-    pub fn new(session: &SessionId, random: [u8; 32]) -> Self {
-        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
-        let ulid = session.ulid_text();
-        Self {
-            text: format!("rt_{}_{ulid}_{body}", session.region()),
-            session: session.clone(),
+/// A secret that belongs to a session:
+/// `<prefix>_<region>_<session ULID>_<43 chars base64url of 32 random
+/// bytes>`. The session part is not secret (tokens' `sid` names it too);
+/// the random part is. The store keeps only the SHA-256 of the whole text.
+macro_rules! session_secret {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $label:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name {
+            text: String,
+            session: SessionId,
         }
-    }
 
-    /// Checks the shape of a presented token.
-    pub fn parse(s: &str) -> Result<Self, InvalidArtifact> {
-        let malformed = InvalidArtifact::Malformed {
-            expected: "refresh token",
-        };
-        let (kind, region, rest) = parse_artifact(s).ok_or(malformed.clone())?;
-        if kind != ArtifactKind::RefreshToken {
-            return Err(InvalidArtifact::WrongKind {
-                expected: "refresh token",
-                got: kind.prefix(),
-            });
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Never print the secret part.
+                write!(f, "{}(session {}, …)", stringify!($name), self.session)
+            }
         }
-        let (ulid, secret) = match (rest.get(..ULID_LEN), rest.get(ULID_LEN..)) {
-            (Some(u), Some(s)) => (u, s.strip_prefix('_').ok_or(malformed.clone())?),
-            _ => return Err(malformed),
-        };
-        let session =
-            SessionId::parse(&format!("ses_{region}_{ulid}")).map_err(|_| malformed.clone())?;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(secret)
-            .map_err(|_| malformed.clone())?;
-        if raw.len() != 32 {
-            return Err(malformed);
+
+        impl $name {
+            /// A new secret of `session` from 32 random bytes (passed in).
+            pub fn new(session: &SessionId, random: [u8; 32]) -> Self {
+                let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+                Self {
+                    text: format!(
+                        "{}_{}_{}_{body}",
+                        $kind.prefix(),
+                        session.region(),
+                        session.ulid_text()
+                    ),
+                    session: session.clone(),
+                }
+            }
+
+            /// Checks the shape of a presented secret.
+            pub fn parse(s: &str) -> Result<Self, InvalidArtifact> {
+                let session = parse_session_secret(s, $kind, $label)?;
+                Ok(Self {
+                    text: s.to_owned(),
+                    session,
+                })
+            }
+
+            /// The session it belongs to.
+            pub fn session(&self) -> &SessionId {
+                &self.session
+            }
+
+            pub fn region(&self) -> &RegionCode {
+                self.session.region()
+            }
+
+            /// What the store keeps: SHA-256 of the whole text, so a stolen
+            /// store reveals nothing usable.
+            pub fn storage_hash(&self) -> [u8; 32] {
+                use sha2::Digest;
+                sha2::Sha256::digest(self.text.as_bytes()).into()
+            }
+
+            /// The text, to hand to its holder.
+            pub fn expose(&self) -> &str {
+                &self.text
+            }
         }
-        Ok(Self {
-            text: s.to_owned(),
-            session,
-        })
-    }
-
-    /// The session the token belongs to.
-    pub fn session(&self) -> &SessionId {
-        &self.session
-    }
-
-    pub fn region(&self) -> &RegionCode {
-        self.session.region()
-    }
-
-    /// What the store keeps: SHA-256 of the whole token, so a stolen store
-    /// reveals no usable token.
-    pub fn storage_hash(&self) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(self.text.as_bytes()).into()
-    }
-
-    /// The token text, to hand to the client.
-    pub fn expose(&self) -> &str {
-        &self.text
-    }
+    };
 }
 
+/// The session a `<prefix>_<region>_<ULID>_<secret>` text names, if it is
+/// well formed and of `kind`.
+fn parse_session_secret(
+    s: &str,
+    kind: ArtifactKind,
+    label: &'static str,
+) -> Result<SessionId, InvalidArtifact> {
+    let malformed = InvalidArtifact::Malformed { expected: label };
+    let (got, region, rest) = parse_artifact(s).ok_or(malformed.clone())?;
+    if got != kind {
+        return Err(InvalidArtifact::WrongKind {
+            expected: label,
+            got: got.prefix(),
+        });
+    }
+    let (ulid, secret) = match (rest.get(..ULID_LEN), rest.get(ULID_LEN..)) {
+        (Some(u), Some(s)) => (u, s.strip_prefix('_').ok_or(malformed.clone())?),
+        _ => return Err(malformed),
+    };
+    let session =
+        SessionId::parse(&format!("ses_{region}_{ulid}")).map_err(|_| malformed.clone())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(secret)
+        .map_err(|_| malformed.clone())?;
+    if raw.len() != 32 {
+        return Err(malformed);
+    }
+    Ok(session)
+}
+
+session_secret!(
+    /// A refresh token as the client holds it:
+    /// `rt_<region>_<session ULID>_<43 chars base64url>`.
+    RefreshToken,
+    ArtifactKind::RefreshToken,
+    "refresh token"
+);
+
+session_secret!(
+    /// The single sign-on cookie of a browser session at the hosted pages:
+    /// `bs_<region>_<session ULID>_<43 chars base64url>`. The edge routes
+    /// the pages to the region it names; that region's session record
+    /// holds its hash.
+    BrowserSecret,
+    ArtifactKind::BrowserSession,
+    "browser session"
+);
 /// An OpenID Connect authorization code: `ac_<region>_<43 base64url
 /// characters of 32 random bytes>`, a region-tagged artifact the edge
 /// routes to the home region without a lookup. Single use, short-lived
@@ -377,6 +418,26 @@ mod tests {
             t.storage_hash(),
             RefreshToken::new(&session, [8; 32]).storage_hash()
         );
+    }
+
+    #[test]
+    fn browser_secrets_are_their_own_kind() {
+        let session = SessionId::new(&eu(), 1_700_000_000_000, 9);
+        let b = BrowserSecret::new(&session, [7; 32]);
+        assert!(b.expose().starts_with("bs_eu_"), "{b:?}");
+        assert_eq!(BrowserSecret::parse(b.expose()), Ok(b.clone()));
+        assert_eq!(b.session(), &session);
+        assert!(!format!("{b:?}").contains(&b.expose()[b.expose().len() - 43..]));
+        let rt = RefreshToken::new(&session, [7; 32]);
+        assert_eq!(
+            BrowserSecret::parse(rt.expose()),
+            Err(InvalidArtifact::WrongKind {
+                expected: "browser session",
+                got: "rt"
+            })
+        );
+        assert!(RefreshToken::parse(b.expose()).is_err());
+        assert_ne!(b.storage_hash(), rt.storage_hash());
     }
 
     #[test]

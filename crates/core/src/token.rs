@@ -255,39 +255,7 @@ impl KeySet {
         want: &Expectations<'_>,
         now: UnixSeconds,
     ) -> Result<AccessClaims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::TooLong);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Malformed);
-        }
-        let kid = header
-            .kid
-            .as_deref()
-            .and_then(Kid::parse)
-            .ok_or(TokenError::Malformed)?;
-        if let Some(region) = want.region
-            && &kid.region != region
-        {
-            return Err(TokenError::ForeignRegion(kid.region));
-        }
-        let key = self
-            .keys
-            .get(&kid.to_string())
-            .ok_or(TokenError::UnknownKey)?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        // Lifetime is checked below against the `now` passed in.
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.required_spec_claims.clear();
-        v.validate_aud = false;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, key, &v).map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
-                _ => TokenError::Malformed,
-            })?;
-        let c = data.claims;
+        let (c, kid): (AccessClaims, Kid) = self.decode_signed(token, want.region)?;
         if c.iss != want.issuer || c.aud != want.audience {
             return Err(TokenError::WrongAudience);
         }
@@ -302,6 +270,71 @@ impl KeySet {
             return Err(TokenError::Malformed);
         }
         Ok(c)
+    }
+
+    /// Verifies an ID token presented back to this provider as an
+    /// `id_token_hint` (RP-initiated logout): signed by one of these keys
+    /// (of `region`, when given) and issued by `issuer`. Its lifetime is
+    /// not checked, since a hint may have expired (RP-Initiated Logout
+    /// 1.0 §2); one issued in the future is refused. An access token is
+    /// not an ID token and is refused as malformed.
+    pub fn verify_id_token_hint(
+        &self,
+        token: &str,
+        issuer: &str,
+        region: Option<&RegionCode>,
+        now: UnixSeconds,
+    ) -> Result<IdClaims, TokenError> {
+        let (c, _): (IdClaims, Kid) = self.decode_signed(token, region)?;
+        if c.iss != issuer {
+            return Err(TokenError::WrongAudience);
+        }
+        if now + LEEWAY_SECONDS < c.iat {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(c)
+    }
+
+    /// The claims of an EdDSA JWT whose signature one of these keys
+    /// verifies, and its kid; a kid of another region than `region` is
+    /// refused as `ForeignRegion` before any key is tried.
+    fn decode_signed<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        region: Option<&RegionCode>,
+    ) -> Result<(T, Kid), TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLong);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header
+            .kid
+            .as_deref()
+            .and_then(Kid::parse)
+            .ok_or(TokenError::Malformed)?;
+        if let Some(region) = region
+            && &kid.region != region
+        {
+            return Err(TokenError::ForeignRegion(kid.region));
+        }
+        let key = self
+            .keys
+            .get(&kid.to_string())
+            .ok_or(TokenError::UnknownKey)?;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        // Lifetimes are checked by the callers against the `now` passed in.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.required_spec_claims.clear();
+        v.validate_aud = false;
+        let data = jsonwebtoken::decode::<T>(token, key, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+            _ => TokenError::Malformed,
+        })?;
+        Ok((data.claims, kid))
     }
 }
 
@@ -427,5 +460,90 @@ mod tests {
             .encode(serde_json::to_vec(&c).unwrap());
         parts[1] = &forged_payload;
         check(&parts.join("."), &want(), NOW, TokenError::BadSignature);
+    }
+
+    fn id_claims(now: i64) -> IdClaims {
+        IdClaims {
+            iss: "https://id.example".into(),
+            sub: "usr_eu_01JD0000000000000000000000".into(),
+            aud: "app".into(),
+            exp: now + 300,
+            iat: now,
+            auth_time: now,
+            nonce: None,
+            at_hash: None,
+            amr: vec!["pwd".into()],
+            acr: "0".into(),
+            sid: "ses_eu_01JD0000000000000000000000".into(),
+            email: None,
+            email_verified: None,
+            name: None,
+            given_name: None,
+            family_name: None,
+            locale: None,
+        }
+    }
+
+    /// An ID token comes back as a logout hint: expired is fine, anything
+    /// not signed by the federation for this issuer is not.
+    #[test]
+    fn id_token_hints() {
+        let (key, set) = setup();
+        let iss = "https://id.example";
+        let eu = RegionCode::parse("eu").unwrap();
+        let us = RegionCode::parse("us").unwrap();
+        let hint = key.sign_id_token(&id_claims(NOW)).unwrap();
+        let later = NOW + 30 * 86_400;
+        assert_eq!(
+            set.verify_id_token_hint(&hint, iss, Some(&eu), later),
+            Ok(id_claims(NOW)),
+            "an expired hint still names its session"
+        );
+        let forger = SigningKey::from_seed(kid("eu-1"), [1; 32]).unwrap();
+        let unsigned = {
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(br#"{"alg":"none","kid":"eu-1"}"#);
+            let body = hint.split('.').nth(1).unwrap();
+            format!("{header}.{body}.")
+        };
+        for (token, region, issuer, now, want) in [
+            (
+                hint.clone(),
+                Some(&us),
+                iss,
+                NOW,
+                TokenError::ForeignRegion(eu.clone()),
+            ),
+            (
+                hint.clone(),
+                None,
+                "https://other.example",
+                NOW,
+                TokenError::WrongAudience,
+            ),
+            (hint.clone(), None, iss, NOW - 100, TokenError::NotYetValid),
+            (
+                forger.sign_id_token(&id_claims(NOW)).unwrap(),
+                None,
+                iss,
+                NOW,
+                TokenError::BadSignature,
+            ),
+            (unsigned, None, iss, NOW, TokenError::Malformed),
+            // An access token is not an ID token.
+            (
+                key.sign(&claims(NOW)).unwrap(),
+                None,
+                iss,
+                NOW,
+                TokenError::Malformed,
+            ),
+        ] {
+            assert_eq!(
+                set.verify_id_token_hint(&token, issuer, region, now),
+                Err(want.clone()),
+                "{want:?}"
+            );
+        }
     }
 }

@@ -4,7 +4,12 @@
 //! (only) message. Bounded and allocation-light; never logs what it reads.
 
 use base64::Engine as _;
-use domicile_core::{RegionCode, email::Email, ids::parse_artifact, token::Kid};
+use domicile_core::{
+    RegionCode,
+    email::Email,
+    ids::{ArtifactKind, parse_artifact},
+    token::Kid,
+};
 use domicile_proto::v1 as pb;
 use prost::Message;
 
@@ -53,6 +58,9 @@ pub enum Web {
     Page,
     /// `POST /signup`: the form's `email` and `region_preference`.
     SignUpForm,
+    /// `GET` or `POST /logout`: the `id_token_hint`'s region, else the
+    /// browser cookie's.
+    Logout,
 }
 
 pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
@@ -64,6 +72,7 @@ pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
         ("POST", "/revoke" | "/introspect") => Some(Web::TokenAbout),
         ("GET", "/signup" | "/signin") => Some(Web::Page),
         ("POST", "/signup") => Some(Web::SignUpForm),
+        ("GET" | "POST", "/logout") => Some(Web::Logout),
         _ => None,
     }
 }
@@ -103,8 +112,32 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
                 .filter(|p| !p.is_empty()),
             artifact: None,
         },
+        Web::Logout => Identity {
+            artifact: field("id_token_hint").and_then(|t| jwt_region(&t)),
+            ..Identity::default()
+        },
         Web::UserInfo | Web::Page => Identity::default(),
     }
+}
+
+/// The region of the hosted pages' browser session cookie in a `Cookie`
+/// header (either name), read without verifying it (the home node does):
+/// the sign-in page and logout go where the browser's session lives.
+pub fn browser_region<'h>(cookie_headers: impl IntoIterator<Item = &'h str>) -> Option<RegionCode> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|h| h.split(';'))
+        .find_map(|c| {
+            let (name, value) = c.trim().split_once('=')?;
+            if name != domicile_oidc::BROWSER_COOKIE && name != domicile_oidc::BROWSER_COOKIE_SECURE
+            {
+                return None;
+            }
+            match parse_artifact(value) {
+                Some((ArtifactKind::BrowserSession, region, _)) => Some(region),
+                _ => None,
+            }
+        })
 }
 
 /// Services the edge forwards to the default region (no user data).
@@ -333,6 +366,13 @@ mod tests {
                 Some("eve@example.com"),
                 None,
             ),
+            (
+                Web::Logout,
+                "id_token_hint=eyJhbGciOiJFZERTQSIsImtpZCI6ImFwLTEifQ.e30.sig&state=s",
+                None,
+                Some("ap"),
+            ),
+            (Web::Logout, "post_logout_redirect_uri=x", None, None),
         ] {
             let got = read_web(web, text.as_bytes());
             assert_eq!(got.email.as_ref().map(Email::as_str), email, "{text}");
@@ -343,8 +383,39 @@ mod tests {
             );
         }
         assert_eq!(web_endpoint("GET", "/authorize"), Some(Web::AuthorizePage));
+        assert_eq!(web_endpoint("POST", "/logout"), Some(Web::Logout));
         assert_eq!(web_endpoint("DELETE", "/token"), None);
         assert_eq!(web_endpoint("GET", "/token"), None);
+    }
+
+    /// (Cookie headers) → the browser session's region.
+    #[test]
+    fn the_browser_cookie_names_its_region() {
+        let bs = "bs_ap_01JD0000000000000000000000_AAAA";
+        for (headers, want) in [
+            (vec![format!("domicile_session={bs}")], Some("ap")),
+            (
+                vec![format!("a=1; __Host-domicile_session={bs}; b=2")],
+                Some("ap"),
+            ),
+            (
+                vec!["a=1".to_owned(), format!("domicile_session={bs}")],
+                Some("ap"),
+            ),
+            // Another kind of artifact is not a browser session.
+            (vec!["domicile_session=rt_us_01JD_x".to_owned()], None),
+            (vec![format!("other_session={bs}")], None),
+            (vec!["domicile_session=garbage".to_owned()], None),
+            (vec![], None),
+        ] {
+            assert_eq!(
+                browser_region(headers.iter().map(String::as_str))
+                    .as_ref()
+                    .map(RegionCode::as_str),
+                want,
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]

@@ -271,8 +271,10 @@ impl EdgeProxy {
         web: extract::Web,
         facts: &mut Facts,
     ) -> Result<(), Refusal> {
-        let identity = match web {
-            extract::Web::AuthorizePage => {
+        let in_query = web == extract::Web::AuthorizePage
+            || (web == extract::Web::Logout && session.req_header().method == "GET");
+        let mut identity = match web {
+            _ if in_query => {
                 let query = session.req_header().uri.query().unwrap_or_default();
                 if query.len() > MAX_BODY {
                     return Err(BodyError::TooLarge.into());
@@ -280,14 +282,31 @@ impl EdgeProxy {
                 extract::read_web(web, query.as_bytes())
             }
             extract::Web::UserInfo | extract::Web::Page => extract::Identity::default(),
-            extract::Web::SignInForm
+            extract::Web::AuthorizePage
+            | extract::Web::SignInForm
             | extract::Web::SignUpForm
             | extract::Web::Token
-            | extract::Web::TokenAbout => {
+            | extract::Web::TokenAbout
+            | extract::Web::Logout => {
                 let body = self.read_body(session).await?;
                 extract::read_web(web, &body)
             }
         };
+        // The sign-in page without a `login_hint`, and a logout without an
+        // `id_token_hint`, go where the browser's session lives.
+        if matches!(web, extract::Web::AuthorizePage | extract::Web::Logout)
+            && identity.email.is_none()
+            && identity.artifact.is_none()
+        {
+            identity.artifact = extract::browser_region(
+                session
+                    .req_header()
+                    .headers
+                    .get_all("cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+        }
         self.add_facts(ctx, identity, facts).await;
         Ok(())
     }

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod browser;
 pub mod env;
 mod error;
 pub mod index;

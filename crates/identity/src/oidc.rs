@@ -9,6 +9,7 @@
 
 use crate::{
     GrantError, Identity, IdentityError,
+    browser::{BrowserCookie, BrowserSession},
     env::random,
     login::Credentials,
     registration::{Finish, Finished, Registration},
@@ -21,7 +22,7 @@ use domicile_core::{
 };
 use domicile_oidc::{authorize::AuthorizationRequest, pkce};
 use domicile_store::{
-    AuditKind, CodeRecord, Redemption, RevokeReason, SessionClient, SessionRecord, UserRecord,
+    AuditKind, CodeRecord, Redemption, RevokeReason, SessionClient, SessionRecord,
 };
 
 /// An authorization code is refused this many seconds after it was issued.
@@ -29,6 +30,23 @@ pub const CODE_TTL_SECONDS: i64 = 60;
 /// A code's record is kept this long after issue, so that a replay is
 /// recognised as one (and what the code issued revoked).
 pub const CODE_KEPT_SECONDS: i64 = 600;
+
+/// What a sign-in or sign-up page ends with: the authorization code for
+/// the client, and the new browser session's cookie. Secrets: `Debug`
+/// shows neither.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub code: String,
+    pub browser: BrowserCookie,
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("browser", &self.browser)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the token endpoint answers. The tokens are secrets: `Debug` shows
 /// none of them.
@@ -115,31 +133,32 @@ impl Identity {
     }
 
     /// Signs the user in with their password for `req` (checked by
-    /// `domicile_oidc::authorize::check`): a session for the client with
-    /// the granted scopes, and a single-use authorization code for it.
+    /// `domicile_oidc::authorize::check`): a browser session (single
+    /// sign-on), a session for the client with the granted scopes started
+    /// from it, and a single-use authorization code for that.
     pub async fn sign_in_for(
         &self,
         input: Credentials,
         req: &AuthorizationRequest,
-    ) -> Result<String, IdentityError> {
+    ) -> Result<SignedIn, IdentityError> {
         self.client(&req.client_id)?;
         let user = self.authenticate(input).await?;
-        let (code, session_id) = self.issue_code(&user, req).await?;
+        let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
         self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
-        Ok(code)
+        Ok(signed_in)
     }
 
     /// Registers a new user homed in this region (the rules of
     /// `register`, including the retry of a cut-off registration) for
-    /// `req`: a session for the client and an authorization code for it.
+    /// `req`: signed in as by `sign_in_for`.
     pub async fn sign_up_for(
         &self,
         input: Registration,
         req: &AuthorizationRequest,
-    ) -> Result<String, IdentityError> {
+    ) -> Result<SignedIn, IdentityError> {
         self.client(&req.client_id)?;
         match self.register_as(input, Finish::Oidc(req)).await? {
-            Finished::Code(code) => Ok(code),
+            Finished::Code(signed_in) => Ok(signed_in),
             Finished::Session(_) => Err(IdentityError::internal(
                 "sign up",
                 "an OpenID Connect registration ended without a code",
@@ -147,12 +166,59 @@ impl Identity {
         }
     }
 
-    /// A session of `user` for `req`'s client with its grant, and a
-    /// single-use authorization code for it: (code, session id).
-    pub(crate) async fn issue_code(
+    /// Answers `req` from the browser session a cookie named (single
+    /// sign-on; the caller checked `max_age` and `login_hint`): a session
+    /// for the client started from it, and an authorization code for that.
+    /// The ID token will carry the browser session's `auth_time`.
+    pub async fn continue_for(
         &self,
-        user: &UserRecord,
+        browser: &BrowserSession,
         req: &AuthorizationRequest,
+    ) -> Result<String, IdentityError> {
+        self.client(&req.client_id)?;
+        let (code, session_id) = self
+            .issue_code(
+                &browser.user_id,
+                req,
+                &browser.session_id,
+                browser.auth_time,
+            )
+            .await?;
+        self.audit_event(&browser.user_id, AuditKind::SingleSignOn, &session_id);
+        Ok(code)
+    }
+
+    /// A new browser session of `user_id` and a code for `req` in a client
+    /// session started from it: what a sign-in or sign-up page ends with,
+    /// and the client session's id.
+    pub(crate) async fn sign_in_browser(
+        &self,
+        user_id: &str,
+        req: &AuthorizationRequest,
+    ) -> Result<(SignedIn, String), IdentityError> {
+        let (browser, cookie) = self.open_browser_session(user_id).await?;
+        let (code, session_id) = self
+            .issue_code(user_id, req, &browser.session_id, browser.created_at)
+            .await?;
+        Ok((
+            SignedIn {
+                code,
+                browser: cookie,
+            },
+            session_id,
+        ))
+    }
+
+    /// A session of `user_id` for `req`'s client with its grant, started
+    /// from the browser session `browser` whose password was entered at
+    /// `auth_time`, and a single-use authorization code for it:
+    /// (code, session id).
+    async fn issue_code(
+        &self,
+        user_id: &str,
+        req: &AuthorizationRequest,
+        browser: &str,
+        auth_time: domicile_core::UnixSeconds,
     ) -> Result<(String, String), IdentityError> {
         let client = self.client(&req.client_id)?;
         let grant = SessionClient {
@@ -161,19 +227,21 @@ impl Identity {
             refresh: req.has_scope("offline_access")
                 || client.refresh_tokens == RefreshPolicy::Always,
         };
-        let (_, session) = self.open_session(&user.user_id, Some(grant)).await?;
+        let (_, session) = self
+            .open_session(user_id, Some(grant), Some(browser))
+            .await?;
         let now = self.now();
         let code = AuthorizationCode::new(&self.region, random::<32>(self.entropy.as_ref()));
         let record = CodeRecord {
             code_hash: code.storage_hash(),
-            user_id: user.user_id.clone(),
+            user_id: user_id.to_owned(),
             session_id: session.session_id.clone(),
             client_id: client.id.clone(),
             redirect_uri: req.redirect_uri.clone(),
             scope: req.scope(),
             nonce: req.nonce.clone(),
             code_challenge: req.code_challenge.clone(),
-            auth_time: session.created_at,
+            auth_time,
             issued_at: now,
             expires_at: now + CODE_TTL_SECONDS,
             kept_until: now + CODE_KEPT_SECONDS,

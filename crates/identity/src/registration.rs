@@ -126,8 +126,8 @@ pub(crate) enum Finish<'a> {
 /// What a finished registration gives its caller.
 pub(crate) enum Finished {
     Session(Authenticated),
-    /// The authorization code.
-    Code(String),
+    /// The authorization code and the browser session's cookie.
+    Code(crate::oidc::SignedIn),
 }
 
 /// What a retry finds when a pending claim of this region holds its email.
@@ -178,9 +178,9 @@ impl Identity {
                 Ok(Finished::Session(r))
             }
             Finish::Oidc(req) => {
-                let (code, session_id) = self.issue_code(user, req).await?;
+                let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
                 self.audit_event(&user.user_id, AuditKind::Registered, &session_id);
-                Ok(Finished::Code(code))
+                Ok(Finished::Code(signed_in))
             }
         }
     }

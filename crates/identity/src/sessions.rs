@@ -72,11 +72,13 @@ pub(crate) struct Minted {
 
 impl Identity {
     /// A new session of `user_id`, for the first-party API (`client` is
-    /// `None`) or an OpenID Connect client and its grant; no tokens yet.
+    /// `None`) or an OpenID Connect client and its grant, started from the
+    /// browser session `browser` when there is one; no tokens yet.
     pub(crate) async fn open_session(
         &self,
         user_id: &str,
         client: Option<SessionClient>,
+        browser: Option<&str>,
     ) -> Result<(SessionId, SessionRecord), IdentityError> {
         let now = self.now();
         let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
@@ -88,6 +90,8 @@ impl Identity {
             revoked_at: None,
             revoked_reason: None,
             client,
+            browser_hash: None,
+            browser_session: browser.map(str::to_owned),
         };
         if !self.store.insert_session(&session, now).await?.is_applied() {
             return Err(IdentityError::internal(
@@ -103,7 +107,7 @@ impl Identity {
         &self,
         user: &UserRecord,
     ) -> Result<Authenticated, IdentityError> {
-        let (id, session) = self.open_session(&user.user_id, None).await?;
+        let (id, session) = self.open_session(&user.user_id, None, None).await?;
         self.issue(user.user_id.clone(), &id, &session).await
     }
 

@@ -254,15 +254,7 @@ pub fn check(params: &[(String, String)], clients: &Clients) -> Result<Checked, 
     let login_hint = get("login_hint")
         .filter(|h| printable(h, MAX_PARAM))
         .map(str::to_owned);
-    let ui_locales = get("ui_locales")
-        .map(|l| {
-            l.split(' ')
-                .filter(|t| !t.is_empty() && t.len() <= 35 && printable(t, 35))
-                .take(10)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let ui_locales = ui_locales(get("ui_locales"));
     Ok(Checked {
         request: AuthorizationRequest {
             client_id: client.id.clone(),
@@ -325,29 +317,31 @@ fn prompt(p: Option<&str>) -> Result<Prompt, String> {
 }
 
 /// Printable ASCII (no controls), at most `max` bytes.
-fn printable(s: &str, max: usize) -> bool {
+/// The language tags of a `ui_locales` parameter, in order (at most ten;
+/// tags that are not printable or too long are left out).
+pub(crate) fn ui_locales(param: Option<&str>) -> Vec<String> {
+    param
+        .map(|l| {
+            l.split(' ')
+                .filter(|t| !t.is_empty() && printable(t, 35))
+                .take(10)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn printable(s: &str, max: usize) -> bool {
     s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domicile_core::topology::Topology;
 
     fn clients() -> Clients {
-        let text = r#"
-[federation]
-name = "t"
-issuer = "https://id.example.com"
-default_region = "eu"
-[index]
-host_region = "eu"
-secret_file = "k"
-store = { backend = "embedded", path = "i" }
-[regions.eu]
-residency = "EU"
-nodes = [{ address = "127.0.0.1:7101" }]
-store = { backend = "embedded", path = "eu" }
+        crate::test_clients(
+            r#"
 [clients.app]
 name = "App"
 client_type = "public"
@@ -358,10 +352,8 @@ name = "Server"
 client_type = "confidential"
 secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
 redirect_uris = ["https://srv.example.com/cb"]
-"#;
-        Topology::parse(std::path::Path::new("r.toml"), text)
-            .unwrap()
-            .clients
+"#,
+        )
     }
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";

@@ -1,7 +1,6 @@
 //! The OpenID Provider metadata (`/.well-known/openid-configuration`,
 //! OpenID Connect Discovery 1.0 and RFC 8414): everything this provider
-//! supports, and nothing it does not. (RP-initiated logout is listed once
-//! its endpoint exists.)
+//! supports, and nothing it does not.
 
 use serde_json::{Value, json};
 
@@ -38,6 +37,7 @@ pub fn document(issuer: &str) -> Value {
         "jwks_uri": at("/.well-known/jwks.json"),
         "revocation_endpoint": at("/revoke"),
         "introspection_endpoint": at("/introspect"),
+        "end_session_endpoint": at("/logout"),
         "scopes_supported": SCOPES,
         "claims_supported": CLAIMS,
         "response_types_supported": ["code"],
@@ -73,6 +73,7 @@ mod tests {
             "jwks_uri",
             "revocation_endpoint",
             "introspection_endpoint",
+            "end_session_endpoint",
         ] {
             assert!(
                 d[k].as_str()

@@ -3,7 +3,8 @@
 //! in which a checked request travels between the hosted pages without
 //! server state in any region ([`sealed`]), PKCE ([`pkce`]), the `at_hash`
 //! of an EdDSA ID token ([`at_hash`]), the redirects back to the app
-//! ([`redirect`]) and the discovery document ([`discovery`]).
+//! ([`redirect`]), RP-initiated logout requests ([`logout`]) and the
+//! discovery document ([`discovery`]).
 //!
 //! It does no I/O: it reads no clock (`now` is an argument), draws no
 //! randomness, and knows no HTTP server, store or template. Sessions,
@@ -15,11 +16,19 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
+pub mod logout;
 pub mod pkce;
 pub mod redirect;
 pub mod sealed;
 
 use base64::Engine as _;
+
+/// The hosted pages' browser session cookie (single sign-on) when the
+/// issuer is http, and when it is https (`__Host-`: bound to the origin).
+/// Its value is a region-tagged `bs_` artifact: the node sets it, the edge
+/// routes the pages by it.
+pub const BROWSER_COOKIE: &str = "domicile_session";
+pub const BROWSER_COOKIE_SECURE: &str = "__Host-domicile_session";
 use sha2::{Digest, Sha512};
 
 /// The `at_hash` of an access token in an ID token signed with EdDSA over
@@ -28,6 +37,32 @@ use sha2::{Digest, Sha512};
 pub fn at_hash(access_token: &str) -> String {
     let digest = Sha512::digest(access_token.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..32])
+}
+
+/// Registered clients for the unit tests: `clients_toml` (`[clients.*]`
+/// tables) in a one-region federation.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_clients(clients_toml: &str) -> domicile_core::clients::Clients {
+    let text = format!(
+        r#"
+[federation]
+name = "t"
+issuer = "https://id.example.com"
+default_region = "eu"
+[index]
+host_region = "eu"
+secret_file = "k"
+store = {{ backend = "embedded", path = "i" }}
+[regions.eu]
+residency = "EU"
+nodes = [{{ address = "127.0.0.1:7101" }}]
+store = {{ backend = "embedded", path = "eu" }}
+{clients_toml}"#
+    );
+    domicile_core::topology::Topology::parse(std::path::Path::new("r.toml"), &text)
+        .unwrap()
+        .clients
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ async fn main() {
                         revoked_at: None,
                         revoked_reason: None,
                         client: None,
+                        browser_hash: None,
+                        browser_session: None,
                     };
                     s.insert_session(&session, now).await.unwrap();
                     let mut hash = [0u8; 32];

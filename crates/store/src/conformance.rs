@@ -53,6 +53,8 @@ fn session(id: &str, expires_at: UnixSeconds) -> SessionRecord {
         revoked_at: None,
         revoked_reason: None,
         client: None,
+        browser_hash: None,
+        browser_session: None,
     }
 }
 
@@ -72,6 +74,7 @@ pub async fn region_store(store: &RegionStore) {
     identifiers(store).await;
     users(store).await;
     sessions(store).await;
+    browser_sessions(store).await;
     refresh_tokens(store).await;
     signing_keys(store).await;
     audit(store).await;
@@ -232,6 +235,44 @@ async fn sessions(s: &RegionStore) {
             .unwrap(),
         Applied::No(())
     );
+}
+
+/// A browser session and the client sessions started from it keep their
+/// links; `live_sessions` lists a user's live sessions only.
+async fn browser_sessions(s: &RegionStore) {
+    let user = uid(40);
+    let browser = SessionRecord {
+        user_id: user.clone(),
+        browser_hash: Some([4; 32]),
+        ..session(&sid(40), NOW + 100)
+    };
+    let child = SessionRecord {
+        user_id: user.clone(),
+        browser_session: Some(sid(40)),
+        ..session(&sid(41), NOW + 100)
+    };
+    let ended = SessionRecord {
+        user_id: user.clone(),
+        ..session(&sid(42), NOW + 100)
+    };
+    let short = SessionRecord {
+        user_id: user.clone(),
+        ..session(&sid(43), NOW + 10)
+    };
+    for r in [&browser, &child, &ended, &short] {
+        assert_eq!(s.insert_session(r, NOW).await.unwrap(), Applied::Yes);
+    }
+    s.revoke_session(&sid(42), NOW, RevokeReason::Logout)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_session(&sid(40), NOW).await.unwrap().as_ref(),
+        Some(&browser)
+    );
+    let mut live: Vec<SessionRecord> = s.live_sessions(&user, NOW + 20).await.unwrap();
+    live.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+    assert_eq!(live, vec![browser, child], "neither revoked nor expired");
+    assert!(s.live_sessions(&uid(41), NOW).await.unwrap().is_empty());
 }
 
 async fn refresh_tokens(s: &RegionStore) {

@@ -55,9 +55,18 @@ pub struct SessionRecord {
     #[serde(default)]
     pub revoked_reason: Option<RevokeReason>,
     /// The OpenID Connect client the session was started for, and the
-    /// scopes granted to it; `None` for the first-party gRPC API.
+    /// scopes granted to it; `None` for the first-party gRPC API and for
+    /// browser sessions.
     #[serde(default)]
     pub client: Option<SessionClient>,
+    /// Set on a browser (single sign-on) session of the hosted pages: the
+    /// SHA-256 of its cookie. Such a session has no tokens of its own.
+    #[serde(default)]
+    pub browser_hash: Option<[u8; 32]>,
+    /// The browser session a client session was started from; ending that
+    /// browser session (logout) ends this one too.
+    #[serde(default)]
+    pub browser_session: Option<String>,
 }
 
 /// The client of an OpenID Connect session and what it was granted.
@@ -179,10 +188,13 @@ pub enum AuditKind {
     ProfileUpdated,
     /// An authorization code was presented again; its session was ended.
     CodeReplay,
+    /// A client session was started from a browser session without a
+    /// password (single sign-on).
+    SingleSignOn,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 7] = [
+    pub const ALL: [AuditKind; 8] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -190,6 +202,7 @@ impl AuditKind {
         AuditKind::Logout,
         AuditKind::ProfileUpdated,
         AuditKind::CodeReplay,
+        AuditKind::SingleSignOn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -201,6 +214,7 @@ impl AuditKind {
             AuditKind::Logout => "logout",
             AuditKind::ProfileUpdated => "profile_updated",
             AuditKind::CodeReplay => "code_replay",
+            AuditKind::SingleSignOn => "single_sign_on",
         }
     }
 }

@@ -297,6 +297,28 @@ impl RegionStore {
             .await
     }
 
+    /// The user's sessions that are live at `now` (not expired, not
+    /// revoked).
+    pub async fn live_sessions(
+        &self,
+        user_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Vec<SessionRecord>> {
+        self.instrument
+            .run("live_sessions", async {
+                let mut live_ones = Vec::new();
+                for id in self.listed_sessions(user_id).await? {
+                    let s: Option<SessionRecord> =
+                        self.read(&SESSIONS, &Key::row(id.as_slice())).await?;
+                    live_ones.extend(s.filter(|s| {
+                        s.user_id == user_id && s.revoked_at.is_none() && live(s.expires_at, now)
+                    }));
+                }
+                Ok(live_ones)
+            })
+            .await
+    }
+
     /// The session ids listed under `user_id`.
     async fn listed_sessions(&self, user_id: &str) -> Result<Vec<Vec<u8>>> {
         let mut ids = Vec::new();

@@ -42,6 +42,7 @@ name = "Web"
 client_type = "confidential"
 secret_sha256 = "{}"
 redirect_uris = ["https://web.example.com/callback"]
+post_logout_redirect_uris = ["https://web.example.com/bye"]
 scopes = ["openid", "email"]
 
 [clients.web.branding]

@@ -307,7 +307,8 @@ async fn refusals_named_after_the_conformance_modules() {
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let code_for = |q: BTreeMap<String, String>| q["code"].clone();
     let url = authorize(&with_redirect);
-    let code = code_for(sign_in(&http, &url, "198.51.100.7", "ada@example.de", PASSWORD).await);
+    let code =
+        code_for(sign_in(&browser(), &url, "198.51.100.7", "ada@example.de", PASSWORD).await);
     let token = |form: Vec<(&'static str, String)>| {
         let http = http.clone();
         let edge = edge.clone();
@@ -345,7 +346,8 @@ async fn refusals_named_after_the_conformance_modules() {
     );
     // oidcc-codereuse: after a good exchange, the code again is refused
     // and what it issued is revoked.
-    let code = code_for(sign_in(&http, &url, "198.51.100.7", "ada@example.de", PASSWORD).await);
+    let code =
+        code_for(sign_in(&browser(), &url, "198.51.100.7", "ada@example.de", PASSWORD).await);
     let (status, first) = token(grant(&code, verifier)).await;
     assert_eq!(status, 200, "{first}");
     let (status, again) = token(grant(&code, verifier)).await;
@@ -362,7 +364,8 @@ async fn refusals_named_after_the_conformance_modules() {
         .unwrap();
     assert_eq!(info.status(), 401, "the replayed code's session has ended");
     // A missing verifier, an unknown client, another client's code.
-    let code = code_for(sign_in(&http, &url, "198.51.100.7", "ada@example.de", PASSWORD).await);
+    let code =
+        code_for(sign_in(&browser(), &url, "198.51.100.7", "ada@example.de", PASSWORD).await);
     let mut no_verifier = grant(&code, verifier);
     no_verifier.pop();
     let (status, body) = token(no_verifier).await;
@@ -624,4 +627,292 @@ async fn a_new_user_signs_up_on_the_hosted_page_and_chooses_a_region() {
         &log,
         &["eve@example.org".into(), PASSWORD.into()],
     );
+}
+
+/// The authorization URL of `client` (`demo`: PKCE and the loopback
+/// redirect; `web`: its https redirect) with `extra` parameters.
+fn authorize_url(edge: &str, client: &str, extra: &str) -> String {
+    let base = match client {
+        "demo" => {
+            "client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A49152%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+        }
+        _ => "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcallback",
+    };
+    format!(
+        "{edge}/authorize?{base}&response_type=code&scope=openid%20email%20offline_access&state=st&nonce=nn{extra}"
+    )
+}
+
+/// The token endpoint's answer for `code`, as `client`.
+async fn exchange(edge: &str, client: &str, code: &str) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code)];
+    let req = match client {
+        "demo" => {
+            form.extend([
+                ("client_id", "demo"),
+                ("redirect_uri", "http://127.0.0.1:49152/callback"),
+                (
+                    "code_verifier",
+                    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+                ),
+            ]);
+            http.post(format!("{edge}/token"))
+        }
+        _ => {
+            form.push(("redirect_uri", "https://web.example.com/callback"));
+            http.post(format!("{edge}/token"))
+                .basic_auth("web", Some(domicile_testkit::config::WEB_CLIENT_SECRET))
+        }
+    };
+    let r = req.form(&form).send().await.unwrap();
+    let status = r.status();
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The claims of a JWT, read without verifying it (the RP test verifies).
+fn claims_of(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let body = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Whether `access` still opens `/userinfo`.
+async fn userinfo_status(edge: &str, access: &serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{edge}/userinfo"))
+        .bearer_auth(access.as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Single sign-on and RP-initiated logout: a user homed in ap signs in
+/// for `demo` from a German address; `web` then gets a code without a
+/// page (the edge routes the browser cookie to ap), and so does
+/// `prompt=none`; `max_age`, `prompt=login` and another user's
+/// `login_hint` show the page. Logout refuses unregistered and foreign
+/// post-logout URIs and forged hints (an error page, nothing ends), asks
+/// before ending a session when there is no hint, and with demo's ID token
+/// ends the browser session and both apps' sessions, then redirects with
+/// `state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_app_signs_in_without_a_password_until_logout() {
+    let fed = Federation::start();
+    let mut grpc = fed.client().await;
+    for email in ["chiyo@example.jp", "ada@example.de"] {
+        grpc.register(register(email)).await.unwrap();
+    }
+    let edge = format!("http://{}", fed.edge_addr);
+    let http = browser();
+    let german = "192.0.2.50";
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .header("x-forwarded-for", german)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let back = sign_in(
+        &http,
+        &authorize_url(&edge, "demo", ""),
+        german,
+        "chiyo@example.jp",
+        PASSWORD,
+    )
+    .await;
+    let demo = exchange(&edge, "demo", &back["code"]).await;
+    let demo_id = claims_of(demo["id_token"].as_str().unwrap());
+
+    // oidcc-prompt-none-logged-in, and a second client: answered at once.
+    let r = get(authorize_url(&edge, "web", "")).await;
+    assert_eq!(r.status(), 303, "single sign-on answers without a page");
+    assert_eq!(
+        r.headers()["domicile-region"],
+        "ap",
+        "routed by the browser cookie"
+    );
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://web.example.com/callback?"),
+        "{location}"
+    );
+    let q = query(&location);
+    assert!(q["code"].starts_with("ac_ap_"), "{q:?}");
+    assert_eq!(q["state"], "st");
+    let web = exchange(&edge, "web", &q["code"]).await;
+    let web_id = claims_of(web["id_token"].as_str().unwrap());
+    assert_eq!(web_id["sub"], demo_id["sub"]);
+    assert_eq!(
+        web_id["auth_time"], demo_id["auth_time"],
+        "the password's time"
+    );
+    assert_eq!(web_id["nonce"], "nn");
+    assert_ne!(
+        web_id["sid"], demo_id["sid"],
+        "each app has its own session"
+    );
+    let r = get(authorize_url(&edge, "demo", "&prompt=none")).await;
+    assert_eq!(r.status(), 303);
+    assert!(query(r.headers()["location"].to_str().unwrap()).contains_key("code"));
+
+    // oidcc-max-age-1, oidcc-prompt-login, another user's login_hint: the page.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for extra in [
+        "&max_age=0",
+        "&prompt=login",
+        "&login_hint=ada%40example.de",
+    ] {
+        let r = get(authorize_url(&edge, "demo", extra)).await;
+        assert_eq!(r.status(), 200, "{extra} shows the sign-in page");
+    }
+    let r = get(authorize_url(&edge, "demo", "&prompt=none&max_age=0")).await;
+    assert_eq!(
+        query(r.headers()["location"].to_str().unwrap())["error"],
+        "login_required"
+    );
+    let r = get(authorize_url(
+        &edge,
+        "demo",
+        "&max_age=3600&login_hint=chiyo%40example.jp",
+    ))
+    .await;
+    assert_eq!(r.status(), 303, "the hinted user's own session answers");
+
+    // oidcc-rp-initiated-logout-bad-post-logout-redirect-uri and friends:
+    // an error page, never a redirect, and nothing ends.
+    let hint = demo["id_token"].as_str().unwrap();
+    let mut forged = hint.to_owned();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    for (q, why) in [
+        (
+            format!(
+                "id_token_hint={hint}&post_logout_redirect_uri={}",
+                enc("https://evil.example/")
+            ),
+            "unregistered",
+        ),
+        (
+            format!(
+                "id_token_hint={hint}&post_logout_redirect_uri={}",
+                enc("https://web.example.com/bye")
+            ),
+            "another client's",
+        ),
+        (
+            format!("client_id=web&id_token_hint={hint}"),
+            "client_id is not the hint's audience",
+        ),
+        (
+            format!("post_logout_redirect_uri={}", enc("http://127.0.0.1/")),
+            "no client named",
+        ),
+        (
+            format!(
+                "id_token_hint={forged}&post_logout_redirect_uri={}",
+                enc("http://127.0.0.1/")
+            ),
+            "forged hint",
+        ),
+    ] {
+        let r = get(format!("{edge}/logout?{q}")).await;
+        assert_eq!(r.status(), 400, "{why}");
+        assert!(r.headers().get("location").is_none(), "{why} redirected");
+    }
+    assert_eq!(userinfo_status(&edge, &demo["access_token"]).await, 200);
+
+    // Without a hint the user is asked; a forged confirmation is refused.
+    let r = get(format!("{edge}/logout?client_id=demo")).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("action=\"/logout\""), "{page}");
+    // (The victim's own cookies, as if a browser sent them.)
+    let cross_site = http
+        .post(format!("{edge}/logout"))
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", "attacker-guess"), ("client_id", "demo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(
+        userinfo_status(&edge, &web["access_token"]).await,
+        200,
+        "still signed in"
+    );
+
+    // With the hint: everything the browser session started ends.
+    let r = get(format!(
+        "{edge}/logout?id_token_hint={hint}&post_logout_redirect_uri={}&state=bye1",
+        enc("http://127.0.0.1:49152/")
+    ))
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["domicile-region"],
+        "ap",
+        "routed by the hint's key"
+    );
+    assert_eq!(
+        r.headers()["location"],
+        "http://127.0.0.1:49152/?state=bye1"
+    );
+    let cleared = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("domicile_session=;"));
+    assert!(cleared, "the browser cookie is removed");
+    for (app, tokens) in [("demo", &demo), ("web", &web)] {
+        assert_eq!(
+            userinfo_status(&edge, &tokens["access_token"]).await,
+            401,
+            "{app}'s session ended"
+        );
+    }
+    let refreshed = reqwest::Client::new()
+        .post(format!("{edge}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "demo"),
+            ("refresh_token", demo["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshed.status(),
+        400,
+        "demo's refresh token died with its session"
+    );
+    let r = get(authorize_url(&edge, "demo", "&prompt=none")).await;
+    assert_eq!(
+        query(r.headers()["location"].to_str().unwrap())["error"],
+        "login_required"
+    );
+
+    // No leak: the browser sessions' user is ap's; eu and us hold nothing.
+    for region in ["eu", "us"] {
+        let log =
+            std::fs::read_to_string(fed.dir.path().join(format!("node-{region}.log"))).unwrap();
+        assert_no_leak(
+            &format!("node {region}"),
+            &log,
+            &["chiyo@example.jp".into(), PASSWORD.into()],
+        );
+    }
 }

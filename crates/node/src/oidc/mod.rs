@@ -3,16 +3,19 @@
 //! form), `/signup` (the sign-up page and form, and `/signin` back to the
 //! sign-in page, both for a sealed request), `/token` (the `authorization_code` and `refresh_token` grants,
 //! with client authentication), `/userinfo`, `/revoke` (RFC 7009) and
-//! `/introspect` (RFC 7662, confidential clients). Each parses its input,
+//! `/introspect` (RFC 7662, confidential clients) and `/logout`
+//! (RP-initiated logout). Each parses its input,
 //! calls one use case of `domicile-identity` (or a check of
 //! `domicile-oidc`) and answers one page, redirect or JSON document.
 //!
 //! No state is kept between requests: the checked request travels sealed
 //! in the form, and the CSRF token in a cookie and a hidden field (double
-//! submit). The edge routes every request to the user's home region (the
-//! form's email through the routing table, codes and tokens by their
-//! region tag). Not here yet: single sign-on sessions and logout (see
-//! `docs/oidc.md`).
+//! submit). A sign-in or sign-up sets the browser session cookie (single
+//! sign-on: the next `/authorize` of any client is answered without a
+//! page while it lives and `max_age` allows; `prompt=login` asks again).
+//! The edge routes every request to the user's home region (the form's
+//! email through the routing table, codes, tokens, the browser cookie and
+//! the `id_token_hint` by their region tag).
 
 pub mod pages;
 
@@ -27,10 +30,11 @@ use axum::{
 use base64::Engine as _;
 use domicile_core::clients::{Branding, Client};
 use domicile_identity::{
-    Clock, Entropy, Identity, IdentityError, login::Credentials, profile::ProfileChange,
-    registration::Registration,
+    Clock, Entropy, Identity, IdentityError, browser::BrowserSession, login::Credentials,
+    oidc::SignedIn, profile::ProfileChange, registration::Registration,
 };
 use domicile_oidc::{
+    BROWSER_COOKIE, BROWSER_COOKIE_SECURE,
     authorize::{self, AuthorizationRequest, Prompt, Refusal},
     client_auth::{self, ClientAuthError, Presented},
     redirect,
@@ -70,6 +74,7 @@ pub fn router(state: Arc<OidcState>) -> Router {
         .route("/userinfo", get(userinfo).post(userinfo))
         .route("/revoke", post(revoke))
         .route("/introspect", post(introspect))
+        .route("/logout", get(logout).post(logout_form))
         .layer(DefaultBodyLimit::max(MAX_INPUT))
         .with_state(state)
 }
@@ -284,11 +289,40 @@ impl OidcState {
 
     /// `Set-Cookie` of the CSRF token.
     fn csrf_set_cookie(&self, csrf: &str) -> String {
+        self.set_cookie(self.csrf_cookie(), csrf, LIFETIME_SECONDS)
+    }
+
+    /// The browser (single sign-on) session cookie's name: `__Host-` bound
+    /// to this origin when https.
+    fn browser_cookie(&self) -> &'static str {
+        if self.secure() {
+            BROWSER_COOKIE_SECURE
+        } else {
+            BROWSER_COOKIE
+        }
+    }
+
+    /// A `Set-Cookie` for the hosted pages: the whole origin, never sent to
+    /// scripts, sent on top-level navigations from the apps (`Lax`), and
+    /// only over https when the issuer is https. `max_age` 0 removes it.
+    fn set_cookie(&self, name: &str, value: &str, max_age: i64) -> String {
         format!(
-            "{}={csrf}; Path=/; Max-Age={LIFETIME_SECONDS}; HttpOnly; SameSite=Lax{}",
-            self.csrf_cookie(),
+            "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
             if self.secure() { "; Secure" } else { "" }
         )
+    }
+
+    /// The live browser session of this request's cookie, if any. A store
+    /// failure is logged and treated as no session (the page is shown).
+    async fn browser_session(&self, headers: &HeaderMap) -> Option<BrowserSession> {
+        let value = cookie(headers, self.browser_cookie())?;
+        match self.identity.browser_session(value).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "browser session lookup failed");
+                None
+            }
+        }
     }
 
     /// A form's sealed request and its client, and whether its CSRF token
@@ -319,11 +353,7 @@ impl OidcState {
                 bad,
             )));
         };
-        // Double-submit CSRF check, and the form must come from this origin.
-        let csrf_ok = cookie(headers, self.csrf_cookie()).is_some_and(|c| eq_ct(c, field("csrf")));
-        let origin_ok = header_str(headers, header::ORIGIN)
-            .is_none_or(|o| Some(o.to_owned()) == origin(self.issuer()));
-        if !csrf_ok || !origin_ok {
+        if !self.csrf_ok(headers, field("csrf")) {
             return Err(Box::new(self.error_page(
                 StatusCode::FORBIDDEN,
                 Some(client),
@@ -334,23 +364,38 @@ impl OidcState {
         Ok((form, req, client))
     }
 
+    /// Whether a form's CSRF token is the browser's (double submit) and the
+    /// form came from this origin.
+    fn csrf_ok(&self, headers: &HeaderMap, presented: &str) -> bool {
+        let token_ok = cookie(headers, self.csrf_cookie()).is_some_and(|c| eq_ct(c, presented));
+        let origin_ok = header_str(headers, header::ORIGIN)
+            .is_none_or(|o| Some(o.to_owned()) == origin(self.issuer()));
+        token_ok && origin_ok
+    }
+
     /// What a sign-in or sign-up form answers: the redirect with the code,
     /// or the page again (`again`) with what went wrong; `bad_input` is
     /// the journey's own words for an input the use case refused.
     fn form_outcome(
         &self,
-        outcome: Result<String, IdentityError>,
+        outcome: Result<SignedIn, IdentityError>,
         req: &AuthorizationRequest,
         bad_input: fn(&Texts) -> &'static str,
         again: impl Fn(StatusCode, fn(&Texts) -> &'static str) -> Response,
     ) -> Response {
         match outcome {
-            Ok(code) => see_other(redirect::code(
-                &req.redirect_uri,
-                &code,
-                req.state.as_deref(),
-                self.issuer(),
-            )),
+            Ok(signed_in) => {
+                let mut r = self.code_redirect(req, &signed_in.code);
+                let set = self.set_cookie(
+                    self.browser_cookie(),
+                    &signed_in.browser.value,
+                    signed_in.browser.max_age,
+                );
+                if let Ok(v) = HeaderValue::from_str(&set) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+                r
+            }
             Err(IdentityError::Unauthenticated(_)) => {
                 again(StatusCode::UNAUTHORIZED, |t| t.bad_credentials)
             }
@@ -366,6 +411,56 @@ impl OidcState {
             Err(e) => {
                 tracing::error!(error = %e, "a hosted form failed");
                 again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
+            }
+        }
+    }
+
+    /// The redirect that hands `code` to the app.
+    fn code_redirect(&self, req: &AuthorizationRequest, code: &str) -> Response {
+        see_other(redirect::code(
+            &req.redirect_uri,
+            code,
+            req.state.as_deref(),
+            self.issuer(),
+        ))
+    }
+
+    /// Answers `req` from the browser's session when it may be (single
+    /// sign-on): not `prompt=login`, the session young enough for
+    /// `max_age`, and the user the `login_hint` names when there is one.
+    /// `None`: a page (or `login_required`) is the answer.
+    async fn single_sign_on(
+        &self,
+        req: &AuthorizationRequest,
+        login_hint: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
+        if req.prompt == Prompt::Login {
+            return None;
+        }
+        let session = self.browser_session(headers).await?;
+        if !domicile_identity::browser::fresh_enough(&session, req.max_age, self.now()) {
+            return None;
+        }
+        if let Some(hint) = login_hint {
+            let same = match domicile_core::email::Email::parse(hint) {
+                Ok(email) => self.identity.is_hinted_user(&session, &email).await,
+                Err(_) => Ok(false),
+            };
+            match same {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    tracing::error!(error = %e, "login_hint check failed");
+                    return None;
+                }
+            }
+        }
+        match self.identity.continue_for(&session, req).await {
+            Ok(code) => Some(self.code_redirect(req, &code)),
+            Err(e) => {
+                tracing::error!(error = %e, "single sign-on failed");
+                None
             }
         }
     }
@@ -494,8 +589,14 @@ async fn authorize_page(
             let Some(client) = s.client(&req.client_id) else {
                 return s.error_page(StatusCode::BAD_REQUEST, None, &headers, |t| t.forged.into());
             };
+            if let Some(answer) = s
+                .single_sign_on(&req, checked.login_hint.as_deref(), &headers)
+                .await
+            {
+                return answer;
+            }
             if req.prompt == Prompt::None {
-                // No single sign-on session exists to answer without a page.
+                // No browser session may answer, and no page may be shown.
                 let e = authorize::ErrorRedirect {
                     redirect_uri: req.redirect_uri.clone(),
                     state: req.state.clone(),
@@ -792,5 +893,167 @@ async fn introspect(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: B
             }),
         ),
         Err(e) => grant_error(e),
+    }
+}
+
+/// GET /logout: RP-initiated logout with the request in the query.
+async fn logout(
+    State(s): State<Arc<OidcState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    s.end_session(&headers, query.unwrap_or_default().as_bytes(), false)
+        .await
+}
+
+/// POST /logout: the request as a form (from an app), or the answer to
+/// the confirmation page (it carries a CSRF token).
+async fn logout_form(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.end_session(&headers, &body, true).await
+}
+
+impl OidcState {
+    /// RP-initiated logout. The request is checked first (an unknown
+    /// client, a `post_logout_redirect_uri` not registered for it, or an
+    /// `id_token_hint` that does not verify is refused on a page, and
+    /// nothing ends). With a valid hint for the browser's user (or no
+    /// browser session) the sessions end at once; otherwise the user is
+    /// asked first (a form with a CSRF token), so a page elsewhere cannot
+    /// sign them out. Then the browser cookie is removed and the browser
+    /// sent to the app's post-logout URI with `state`, or shown that it is
+    /// signed out.
+    async fn end_session(&self, headers: &HeaderMap, input: &[u8], posted: bool) -> Response {
+        let refuse = |message: String| {
+            self.error_page(StatusCode::BAD_REQUEST, None, headers, move |_| {
+                message.clone()
+            })
+        };
+        let pairs = match params(input) {
+            Ok(p) => p,
+            Err(why) => return refuse(why.into()),
+        };
+        let field = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let hint = match field("id_token_hint").map(|t| self.identity.id_token_hint(t)) {
+            None => None,
+            Some(Ok(claims)) => Some(claims),
+            Some(Err(IdentityError::WrongRegion { home })) => {
+                tracing::warn!(%home, "a logout reached a region that did not sign its id_token_hint");
+                return refuse("the id_token_hint was not issued here".into());
+            }
+            Some(Err(e)) => return refuse(e.to_string()),
+        };
+        let clients = &self.identity.topology().clients;
+        let req = match domicile_oidc::logout::check(
+            &pairs,
+            clients,
+            hint.as_ref().map(|h| h.aud.as_str()),
+        ) {
+            Ok(r) => r,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let client = req.client_id.as_deref().and_then(|id| self.client(id));
+        let confirmed = posted && field("csrf").is_some();
+        if confirmed && !field("csrf").is_some_and(|c| self.csrf_ok(headers, c)) {
+            return self.error_page(StatusCode::FORBIDDEN, client, headers, |t| t.forged.into());
+        }
+        let browser = self.browser_session(headers).await;
+        let hint_is_the_browsers = match (&hint, &browser) {
+            (Some(h), Some(b)) => h.sub == b.user_id,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let neutral;
+        let brand = match client {
+            Some(c) => &c.branding,
+            None => {
+                neutral = pages::neutral_brand(&self.identity.topology().federation.name);
+                &neutral
+            }
+        };
+        let t = self.texts(&req.ui_locales, headers, brand);
+        let after = req.post_logout_redirect_uri.as_deref().and_then(origin);
+        if !confirmed && !hint_is_the_browsers {
+            if browser.is_none() && hint.is_none() {
+                // Nothing to end: say so (and go back to the app) at once.
+                return self.logged_out(&req, t, brand, after.as_deref());
+            }
+            let csrf = cookie(headers, self.csrf_cookie())
+                .map_or_else(|| self.random_text(), str::to_owned);
+            let carried: Vec<(&str, &str)> = pairs
+                .iter()
+                .filter(|(k, _)| {
+                    [
+                        "id_token_hint",
+                        "client_id",
+                        "post_logout_redirect_uri",
+                        "state",
+                        "ui_locales",
+                    ]
+                    .contains(&k.as_str())
+                })
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let nonce = self.random_text();
+            let html = askama::Template::render(&pages::Logout {
+                t,
+                brand,
+                nonce: &nonce,
+                confirm: true,
+                csrf: &csrf,
+                carried,
+            });
+            return pages::respond(
+                StatusCode::OK,
+                html,
+                &nonce,
+                after.as_deref(),
+                &[self.csrf_set_cookie(&csrf)],
+            );
+        }
+        if let Err(e) = self.identity.log_out(browser.as_ref(), hint.as_ref()).await {
+            tracing::error!(error = %e, "logout failed");
+            return self.error_page(StatusCode::INTERNAL_SERVER_ERROR, client, headers, |t| {
+                t.failed.into()
+            });
+        }
+        self.logged_out(&req, t, brand, after.as_deref())
+    }
+
+    /// The answer of a logout: the browser cookie removed, and the browser
+    /// sent back to the app (`post_logout_redirect_uri` with `state`) or
+    /// shown that it is signed out.
+    fn logged_out(
+        &self,
+        req: &domicile_oidc::logout::LogoutRequest,
+        t: &'static Texts,
+        brand: &Branding,
+        after: Option<&str>,
+    ) -> Response {
+        let clear = self.set_cookie(self.browser_cookie(), "", 0);
+        let mut r = match &req.post_logout_redirect_uri {
+            Some(uri) => see_other(redirect::after_logout(uri, req.state.as_deref())),
+            None => {
+                let nonce = self.random_text();
+                let html = askama::Template::render(&pages::Logout {
+                    t,
+                    brand,
+                    nonce: &nonce,
+                    confirm: false,
+                    csrf: "",
+                    carried: Vec::new(),
+                });
+                pages::respond(StatusCode::OK, html, &nonce, after, &[])
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&clear) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
     }
 }

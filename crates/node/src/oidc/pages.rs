@@ -1,4 +1,4 @@
-//! The hosted pages: the sign-in page and the error page (askama
+//! The hosted pages: sign-in, sign-up, logout and error (askama
 //! templates under `crates/node/templates`, HTML-escaped), branded per
 //! client, in English or German (`ui_locales`, then `Accept-Language`, then
 //! the client's default), usable without JavaScript, with the headers every
@@ -44,6 +44,12 @@ pub struct Texts {
     pub domain_rule: &'static str,
     pub email_taken: &'static str,
     pub sign_up_bad_input: &'static str,
+    pub sign_out_title: &'static str,
+    pub sign_out_heading: &'static str,
+    pub sign_out_question: &'static str,
+    pub sign_out_button: &'static str,
+    pub signed_out_heading: &'static str,
+    pub signed_out_note: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -76,6 +82,12 @@ pub const EN: Texts = Texts {
     domain_rule: "If your email's domain belongs to an organisation that keeps its accounts in a particular region, that region is used.",
     email_taken: "An account with this email address already exists. Sign in instead.",
     sign_up_bad_input: "Enter a valid email address and a password of at least 8 characters.",
+    sign_out_title: "Sign out",
+    sign_out_heading: "Sign out of",
+    sign_out_question: "Do you want to sign out? You will be signed out of every app you signed in to here with this browser.",
+    sign_out_button: "Sign out",
+    signed_out_heading: "You are signed out",
+    signed_out_note: "You can close this window, or go back to the app.",
 };
 
 pub const DE: Texts = Texts {
@@ -108,6 +120,12 @@ pub const DE: Texts = Texts {
     domain_rule: "Gehört die Domain Ihrer E-Mail-Adresse zu einer Organisation, die ihre Konten in einer bestimmten Region führt, wird diese Region verwendet.",
     email_taken: "Zu dieser E-Mail-Adresse gibt es schon ein Konto. Melden Sie sich stattdessen an.",
     sign_up_bad_input: "Geben Sie eine gültige E-Mail-Adresse und ein Passwort mit mindestens 8 Zeichen ein.",
+    sign_out_title: "Abmelden",
+    sign_out_heading: "Abmelden bei",
+    sign_out_question: "Möchten Sie sich abmelden? Sie werden von allen Apps abgemeldet, bei denen Sie sich hier mit diesem Browser angemeldet haben.",
+    sign_out_button: "Abmelden",
+    signed_out_heading: "Sie sind abgemeldet",
+    signed_out_note: "Sie können dieses Fenster schließen oder zur App zurückkehren.",
 };
 
 /// The first language we have among `ui_locales`, then `Accept-Language`
@@ -173,6 +191,19 @@ pub struct SignUp<'a> {
     /// The regions the user may choose (code, label); empty when the
     /// federation does not allow a choice.
     pub regions: Vec<(String, String)>,
+}
+
+/// The logout page: the question (`confirm`, a form posting back the
+/// request's `carried` parameters with a CSRF token), or the answer.
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct Logout<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub confirm: bool,
+    pub csrf: &'a str,
+    pub carried: Vec<(&'a str, &'a str)>,
 }
 
 #[derive(Template)]

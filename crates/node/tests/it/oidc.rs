@@ -17,14 +17,20 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// The authorization URL of eu's node for the `demo` client, with `extra`
+/// parameters.
+fn authorize_url(fed: &Fed, extra: &str) -> String {
+    format!(
+        "http://{}/authorize?client_id=demo&redirect_uri={}&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+        fed.nodes["eu"].addr,
+        url_escape(REDIRECT)
+    )
+}
+
 /// The sign-in page of eu's node for the `demo` client: (page, its URL base).
 async fn page(fed: &Fed, http: &reqwest::Client) -> (String, String) {
     let base = format!("http://{}", fed.nodes["eu"].addr);
-    let url = format!(
-        "{base}/authorize?client_id=demo&redirect_uri={}&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256",
-        url_escape(REDIRECT)
-    );
-    let r = http.get(url).send().await.unwrap();
+    let r = http.get(authorize_url(fed, "")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     (r.text().await.unwrap(), base)
 }
@@ -87,7 +93,7 @@ async fn an_expired_code_is_refused() {
         .unwrap();
     let http = browser();
     let (fresh, base) = code(&fed, &http).await;
-    let (late, _) = code(&fed, &http).await;
+    let (late, _) = code(&fed, &browser()).await;
     fed.clock.advance(59);
     let (status, body) = redeem(&http, &base, &fresh).await;
     assert_eq!(status, 200, "{body}");
@@ -126,4 +132,57 @@ async fn an_expired_sign_in_form_is_refused() {
     );
     let r = submit(&http, &base, &tampered, "ada@example.de").await;
     assert_eq!(r.status(), 400);
+}
+
+/// A browser session answers `/authorize` without a page while it lives
+/// and `max_age` allows, measured from the password; once it has expired,
+/// or its cookie is forged, the page is shown again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_session_answers_until_max_age_or_its_end() {
+    let fed = Fed::start().await;
+    fed.client("eu")
+        .await
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap();
+    let http = browser();
+    code(&fed, &http).await;
+    let status = |extra: &'static str, http: reqwest::Client| {
+        let url = authorize_url(&fed, extra);
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    fed.clock.advance(100);
+    for (extra, want) in [("", 303), ("&max_age=200", 303), ("&max_age=60", 200)] {
+        assert_eq!(
+            status(extra, http.clone()).await,
+            want,
+            "{extra:?} after 100 s"
+        );
+    }
+    // A cookie of the right shape that the region did not issue.
+    let forged = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            [(
+                reqwest::header::COOKIE,
+                "domicile_session=bs_eu_01JD0000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                    .parse()
+                    .unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        status("", forged).await,
+        200,
+        "a forged cookie signs nobody in"
+    );
+    fed.clock.advance(fed.topology.tokens.session_ttl_seconds);
+    assert_eq!(
+        status("", http.clone()).await,
+        200,
+        "after the session's end"
+    );
 }

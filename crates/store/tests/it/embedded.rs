@@ -234,6 +234,8 @@ async fn a_layout_1_database_is_migrated_on_open() {
         revoked_at: None,
         revoked_reason: None,
         client: None,
+        browser_hash: None,
+        browser_session: None,
     };
     let token = RefreshRecord {
         token_hash: [5; 32],
