@@ -36,6 +36,7 @@ fn run_task() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => {
             prerequisites(&root, true)?;
+            browser(true);
             tidy(&root)?;
             test(&root, &args[1..])
         }
@@ -43,7 +44,10 @@ fn run_task() -> Result<()> {
             prerequisites(&root, true)?;
             up(&root, args.iter().any(|a| a == "--release"))
         }
-        Some("doctor") => prerequisites(&root, false),
+        Some("doctor") => {
+            browser(false);
+            prerequisites(&root, false)
+        }
         Some("tidy") => tidy(&root),
         Some("cassandra") => cassandra::run(&root, &args[1..]),
         _ => {
@@ -125,6 +129,48 @@ fn prerequisites(root: &Path, install: bool) -> Result<()> {
         );
     }
     bail!("install them first: sudo sh -c '{command}'")
+}
+
+/// Debian's Chromium and its WebDriver, for the hosted pages' browser test.
+const BROWSER_TOOLS: &[(&str, &str)] = &[
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
+];
+
+/// Installs Chromium and chromium-driver with apt-get (as root) when the
+/// browser test would lack them, or says how; without them that test says
+/// SKIPPED (never fails the build).
+fn browser(install: bool) {
+    let missing: Vec<&str> = BROWSER_TOOLS
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if install && is_root && has_tool("apt-get") {
+        println!(
+            "xtask: installing {} (the browser test)",
+            missing.join(", ")
+        );
+        let ok = Command::new("sh")
+            .args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {command}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+    }
+    println!(
+        "xtask: {} missing: the hosted pages' browser test will be SKIPPED; install with `sudo sh -c '{command}'`",
+        missing.join(", ")
+    );
 }
 
 /// The gRPC C-core client (PyPI) the edge's tests drive the edge with.

@@ -497,7 +497,19 @@ impl ProxyHttp for EdgeProxy {
             .get(HOME_REGION_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|r| ctx.live(&self.state).topology.known_region(r).cloned());
-        if let (Some(Code::FailedPrecondition), Some(home)) = (grpc_status, home)
+        // A node that does not home the user says where they live: an RPC
+        // with FAILED_PRECONDITION, a hosted form with 421.
+        let misdirected = grpc_status == Some(Code::FailedPrecondition)
+            || (ctx.web.is_some() && resp.status == http::StatusCode::MISDIRECTED_REQUEST);
+        if ctx.web == Some(extract::Web::SignUpForm)
+            && resp.status == http::StatusCode::SEE_OTHER
+            && let (Some(key), Some(region)) = (&ctx.email_key, &ctx.upstream_region)
+        {
+            // A sign-up succeeded (its only 303): its lookup left "unknown"
+            // in the cache; the user now lives where the form went.
+            self.state.index.remember(key, region.clone()).await;
+        }
+        if let (true, Some(home)) = (misdirected, home)
             && !ctx.followed
             && ctx.upstream_region.as_ref() != Some(&home)
         {

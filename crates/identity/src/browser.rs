@@ -113,11 +113,13 @@ impl Identity {
         };
         // Hashes are compared, not secrets: timing reveals nothing usable.
         let matches = s.browser_hash == Some(secret.storage_hash());
-        Ok((matches && s.revoked_at.is_none()).then_some(BrowserSession {
-            session_id: s.session_id,
-            user_id: s.user_id,
-            auth_time: s.created_at,
-        }))
+        Ok(
+            (matches && s.revoked_at.is_none()).then_some(BrowserSession {
+                session_id: s.session_id,
+                user_id: s.user_id,
+                auth_time: s.created_at,
+            }),
+        )
     }
 
     /// Whether the browser session's user is the one `login_hint` names

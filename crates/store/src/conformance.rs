@@ -240,39 +240,39 @@ async fn sessions(s: &RegionStore) {
 /// A browser session and the client sessions started from it keep their
 /// links; `live_sessions` lists a user's live sessions only.
 async fn browser_sessions(s: &RegionStore) {
-    let user = uid(40);
+    let user = uid(90);
     let browser = SessionRecord {
         user_id: user.clone(),
         browser_hash: Some([4; 32]),
-        ..session(&sid(40), NOW + 100)
+        ..session(&sid(90), NOW + 100)
     };
     let child = SessionRecord {
         user_id: user.clone(),
-        browser_session: Some(sid(40)),
-        ..session(&sid(41), NOW + 100)
+        browser_session: Some(sid(90)),
+        ..session(&sid(91), NOW + 100)
     };
     let ended = SessionRecord {
         user_id: user.clone(),
-        ..session(&sid(42), NOW + 100)
+        ..session(&sid(92), NOW + 100)
     };
     let short = SessionRecord {
         user_id: user.clone(),
-        ..session(&sid(43), NOW + 10)
+        ..session(&sid(93), NOW + 10)
     };
     for r in [&browser, &child, &ended, &short] {
         assert_eq!(s.insert_session(r, NOW).await.unwrap(), Applied::Yes);
     }
-    s.revoke_session(&sid(42), NOW, RevokeReason::Logout)
+    s.revoke_session(&sid(92), NOW, RevokeReason::Logout)
         .await
         .unwrap();
     assert_eq!(
-        s.get_session(&sid(40), NOW).await.unwrap().as_ref(),
+        s.get_session(&sid(90), NOW).await.unwrap().as_ref(),
         Some(&browser)
     );
     let mut live: Vec<SessionRecord> = s.live_sessions(&user, NOW + 20).await.unwrap();
     live.sort_by(|a, b| a.session_id.cmp(&b.session_id));
     assert_eq!(live, vec![browser, child], "neither revoked nor expired");
-    assert!(s.live_sessions(&uid(41), NOW).await.unwrap().is_empty());
+    assert!(s.live_sessions(&uid(91), NOW).await.unwrap().is_empty());
 }
 
 async fn refresh_tokens(s: &RegionStore) {

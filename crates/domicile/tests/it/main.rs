@@ -3,6 +3,7 @@
 //! loopback ports, logs kept in files (printed when a test fails).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod cql;
 mod crash;
 mod e2e;

@@ -916,3 +916,58 @@ async fn a_second_app_signs_in_without_a_password_until_logout() {
         );
     }
 }
+
+/// A hosted form the edge sends to the wrong region (its index cache still
+/// says "unknown": the account was created elsewhere a moment ago) is
+/// answered 421 with the home region, and the edge follows it once: the
+/// user is signed in by their home region, and the page never shows the
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misdirected_sign_in_form_is_followed_to_the_home_region() {
+    let fed = Federation::start();
+    let edge = format!("http://{}", fed.edge_addr);
+    let http = browser();
+    let url = authorize_url(&edge, "demo", "");
+    let page = http
+        .get(&url)
+        .header("x-forwarded-for", "192.0.2.50")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let post = |password: &'static str| {
+        let (http, page, edge) = (http.clone(), page.clone(), edge.clone());
+        async move {
+            http.post(format!("{edge}/authorize"))
+                .header("x-forwarded-for", "192.0.2.50")
+                .form(&[
+                    ("req", hidden(&page, "req").as_str()),
+                    ("csrf", hidden(&page, "csrf").as_str()),
+                    ("email", "kenji@example.net"),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Unknown yet: the edge caches "unknown" and the form goes by GeoIP.
+    let r = post(PASSWORD).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["domicile-region"], "eu");
+    // Registered at ap's node directly, behind the edge's back.
+    let mut ap = domicile_proto::v1::identity_client::IdentityClient::connect(format!(
+        "http://{}",
+        fed.node_addrs["ap"]
+    ))
+    .await
+    .unwrap();
+    ap.register(register("kenji@example.net")).await.unwrap();
+    let r = post(PASSWORD).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["domicile-region"], "ap", "followed home");
+    let back = query(r.headers()["location"].to_str().unwrap());
+    assert!(back["code"].starts_with("ac_ap_"), "{back:?}");
+}

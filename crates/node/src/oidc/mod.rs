@@ -404,9 +404,16 @@ impl OidcState {
             Err(IdentityError::Busy) => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
             Err(IdentityError::WrongRegion { home }) => {
                 // The edge sent the form to the wrong region (a stale index
-                // answer): nothing was read or written here; the user retries.
+                // answer): nothing was read or written here. The edge
+                // follows the home region header once; a client that
+                // reached this node directly sees the page again.
                 tracing::warn!(%home, "a hosted form reached a region that does not home its email");
-                again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed)
+                let mut r = again(StatusCode::MISDIRECTED_REQUEST, |t| t.failed);
+                if let Ok(v) = HeaderValue::from_str(home.as_str()) {
+                    r.headers_mut()
+                        .insert(domicile_core::region::HOME_REGION_HEADER, v);
+                }
+                r
             }
             Err(e) => {
                 tracing::error!(error = %e, "a hosted form failed");

@@ -1,0 +1,376 @@
+//! The hosted pages in a real browser: Debian's headless Chromium, driven
+//! over WebDriver (`chromium-driver`, through the `fantoccini` crate), with
+//! JavaScript switched off (the pages must work without it). A test app on
+//! loopback receives the redirects. The browser signs up for the `demo`
+//! app (choosing ap), is signed in again without a password (single
+//! sign-on), signs out through RP-initiated logout, fails and then
+//! succeeds at signing in, and sees the German page. Every page is
+//! screenshotted into `target/tmp/browser-screenshots/`, whose path the
+//! test prints.
+//!
+//! One browser (one chromedriver) per run: this is the only test that
+//! starts one. Without `chromium` and `chromedriver` on the machine it says
+//! SKIPPED with the command that installs them (`cargo xtask test` runs it
+//! when it can).
+
+use crate::procs::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    sync::mpsc,
+};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+/// chromedriver, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts chromedriver on a free loopback port and waits for it.
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        profile: tempfile::tempdir().unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = reqwest::get(format!("{}/status", driver.url))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            return driver;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not start in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A headless Chromium session with a fresh profile, no JavaScript, and
+/// nothing reaching outside this machine.
+async fn open_browser(driver: &Driver) -> Client {
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=900,1000",
+                format!("--user-data-dir={}", driver.profile.path().display()),
+            ],
+            "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+        },
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start Chromium through chromedriver: {e}"))
+}
+
+/// The test app: answers every request on a loopback port with a small
+/// page and hands each request's query to the test.
+async fn start_app() -> (u16, mpsc::UnboundedReceiver<BTreeMap<String, String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut len = 0;
+            while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf[len..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => len += n,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+            let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+            if target.starts_with("/favicon") {
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+                continue;
+            }
+            let url = reqwest::Url::parse(&format!("http://127.0.0.1{target}")).unwrap();
+            let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+            let body = format!(
+                "<!doctype html><html lang=\"en\"><title>Test app</title><h1>Test app</h1><p>Back at {} with {}</p></html>",
+                url.path(),
+                if query.contains_key("code") {
+                    "a code"
+                } else if query.contains_key("error") {
+                    "an error"
+                } else {
+                    "nothing"
+                }
+            );
+            let _ = conn
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let _ = tx.send(query);
+        }
+    });
+    (port, rx)
+}
+
+/// Saves a screenshot of the current page as `name`.png.
+async fn shot(browser: &Client, dir: &Path, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Types into the field labelled by `id` (found by its label's `for`).
+async fn fill(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Css(&format!("label[for=\"{id}\"]")))
+        .await
+        .unwrap_or_else(|_| panic!("no label for #{id}"));
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// The element, once the page that has it has loaded (at most 10 s).
+async fn soon(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} within 10 s: {e}"))
+}
+
+async fn submit(browser: &Client) {
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The next query the app received.
+async fn back_at_app(
+    app: &mut mpsc::UnboundedReceiver<BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    tokio::time::timeout(Duration::from_secs(10), app.recv())
+        .await
+        .expect("the browser did not come back to the app in 10 s")
+        .unwrap()
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        println!(
+            "SKIPPED: the browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver"
+        );
+        return;
+    }
+    let fed = Federation::start();
+    let edge = format!("http://{}", fed.edge_addr);
+    let (app_port, mut app) = start_app().await;
+    let callback = format!("http://127.0.0.1:{app_port}/callback");
+    let authorize = |extra: &str| {
+        format!(
+            "{edge}/authorize?client_id=demo&response_type=code&scope=openid%20email&state=b1&nonce=n1&code_challenge={CHALLENGE}&code_challenge_method=S256&redirect_uri={}{extra}",
+            url::form_urlencoded::byte_serialize(callback.as_bytes()).collect::<String>()
+        )
+    };
+    let dir = screenshots_dir();
+    let driver = start_driver().await;
+    let browser = open_browser(&driver).await;
+
+    // Sign-up, from the sign-in page's link, choosing ap.
+    browser.goto(&authorize("")).await.unwrap();
+    assert!(browser.title().await.unwrap().starts_with("Sign in"));
+    shot(&browser, &dir, "1-sign-in").await;
+    browser
+        .find(Locator::LinkText("No account yet? Create one"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    soon(&browser, "input[name=region_preference]").await;
+    assert!(
+        browser
+            .title()
+            .await
+            .unwrap()
+            .starts_with("Create an account")
+    );
+    fill(&browser, "email", "mei@example.org").await;
+    fill(&browser, "password", domicile_testkit::PASSWORD).await;
+    browser
+        .find(Locator::Css("input[name=region_preference][value=ap]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shot(&browser, &dir, "2-sign-up").await;
+    submit(&browser).await;
+    let back = back_at_app(&mut app).await;
+    shot(&browser, &dir, "3-back-at-the-app").await;
+    assert_eq!(back.get("state").map(String::as_str), Some("b1"));
+    let code = back["code"].clone();
+    assert!(code.starts_with("ac_ap_"), "the account is ap's: {code}");
+    let tokens = reqwest::Client::new()
+        .post(format!("{edge}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "demo"),
+            ("code", code.as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), 200);
+    let tokens: serde_json::Value = serde_json::from_str(&tokens.text().await.unwrap()).unwrap();
+    assert!(tokens["id_token"].is_string());
+    assert_eq!(
+        fed.users().await,
+        [
+            ("ap".to_owned(), 1),
+            ("eu".to_owned(), 0),
+            ("us".to_owned(), 0)
+        ]
+    );
+
+    // Single sign-on: no page at all.
+    browser.goto(&authorize("&prompt=none")).await.unwrap();
+    assert!(back_at_app(&mut app).await["code"].starts_with("ac_ap_"));
+
+    // RP-initiated logout: the question, then the answer.
+    browser
+        .goto(&format!("{edge}/logout?client_id=demo"))
+        .await
+        .unwrap();
+    assert!(browser.title().await.unwrap().starts_with("Sign out"));
+    shot(&browser, &dir, "4-sign-out-question").await;
+    submit(&browser).await;
+    let said = soon(&browser, "[role=status]").await;
+    assert!(said.text().await.unwrap().contains("close this window"));
+    shot(&browser, &dir, "5-signed-out").await;
+    browser.goto(&authorize("&prompt=none")).await.unwrap();
+    assert_eq!(
+        back_at_app(&mut app).await.get("error").map(String::as_str),
+        Some("login_required")
+    );
+
+    // A wrong password, then the right one.
+    browser.goto(&authorize("")).await.unwrap();
+    fill(&browser, "email", "mei@example.org").await;
+    fill(&browser, "password", "not the password").await;
+    submit(&browser).await;
+    let alert = soon(&browser, "[role=alert]").await;
+    let said = alert.text().await.unwrap();
+    assert!(said.contains("not right"), "{said}");
+    shot(&browser, &dir, "6-sign-in-refused").await;
+    let email = browser.find(Locator::Id("email")).await.unwrap();
+    assert_eq!(
+        email.prop("value").await.unwrap().as_deref(),
+        Some("mei@example.org"),
+        "the email is kept"
+    );
+    fill(&browser, "password", domicile_testkit::PASSWORD).await;
+    submit(&browser).await;
+    assert!(back_at_app(&mut app).await["code"].starts_with("ac_ap_"));
+
+    // The German page.
+    browser
+        .goto(&authorize("&prompt=login&ui_locales=de"))
+        .await
+        .unwrap();
+    assert!(browser.title().await.unwrap().starts_with("Anmelden"));
+    shot(&browser, &dir, "7-sign-in-de").await;
+
+    browser.close().await.unwrap();
+    drop(driver);
+    let mut saved: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    saved.sort();
+    assert_eq!(saved.len(), 7, "{saved:?}");
+    println!(
+        "screenshots of the hosted pages: {}: {saved:?}",
+        dir.display()
+    );
+}
