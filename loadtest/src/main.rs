@@ -11,8 +11,13 @@
 //!    bounded by duration and count, at a fixed rate or as fast as the
 //!    concurrency allows.
 //!
+//! With `--oidc` the run drives the OpenID Connect endpoints instead (see
+//! `oidc`): refresh grants, introspection and the sign-in page.
+//!
 //! Latencies go into HDR histograms per operation and per home region; the
 //! result is printed and written as JSON. It targets loopback addresses only.
+
+mod oidc;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -74,6 +79,19 @@ struct Args {
     /// No progress bar (for logs).
     #[arg(long)]
     quiet: bool,
+    /// Drive the OpenID Connect endpoints (users sign in once through the
+    /// hosted page for `demo`) instead of the gRPC API.
+    #[arg(long)]
+    oidc: bool,
+    /// With --oidc, the mix as weights: refresh,introspect,page.
+    #[arg(long, default_value = "50,40,10")]
+    oidc_mix: String,
+    /// With --oidc, the confidential client that introspects (regions.toml's
+    /// local `demo-api`).
+    #[arg(long, default_value = "demo-api")]
+    introspect_client: String,
+    #[arg(long, default_value = "demo-api-local-secret")]
+    introspect_secret: String,
 }
 
 /// A home region and addresses that GeoIP places there (deploy/geoip/local.txt).
@@ -127,6 +145,12 @@ enum Op {
     LoginTravelling,
     Refresh,
     Profile,
+    /// `/token` with `grant_type=refresh_token`.
+    RefreshGrant,
+    /// `/introspect` of an access token.
+    Introspect,
+    /// `GET /authorize`, to the first byte.
+    SignInPage,
 }
 
 #[derive(Default)]
@@ -137,13 +161,7 @@ struct Stats {
 }
 
 impl Stats {
-    fn record(
-        &mut self,
-        op: Op,
-        region: &'static str,
-        took: Duration,
-        result: Result<(), tonic::Status>,
-    ) {
+    fn record(&mut self, op: Op, region: &'static str, took: Duration, result: Result<(), String>) {
         match result {
             Ok(()) => {
                 self.ok += 1;
@@ -163,12 +181,7 @@ impl Stats {
                     }
                 }
             }
-            Err(s) => {
-                *self
-                    .errors
-                    .entry(format!("{:?} {:?}", op, s.code()))
-                    .or_default() += 1
-            }
+            Err(why) => *self.errors.entry(format!("{op:?} {why}")).or_default() += 1,
         }
     }
 }
@@ -238,7 +251,7 @@ async fn populate(
     Ok(out)
 }
 
-fn pick(rng: &mut SmallRng, weights: &[u32; 4]) -> usize {
+fn pick(rng: &mut SmallRng, weights: &[u32]) -> usize {
     let total: u32 = weights.iter().sum();
     let mut x = rng.gen_range(0..total.max(1));
     for (i, w) in weights.iter().enumerate() {
@@ -362,7 +375,12 @@ async fn client_loop(
         };
         let took = start.elapsed();
         if let Ok(mut s) = stats.lock() {
-            s.record(op, u.home, took, result);
+            s.record(
+                op,
+                u.home,
+                took,
+                result.map_err(|s| format!("{:?}", s.code())),
+            );
         }
         bar.inc(1);
     }
@@ -417,6 +435,17 @@ fn summarize(op: Op, region: &'static str, h: &Histogram<u64>, secs: f64) -> OpR
     }
 }
 
+/// `N` whole-number weights from a comma-separated `flag` value.
+fn parse_weights<const N: usize>(text: &str, flag: &str, names: &str) -> Result<[u32; N]> {
+    let w: Vec<u32> = text
+        .split(',')
+        .map(|w| w.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{flag} takes whole numbers: {names}"))?;
+    w.try_into()
+        .map_err(|_| anyhow::anyhow!("{flag} takes {N} weights: {names}"))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -426,15 +455,9 @@ async fn main() -> Result<()> {
             args.target
         );
     }
-    let weights: Vec<u32> = args
-        .mix
-        .split(',')
-        .map(|w| w.trim().parse())
-        .collect::<Result<_, _>>()
-        .context("--mix takes four whole numbers")?;
-    let weights: [u32; 4] = weights
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("--mix takes four weights: login,refresh,profile,register"))?;
+    let weights: [u32; 4] = parse_weights(&args.mix, "--mix", "login,refresh,profile,register")?;
+    let oidc_weights: [u32; 3] =
+        parse_weights(&args.oidc_mix, "--oidc-mix", "refresh,introspect,page")?;
     let url = format!("http://{}", args.target);
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
@@ -466,6 +489,31 @@ async fn main() -> Result<()> {
     let users = populate(&clients, population, args.concurrency.min(32), &pb_pop).await?;
     pb_pop.finish();
 
+    // With --oidc: each user signs in once through the hosted page.
+    let target = oidc::Target::new(
+        args.target,
+        (
+            args.introspect_client.clone(),
+            args.introspect_secret.clone(),
+        ),
+        args.concurrency.max(1),
+    )?;
+    let users = if args.oidc {
+        let pb_sign_in = bar(users.len() as u64, "sign in");
+        let users = oidc::populate(
+            &target,
+            users,
+            PASSWORD,
+            args.concurrency.min(32),
+            &pb_sign_in,
+        )
+        .await?;
+        pb_sign_in.finish();
+        users
+    } else {
+        users
+    };
+
     // 3. run
     let users = Arc::new(users.into_iter().map(Mutex::new).collect::<Vec<_>>());
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -485,21 +533,38 @@ async fn main() -> Result<()> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
-    for i in 0..args.concurrency.max(1) {
+    let lanes = args.concurrency.max(1);
+    for i in 0..lanes {
+        let seed = args.seed.wrapping_mul(1000).wrapping_add(i as u64);
+        if args.oidc {
+            tasks.push(tokio::spawn(oidc::client_loop(oidc::Lane {
+                target: target.clone(),
+                users: users.clone(),
+                stats: stats.clone(),
+                weights: oidc_weights,
+                seed,
+                deadline,
+                budget: budget.clone(),
+                ticker: ticker.clone(),
+                bar: pb_run.clone(),
+                lane: (i, lanes),
+            })));
+            continue;
+        }
         tasks.push(tokio::spawn(client_loop(
             clients[i % clients.len()].clone(),
             users.clone(),
             stats.clone(),
             weights,
             args.travel,
-            args.seed.wrapping_mul(1000).wrapping_add(i as u64),
+            seed,
             deadline,
             budget.clone(),
             ticker.clone(),
             next_new.clone(),
             args.region.clone(),
             pb_run.clone(),
-            (i, args.concurrency.max(1)),
+            (i, lanes),
         )));
     }
     for t in tasks {

@@ -63,6 +63,17 @@ pub enum Web {
     Logout,
 }
 
+impl Web {
+    /// Whether a browser shows the answer (a hosted page or form), so a
+    /// refusal by the edge is a page, not JSON.
+    pub fn is_page(self) -> bool {
+        matches!(
+            self,
+            Web::AuthorizePage | Web::SignInForm | Web::Page | Web::SignUpForm | Web::Logout
+        )
+    }
+}
+
 pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
     match (method, path) {
         ("GET", "/authorize") => Some(Web::AuthorizePage),

@@ -106,6 +106,22 @@ fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// Text safe inside HTML (the five characters that matter escaped).
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Ctx {
     /// The request's configuration snapshot (taken when it arrived).
     fn live(&mut self, state: &EdgeState) -> Arc<Live> {
@@ -125,11 +141,24 @@ impl EdgeProxy {
     /// PHP, C#) reject ("Stream removed"). `write_response_tasks` passes the
     /// flag through; see docs/routing.md, "The edge's own replies".
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<bool> {
+        // A hosted page's refusal is a page (the browser shows it).
+        let page = !ctx.grpc && ctx.web.is_some_and(extract::Web::is_page);
         let mut resp = if ctx.grpc {
             let mut h = ResponseHeader::build(200, Some(6))?;
             h.insert_header("content-type", "application/grpc")?;
             h.insert_header("grpc-status", (r.grpc_code as i32).to_string())?;
             h.insert_header("grpc-message", percent_encode(&r.message))?;
+            h
+        } else if page {
+            let mut h = ResponseHeader::build(r.http_status, Some(10))?;
+            h.insert_header("content-type", "text/html; charset=utf-8")?;
+            h.insert_header(
+                "content-security-policy",
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            )?;
+            h.insert_header("x-frame-options", "DENY")?;
+            h.insert_header("cache-control", "no-store")?;
+            h.insert_header("x-content-type-options", "nosniff")?;
             h
         } else {
             let mut h = ResponseHeader::build(r.http_status, Some(6))?;
@@ -150,7 +179,14 @@ impl EdgeProxy {
                 .write_response_tasks(vec![HttpTask::Header(Box::new(resp), true)])
                 .await?;
         } else {
-            let body = serde_json::json!({ "error": r.message }).to_string();
+            let body = if page {
+                format!(
+                    "<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\"><title>This request cannot continue</title>\n<h1>This request cannot continue</h1>\n<p role=\"alert\">{}</p>\n<p>Go back to the app and start again.</p></html>\n",
+                    html_escape(&r.message)
+                )
+            } else {
+                serde_json::json!({ "error": r.message }).to_string()
+            };
             resp.insert_header("content-length", body.len().to_string())?;
             session.write_response_header(Box::new(resp), false).await?;
             session
@@ -698,6 +734,14 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_refusals_escape_their_message() {
+        assert_eq!(
+            html_escape("region_preference: \"<b>x</b>\" & 'y'"),
+            "region_preference: &quot;&lt;b&gt;x&lt;/b&gt;&quot; &amp; &#39;y&#39;"
+        );
+    }
 
     fn check(message: &str, expected: &str) {
         assert_eq!(percent_encode(message), expected, "{message:?}");

@@ -620,6 +620,39 @@ async fn a_new_user_signs_up_on_the_hosted_page_and_chooses_a_region() {
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
+    // A region the federation does not have: the edge refuses the form
+    // itself, as a page (the browser shows it), and no region sees it.
+    let refused = http
+        .post(format!("{edge}/signup"))
+        .form(&[
+            ("req", hidden(&page, "req").as_str()),
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("email", "zed@example.org"),
+            ("password", PASSWORD),
+            ("region_preference", "mars"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        refused.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert!(refused.text().await.unwrap().contains("role=\"alert\""));
+    for region in ["eu", "us", "ap"] {
+        let log =
+            std::fs::read_to_string(fed.dir.path().join(format!("node-{region}.log"))).unwrap();
+        assert_no_leak(&format!("node {region}"), &log, &["zed@example.org".into()]);
+    }
     // The eu node, which rendered the page, never saw the email.
     let log = std::fs::read_to_string(fed.dir.path().join("node-eu.log")).unwrap();
     assert_no_leak(
