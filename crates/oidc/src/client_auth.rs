@@ -103,25 +103,13 @@ pub fn authenticate<'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domicile_core::{clients::secret_sha256_hex, topology::Topology};
+    use domicile_core::clients::secret_sha256_hex;
 
     const SECRET: &str = "a-long-random-secret-of-the-server-app";
 
     fn clients() -> Clients {
-        let text = format!(
+        crate::test_clients(&format!(
             r#"
-[federation]
-name = "t"
-issuer = "https://id.example.com"
-default_region = "eu"
-[index]
-host_region = "eu"
-secret_file = "k"
-store = {{ backend = "embedded", path = "i" }}
-[regions.eu]
-residency = "EU"
-nodes = [{{ address = "127.0.0.1:7101" }}]
-store = {{ backend = "embedded", path = "eu" }}
 [clients.app]
 name = "App"
 client_type = "public"
@@ -133,10 +121,7 @@ secret_sha256 = "{}"
 redirect_uris = ["https://srv.example.com/cb"]
 "#,
             secret_sha256_hex(SECRET)
-        );
-        Topology::parse(std::path::Path::new("r.toml"), &text)
-            .unwrap()
-            .clients
+        ))
     }
 
     fn basic(id: &str, secret: &str) -> String {

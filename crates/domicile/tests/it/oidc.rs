@@ -607,33 +607,26 @@ async fn a_new_user_signs_up_on_the_hosted_page_and_chooses_a_region() {
         .text()
         .await
         .unwrap();
-    let again = http
-        .post(format!("{edge}/signup"))
-        .form(&[
-            ("req", hidden(&page, "req").as_str()),
-            ("csrf", hidden(&page, "csrf").as_str()),
-            ("email", "eve@example.org"),
-            ("password", PASSWORD),
-            ("region_preference", "us"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 409);
+    let sign_up = |email: &'static str, region: &'static str| {
+        let (http, page, edge) = (http.clone(), page.clone(), edge.clone());
+        async move {
+            http.post(format!("{edge}/signup"))
+                .form(&[
+                    ("req", hidden(&page, "req").as_str()),
+                    ("csrf", hidden(&page, "csrf").as_str()),
+                    ("email", email),
+                    ("password", PASSWORD),
+                    ("region_preference", region),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(sign_up("eve@example.org", "us").await.status(), 409);
     // A region the federation does not have: the edge refuses the form
     // itself, as a page (the browser shows it), and no region sees it.
-    let refused = http
-        .post(format!("{edge}/signup"))
-        .form(&[
-            ("req", hidden(&page, "req").as_str()),
-            ("csrf", hidden(&page, "csrf").as_str()),
-            ("email", "zed@example.org"),
-            ("password", PASSWORD),
-            ("region_preference", "mars"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let refused = sign_up("zed@example.org", "mars").await;
     assert_eq!(refused.status(), 400);
     assert!(
         refused.headers()["content-type"]

@@ -187,6 +187,16 @@ impl OidcState {
         )
     }
 
+    /// The branding of a page for `client`, or the federation's own.
+    fn brand<'c>(&self, client: Option<&'c Client>) -> std::borrow::Cow<'c, Branding> {
+        match client {
+            Some(c) => std::borrow::Cow::Borrowed(&c.branding),
+            None => std::borrow::Cow::Owned(pages::neutral_brand(
+                &self.identity.topology().federation.name,
+            )),
+        }
+    }
+
     /// The error page, branded for `client` when there is one.
     fn error_page(
         &self,
@@ -195,14 +205,8 @@ impl OidcState {
         headers: &HeaderMap,
         message: impl Fn(&Texts) -> String,
     ) -> Response {
-        let neutral;
-        let brand = match client {
-            Some(c) => &c.branding,
-            None => {
-                neutral = pages::neutral_brand(&self.identity.topology().federation.name);
-                &neutral
-            }
-        };
+        let brand = self.brand(client);
+        let brand = brand.as_ref();
         let t = self.texts(&[], headers, brand);
         let nonce = self.random_text();
         let message = message(t);
@@ -975,14 +979,8 @@ impl OidcState {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        let neutral;
-        let brand = match client {
-            Some(c) => &c.branding,
-            None => {
-                neutral = pages::neutral_brand(&self.identity.topology().federation.name);
-                &neutral
-            }
-        };
+        let brand = self.brand(client);
+        let brand = brand.as_ref();
         let t = self.texts(&req.ui_locales, headers, brand);
         let after = req.post_logout_redirect_uri.as_deref().and_then(origin);
         if !confirmed && !hint_is_the_browsers {

@@ -82,15 +82,21 @@ async fn redeem(http: &reqwest::Client, base: &str, code: &str) -> (u16, serde_j
     )
 }
 
-/// A code lives 60 seconds: at 59 it is redeemed, at 61 refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_code_is_refused() {
+/// A federation where ada@example.de is registered (homed in eu).
+async fn with_ada() -> Fed {
     let fed = Fed::start().await;
     fed.client("eu")
         .await
         .register(register_req("ada@example.de"))
         .await
         .unwrap();
+    fed
+}
+
+/// A code lives 60 seconds: at 59 it is redeemed, at 61 refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_code_is_refused() {
+    let fed = with_ada().await;
     let http = browser();
     let (fresh, base) = code(&fed, &http).await;
     let (late, _) = code(&fed, &browser()).await;
@@ -111,12 +117,7 @@ async fn an_expired_code_is_refused() {
 /// page, and signs nobody in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_sign_in_form_is_refused() {
-    let fed = Fed::start().await;
-    fed.client("eu")
-        .await
-        .register(register_req("ada@example.de"))
-        .await
-        .unwrap();
+    let fed = with_ada().await;
     let http = browser();
     let (html, base) = page(&fed, &http).await;
     fed.clock.advance(1801);
@@ -139,12 +140,7 @@ async fn an_expired_sign_in_form_is_refused() {
 /// or its cookie is forged, the page is shown again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_session_answers_until_max_age_or_its_end() {
-    let fed = Fed::start().await;
-    fed.client("eu")
-        .await
-        .register(register_req("ada@example.de"))
-        .await
-        .unwrap();
+    let fed = with_ada().await;
     let http = browser();
     code(&fed, &http).await;
     let status = |extra: &'static str, http: reqwest::Client| {
