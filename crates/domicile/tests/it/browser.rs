@@ -258,6 +258,30 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     browser.goto(&authorize("")).await.unwrap();
     assert!(browser.title().await.unwrap().starts_with("Sign in"));
     shot(&browser, &dir, "1-sign-in").await;
+    // The keyboard reaches the fields and the button in reading order.
+    browser
+        .find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for next in ["password", "submit"] {
+        browser
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&fantoccini::key::Key::Tab.to_string())
+            .await
+            .unwrap();
+        let focused = browser.active_element().await.unwrap();
+        let id = focused.attr("id").await.unwrap();
+        let kind = focused.attr("type").await.unwrap();
+        assert!(
+            id.as_deref() == Some(next) || kind.as_deref() == Some(next),
+            "Tab should reach {next}, reached id {id:?} type {kind:?}"
+        );
+    }
     browser
         .find(Locator::LinkText("No account yet? Create one"))
         .await

@@ -76,6 +76,22 @@ async fn sign_in(
         .await
         .unwrap();
     assert_eq!(answer.status(), 303, "{:?}", answer.text().await);
+    // The browser session cookie: never for scripts, sent on the apps'
+    // top-level navigations only, and (the issuer is http here) not Secure.
+    let session_cookie = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("domicile_session=bs_"))
+        .expect("a sign-in sets the browser session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(
+            session_cookie.contains(attribute),
+            "{attribute}: {session_cookie}"
+        );
+    }
+    assert!(!session_cookie.contains("Secure"), "{session_cookie}");
     let location = answer.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with(REDIRECT), "{location}");
     query(&location)
