@@ -947,6 +947,18 @@ async fn a_second_app_signs_in_without_a_password_until_logout() {
         "login_required"
     );
 
+    // The browser session and both apps' sessions are rows of ap's store
+    // only: eu holds ada's registration session and nothing more, us none.
+    assert!(
+        fed.report("ap").await.sessions >= 4,
+        "chiyo's sessions are ap's"
+    );
+    assert_eq!(
+        fed.report("eu").await.sessions,
+        1,
+        "only ada's registration"
+    );
+    assert_eq!(fed.report("us").await.sessions, 0);
     // No leak: the browser sessions' user is ap's; eu and us hold nothing.
     for region in ["eu", "us"] {
         let log =
