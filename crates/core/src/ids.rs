@@ -21,6 +21,8 @@ pub enum ArtifactKind {
     AuthorizationCode,
     /// A browser's single sign-on cookie (`BrowserSecret`).
     BrowserSession,
+    /// An emailed one-time link (`OneTimeLink`).
+    OneTimeLink,
 }
 
 impl ArtifactKind {
@@ -31,6 +33,7 @@ impl ArtifactKind {
             ArtifactKind::RefreshToken => "rt",
             ArtifactKind::AuthorizationCode => "ac",
             ArtifactKind::BrowserSession => "bs",
+            ArtifactKind::OneTimeLink => "ol",
         }
     }
 
@@ -41,6 +44,7 @@ impl ArtifactKind {
             "rt" => Some(ArtifactKind::RefreshToken),
             "ac" => Some(ArtifactKind::AuthorizationCode),
             "bs" => Some(ArtifactKind::BrowserSession),
+            "ol" => Some(ArtifactKind::OneTimeLink),
             _ => None,
         }
     }
@@ -145,57 +149,61 @@ ulid_artifact!(SessionId, ArtifactKind::Session, "session");
 /// Characters of a ULID in its canonical text.
 const ULID_LEN: usize = 26;
 
-/// A secret that belongs to a session:
-/// `<prefix>_<region>_<session ULID>_<43 chars base64url of 32 random
-/// bytes>`. The session part is not secret (tokens' `sid` names it too);
-/// the random part is. The store keeps only the SHA-256 of the whole text.
-macro_rules! session_secret {
-    ($(#[$doc:meta])* $name:ident, $kind:expr, $label:literal) => {
+/// A secret that belongs to an owner (a session or a user):
+/// `<prefix>_<region>_<owner ULID>_<43 chars base64url of 32 random
+/// bytes>`. The owner part is not secret (tokens' `sid` and `sub` name it
+/// too); the random part is. The store keeps only the SHA-256 of the whole
+/// text.
+macro_rules! owned_secret {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $label:literal, $owner:ident, $owner_kind:expr, $accessor:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq)]
         pub struct $name {
             text: String,
-            session: SessionId,
+            owner: $owner,
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 // Never print the secret part.
-                write!(f, "{}(session {}, …)", stringify!($name), self.session)
+                write!(f, "{}({} {}, …)", stringify!($name), stringify!($accessor), self.owner)
             }
         }
 
         impl $name {
-            /// A new secret of `session` from 32 random bytes (passed in).
-            pub fn new(session: &SessionId, random: [u8; 32]) -> Self {
+            /// A new secret of its owner from 32 random bytes (passed in).
+            pub fn new(owner: &$owner, random: [u8; 32]) -> Self {
                 let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
                 Self {
                     text: format!(
                         "{}_{}_{}_{body}",
                         $kind.prefix(),
-                        session.region(),
-                        session.ulid_text()
+                        owner.region(),
+                        owner.ulid_text()
                     ),
-                    session: session.clone(),
+                    owner: owner.clone(),
                 }
             }
 
             /// Checks the shape of a presented secret.
             pub fn parse(s: &str) -> Result<Self, InvalidArtifact> {
-                let session = parse_session_secret(s, $kind, $label)?;
+                let malformed = InvalidArtifact::Malformed { expected: $label };
+                let (region, ulid) = parse_owned_secret(s, $kind, $label)?;
+                let owner = $owner::parse(&format!("{}_{region}_{ulid}", $owner_kind.prefix()))
+                    .map_err(|_| malformed)?;
                 Ok(Self {
                     text: s.to_owned(),
-                    session,
+                    owner,
                 })
             }
 
-            /// The session it belongs to.
-            pub fn session(&self) -> &SessionId {
-                &self.session
+            /// What it belongs to.
+            pub fn $accessor(&self) -> &$owner {
+                &self.owner
             }
 
             pub fn region(&self) -> &RegionCode {
-                self.session.region()
+                self.owner.region()
             }
 
             /// What the store keeps: SHA-256 of the whole text, so a stolen
@@ -213,13 +221,13 @@ macro_rules! session_secret {
     };
 }
 
-/// The session a `<prefix>_<region>_<ULID>_<secret>` text names, if it is
-/// well formed and of `kind`.
-fn parse_session_secret(
-    s: &str,
+/// The region and owner ULID of a `<prefix>_<region>_<ULID>_<secret>`
+/// text, if it is well formed and of `kind`.
+fn parse_owned_secret<'s>(
+    s: &'s str,
     kind: ArtifactKind,
     label: &'static str,
-) -> Result<SessionId, InvalidArtifact> {
+) -> Result<(RegionCode, &'s str), InvalidArtifact> {
     let malformed = InvalidArtifact::Malformed { expected: label };
     let (got, region, rest) = parse_artifact(s).ok_or(malformed.clone())?;
     if got != kind {
@@ -232,34 +240,52 @@ fn parse_session_secret(
         (Some(u), Some(s)) => (u, s.strip_prefix('_').ok_or(malformed.clone())?),
         _ => return Err(malformed),
     };
-    let session =
-        SessionId::parse(&format!("ses_{region}_{ulid}")).map_err(|_| malformed.clone())?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(secret)
         .map_err(|_| malformed.clone())?;
     if raw.len() != 32 {
         return Err(malformed);
     }
-    Ok(session)
+    Ok((region, ulid))
 }
 
-session_secret!(
+owned_secret!(
     /// A refresh token as the client holds it:
     /// `rt_<region>_<session ULID>_<43 chars base64url>`.
     RefreshToken,
     ArtifactKind::RefreshToken,
-    "refresh token"
+    "refresh token",
+    SessionId,
+    ArtifactKind::Session,
+    session
 );
 
-session_secret!(
+owned_secret!(
     /// The single sign-on cookie of a browser session at the hosted pages:
     /// `bs_<region>_<session ULID>_<43 chars base64url>`. The edge routes
     /// the pages to the region it names; that region's session record
     /// holds its hash.
     BrowserSecret,
     ArtifactKind::BrowserSession,
-    "browser session"
+    "browser session",
+    SessionId,
+    ArtifactKind::Session,
+    session
 );
+
+owned_secret!(
+    /// The secret of a one-time link (an emailed verification, reset or
+    /// sign-in link): `ol_<region>_<user ULID>_<43 chars base64url>`. The
+    /// edge routes the click to the region it names; that region keeps its
+    /// hash beside the one-time code it was issued with.
+    OneTimeLink,
+    ArtifactKind::OneTimeLink,
+    "one-time link",
+    UserId,
+    ArtifactKind::User,
+    user
+);
+
 /// An OpenID Connect authorization code: `ac_<region>_<43 base64url
 /// characters of 32 random bytes>`, a region-tagged artifact the edge
 /// routes to the home region without a lookup. Single use, short-lived
@@ -438,6 +464,23 @@ mod tests {
         );
         assert!(RefreshToken::parse(b.expose()).is_err());
         assert_ne!(b.storage_hash(), rt.storage_hash());
+    }
+
+    #[test]
+    fn one_time_links_name_their_user() {
+        let user = UserId::new(&eu(), 1_700_000_000_000, 5);
+        let l = OneTimeLink::new(&user, [3; 32]);
+        assert!(
+            l.expose()
+                .starts_with(&format!("ol_eu_{}_", user.ulid_text())),
+            "{l:?}"
+        );
+        assert_eq!(OneTimeLink::parse(l.expose()), Ok(l.clone()));
+        assert_eq!(l.user(), &user);
+        assert!(!format!("{l:?}").contains(&l.expose()[l.expose().len() - 43..]));
+        let bs = BrowserSecret::new(&SessionId::new(&eu(), 1, 2), [3; 32]);
+        assert!(OneTimeLink::parse(bs.expose()).is_err());
+        assert!(OneTimeLink::parse(&format!("{}x", l.expose())).is_err());
     }
 
     #[test]

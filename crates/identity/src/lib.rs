@@ -30,6 +30,7 @@ pub mod index;
 pub mod keys;
 pub mod login;
 pub mod oidc;
+pub mod one_time;
 pub mod ports;
 pub mod profile;
 pub mod registration;

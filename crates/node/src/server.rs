@@ -77,6 +77,12 @@ pub struct RunningNode {
 const AUDIT_FLUSH: Duration = Duration::from_secs(5);
 
 impl RunningNode {
+    /// The region's use cases (for tests that call them without a
+    /// transport; the node owns them).
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
     /// Stops accepting, finishes in-flight calls, writes out the audit
     /// queue, and returns. No drain period: see `drain`.
     pub async fn shutdown(self) -> Result<(), NodeError> {

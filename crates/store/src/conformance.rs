@@ -79,6 +79,7 @@ pub async fn region_store(store: &RegionStore) {
     signing_keys(store).await;
     audit(store).await;
     codes(store).await;
+    one_time(store).await;
     purge(store).await;
     foreign_records(store).await;
     export_and_erase(store).await;
@@ -512,6 +513,119 @@ async fn codes(s: &RegionStore) {
         s.redeem_code(&late.code_hash, NOW + 600).await.unwrap(),
         Redemption::Unknown,
         "a code past kept_until is gone"
+    );
+}
+
+/// One-time codes: one live code per user and purpose, accepted once,
+/// wrong codes counted until the code is dead, expired ones refused, a new
+/// one replacing the last, purposes kept apart, erased with the user.
+async fn one_time(s: &RegionStore) {
+    use crate::{OneTimeRecord, Presented, Purpose, Spend};
+    let user = uid(95);
+    let record = |n: u8, attempts: u32| OneTimeRecord {
+        user_id: user.clone(),
+        purpose: Purpose::VerifyEmail,
+        code_hash: [n; 32],
+        link_hash: [n + 100; 32],
+        issued_at: NOW,
+        expires_at: NOW + 600,
+        attempts_left: attempts,
+        used_at: None,
+    };
+    let spend = |p: Purpose, presented: [u8; 32], link: bool, at: UnixSeconds| {
+        let user = user.clone();
+        async move {
+            let h = presented;
+            let presented = if link {
+                Presented::Link(&h)
+            } else {
+                Presented::Code(&h)
+            };
+            s.spend_one_time(&user, p, presented, at).await.unwrap()
+        }
+    };
+    let verify = Purpose::VerifyEmail;
+    assert_eq!(
+        spend(verify, [1; 32], false, NOW).await,
+        Spend::Dead,
+        "none issued"
+    );
+    s.put_one_time(&record(1, 3), NOW).await.unwrap();
+    assert_eq!(
+        spend(Purpose::SignIn, [1; 32], false, NOW).await,
+        Spend::Dead,
+        "another purpose's code"
+    );
+    assert_eq!(
+        spend(verify, [9; 32], false, NOW).await,
+        Spend::Wrong { attempts_left: 2 }
+    );
+    assert_eq!(
+        spend(verify, [101; 32], false, NOW).await,
+        Spend::Wrong { attempts_left: 1 },
+        "the link's hash is not the code's"
+    );
+    match spend(verify, [1; 32], false, NOW + 1).await {
+        Spend::Accepted(r) => assert_eq!(r.used_at, Some(NOW + 1)),
+        other => panic!("the right code: {other:?}"),
+    }
+    assert_eq!(
+        spend(verify, [1; 32], false, NOW + 2).await,
+        Spend::Dead,
+        "single use"
+    );
+    // Out of attempts: dead even for the right code.
+    s.put_one_time(&record(2, 2), NOW).await.unwrap();
+    assert_eq!(
+        spend(verify, [9; 32], false, NOW).await,
+        Spend::Wrong { attempts_left: 1 }
+    );
+    assert_eq!(
+        spend(verify, [9; 32], false, NOW).await,
+        Spend::Wrong { attempts_left: 0 }
+    );
+    assert_eq!(spend(verify, [2; 32], false, NOW).await, Spend::Dead);
+    // A new code replaces the last; the link works once; expiry.
+    s.put_one_time(&record(3, 5), NOW).await.unwrap();
+    s.put_one_time(&record(4, 5), NOW).await.unwrap();
+    assert_eq!(
+        spend(verify, [3; 32], false, NOW).await,
+        Spend::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(
+        spend(verify, [103; 32], true, NOW).await,
+        Spend::Dead,
+        "the replaced link, without costing an attempt"
+    );
+    assert_eq!(
+        spend(verify, [9; 32], false, NOW).await,
+        Spend::Wrong { attempts_left: 3 }
+    );
+    assert!(matches!(
+        spend(verify, [104; 32], true, NOW).await,
+        Spend::Accepted(_)
+    ));
+    s.put_one_time(&record(5, 5), NOW).await.unwrap();
+    assert_eq!(
+        spend(verify, [5; 32], false, NOW + 600).await,
+        Spend::Dead,
+        "expired"
+    );
+    // Erased with the user.
+    s.put_one_time(&record(6, 5), NOW).await.unwrap();
+    s.erase_one_time(&user).await.unwrap();
+    assert_eq!(spend(verify, [6; 32], false, NOW).await, Spend::Dead);
+    // Another region's user is refused.
+    assert!(
+        s.put_one_time(
+            &OneTimeRecord {
+                user_id: "usr_us_01JD00000000000000000000F1".into(),
+                ..record(7, 5)
+            },
+            NOW
+        )
+        .await
+        .is_err()
     );
 }
 

@@ -30,6 +30,7 @@ mod identifiers;
 mod index;
 mod keys;
 mod observe;
+mod one_time;
 mod records;
 mod region;
 pub mod scylla;
@@ -40,6 +41,7 @@ pub use backend::{Backend, Condition, Expiry, Key, Placement, Read, Row, Scope, 
 pub use codes::Redemption;
 pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
+pub use one_time::{Presented, Spend};
 pub use records::*;
 pub use region::{RegionStore, UserExport};
 pub use scylla::ScyllaRegion;

@@ -88,6 +88,53 @@ pub enum RevokeReason {
     CodeReplay,
 }
 
+/// What a one-time code or link is for; a code of one purpose never
+/// serves another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+    SignIn,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 3] = [
+        Purpose::VerifyEmail,
+        Purpose::ResetPassword,
+        Purpose::SignIn,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "verify_email",
+            Purpose::ResetPassword => "reset_password",
+            Purpose::SignIn => "sign_in",
+        }
+    }
+}
+
+/// A user's live one-time code for one purpose, and the link issued with
+/// it: what proves the user received a message. Only keyed hashes are kept
+/// (`code_hash`: a keyed hash of the typed code, so a stolen store cannot
+/// try the few million codes offline; `link_hash`: the SHA-256 of the
+/// link's secret). One per user and purpose: a new one replaces the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OneTimeRecord {
+    pub user_id: String,
+    pub purpose: Purpose,
+    pub code_hash: [u8; 32],
+    pub link_hash: [u8; 32],
+    pub issued_at: UnixSeconds,
+    /// Refused from this instant; the row is dropped then too.
+    pub expires_at: UnixSeconds,
+    /// Wrong codes still allowed; at 0 the code is dead.
+    pub attempts_left: u32,
+    /// Set when the code or link was accepted (single use).
+    #[serde(default)]
+    pub used_at: Option<UnixSeconds>,
+}
+
 /// An OpenID Connect authorization code, stored by the SHA-256 of its text:
 /// what the token endpoint needs to finish the flow. The row is kept past
 /// the code's own expiry (`kept_until`) so that a replay is recognised as

@@ -41,6 +41,7 @@ pub const REGION_TABLES: &[&Table] = &[
     &crate::keys::SIGNING_KEYS,
     &crate::audit::AUDIT,
     &crate::codes::AUTHORIZATION_CODES,
+    &crate::one_time::ONE_TIME_CODES,
 ];
 
 impl RegionStore {
@@ -106,13 +107,14 @@ impl RegionStore {
     }
 
     /// Erases one user from every aggregate: sessions and refresh tokens
-    /// first (nothing can act as them), then identifiers, audit trail, and
+    /// first (nothing can act as them), one-time codes, then identifiers, audit trail, and
     /// the user row last. Idempotent: an interrupted erase is finished by
     /// running it again. (The index entry is the caller's to release.)
     pub async fn erase_user(&self, user_id: &str) -> Result<()> {
         self.instrument
             .run("erase_user", async {
                 self.erase_sessions(user_id).await?;
+                self.erase_one_time(user_id).await?;
                 self.erase_identifiers(user_id).await?;
                 self.erase_audit(user_id).await?;
                 self.erase_user_record(user_id).await

@@ -6,6 +6,7 @@ mod bad_input;
 mod harness;
 mod identity;
 mod oidc;
+mod one_time;
 mod operations;
 mod residency;
 mod service;
