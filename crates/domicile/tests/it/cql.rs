@@ -404,24 +404,24 @@ async fn a_region_whose_cassandra_node_is_down_is_the_only_one_unavailable() {
     // Registration claims the email in the index with SERIAL across the
     // three datacenters: two of three replicas answer. Until the cluster's
     // failure detector marks eu down, a claim's Paxos round may wait on it
-    // and time out (UNAVAILABLE, nothing registered): the first is allowed
-    // that long, and the time is reported; after it, each must succeed.
-    let (_, took) = within(Duration::from_secs(30), "us registers with eu down", || {
-        let mut edge = edge.clone();
-        async move {
-            match edge.register(register("eve@example.com")).await {
-                Ok(_) => Some(()),
-                Err(s) if s.code() == tonic::Code::Unavailable => None,
-                Err(s) => panic!("registering eve@example.com with eu down: {s:?}"),
+    // and time out (UNAVAILABLE, "retry shortly", nothing registered), and
+    // one claim succeeding does not mean the detector has caught up (a CI
+    // run saw the second time out after the first succeeded): each
+    // registration is retried as a client would, within 30 s, and the wait
+    // is reported.
+    for email in ["eve@example.com", "fumi@example.jp", "gwen@example.com"] {
+        let (_, took) = within(Duration::from_secs(30), "registering with eu down", || {
+            let mut edge = edge.clone();
+            async move {
+                match edge.register(register(email)).await {
+                    Ok(_) => Some(()),
+                    Err(s) if s.code() == tonic::Code::Unavailable => None,
+                    Err(s) => panic!("registering {email} with eu down: {s:?}"),
+                }
             }
-        }
-    })
-    .await;
-    eprintln!("the first registration with eu down succeeded {took:?} after its first try");
-    for email in ["fumi@example.jp", "gwen@example.com"] {
-        edge.register(register(email))
-            .await
-            .unwrap_or_else(|s| panic!("registering {email} with eu down: {s:?}\n{}", fed.logs()));
+        })
+        .await;
+        eprintln!("registering {email} with eu down succeeded {took:?} after its first try");
     }
     // A new eu user cannot register while eu is down, and is not sent
     // elsewhere.
