@@ -60,30 +60,16 @@ impl Identity {
         &self,
         user_id: &str,
     ) -> Result<(SessionRecord, BrowserCookie), IdentityError> {
-        let now = self.now();
         let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
         let secret = BrowserSecret::new(&id, random::<32>(self.entropy.as_ref()));
-        let ttl = self.topology.tokens.session_ttl_seconds;
-        let session = SessionRecord {
-            session_id: id.to_string(),
-            user_id: user_id.to_owned(),
-            created_at: now,
-            expires_at: now + ttl,
-            revoked_at: None,
-            revoked_reason: None,
-            client: None,
-            browser_hash: Some(secret.storage_hash()),
-            browser_session: None,
-        };
-        if !self.store.insert_session(&session, now).await?.is_applied() {
-            return Err(IdentityError::internal(
-                "open browser session",
-                "session id collision",
-            ));
-        }
+        let session = self
+            .insert_session(&id, user_id, |s| {
+                s.browser_hash = Some(secret.storage_hash());
+            })
+            .await?;
         let cookie = BrowserCookie {
             value: secret.expose().to_owned(),
-            max_age: ttl,
+            max_age: session.expires_at - session.created_at,
             session_id: session.session_id.clone(),
         };
         Ok((session, cookie))

@@ -80,26 +80,44 @@ impl Identity {
         client: Option<SessionClient>,
         browser: Option<&str>,
     ) -> Result<(SessionId, SessionRecord), IdentityError> {
-        let now = self.now();
         let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
-        let session = SessionRecord {
+        let session = self
+            .insert_session(&id, user_id, |s| {
+                s.client = client;
+                s.browser_session = browser.map(str::to_owned);
+            })
+            .await?;
+        Ok((id, session))
+    }
+
+    /// Stores a new session `id` of `user_id`, living the federation's
+    /// session lifetime from now, as `shape` completes it.
+    pub(crate) async fn insert_session(
+        &self,
+        id: &SessionId,
+        user_id: &str,
+        shape: impl FnOnce(&mut SessionRecord),
+    ) -> Result<SessionRecord, IdentityError> {
+        let now = self.now();
+        let mut session = SessionRecord {
             session_id: id.to_string(),
             user_id: user_id.to_owned(),
             created_at: now,
             expires_at: now + self.topology.tokens.session_ttl_seconds,
             revoked_at: None,
             revoked_reason: None,
-            client,
+            client: None,
             browser_hash: None,
-            browser_session: browser.map(str::to_owned),
+            browser_session: None,
         };
+        shape(&mut session);
         if !self.store.insert_session(&session, now).await?.is_applied() {
             return Err(IdentityError::internal(
                 "start session",
                 "session id collision",
             ));
         }
-        Ok((id, session))
+        Ok(session)
     }
 
     /// A new first-party session for `user`, with its first tokens.
