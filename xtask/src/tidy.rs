@@ -78,6 +78,16 @@ const LAYERING: &[(&str, &[&str], &str)] = &[
         &["pingora-core", "pingora-proxy", "domicile-identity"],
         "only the edge knows Pingora; the store is below the use cases",
     ),
+    (
+        "domicile-identity",
+        &["lettre", "reqwest", "askama", "domicile-messages"],
+        "use cases know no message transport or template: senders are adapters behind ports::Courier",
+    ),
+    (
+        "domicile-messages",
+        &["tonic", "axum", "domicile-proto", "pingora-core"],
+        "the senders are adapters below the transports",
+    ),
 ];
 
 /// Source patterns `crates/core` and `crates/oidc` must not contain (they

@@ -55,6 +55,10 @@ pub(crate) struct RawClient {
     /// How the hosted pages look for this client.
     #[serde(default)]
     branding: RawBranding,
+    /// Whether sign-in for this client completes only once the user's
+    /// email is verified (default: `accounts.require_verified_email`).
+    #[serde(default)]
+    require_verified_email: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -122,6 +126,8 @@ pub struct Client {
     pub refresh_tokens: RefreshPolicy,
     pub access_ttl_seconds: Option<i64>,
     pub branding: Branding,
+    /// `None`: the federation's `accounts.require_verified_email`.
+    pub require_verified_email: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -440,6 +446,7 @@ pub(crate) fn build(
                 refresh_tokens,
                 access_ttl_seconds,
                 branding,
+                require_verified_email: r.require_verified_email,
             },
         );
     }

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod email;
 pub mod ids;
 pub mod index;
+pub mod messaging;
 pub mod password;
 pub mod region;
 pub mod residency;

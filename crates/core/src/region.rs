@@ -6,6 +6,12 @@ use std::fmt;
 /// node that refuses a request for a user it does not home, followed once
 /// by the edge.
 pub const HOME_REGION_HEADER: &str = "domicile-home-region";
+
+/// The client's address as the edge saw it (after its trusted proxies),
+/// set by the edge on every request it forwards to a node, replacing any
+/// the client sent. Nodes use it for per-address limits; they are reached
+/// only through the edge.
+pub const CLIENT_ADDRESS_HEADER: &str = "domicile-client-address";
 /// Response header naming the region the edge chose for a request.
 pub const REGION_HEADER: &str = "domicile-region";
 /// Response header naming why the edge chose it (`docs/routing.md`).

@@ -51,6 +51,9 @@ struct RawConfig {
     /// OpenID Connect clients, by client id (`crate::clients`).
     #[serde(default)]
     clients: BTreeMap<String, crate::clients::RawClient>,
+    /// Account verification and recovery policy (`crate::messaging`).
+    #[serde(default)]
+    accounts: crate::messaging::RawAccounts,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +257,13 @@ struct RawRegion {
     nodes: Vec<RawNode>,
     /// The region's store.
     store: RawStore,
+    /// Where the region's email leaves (`crate::messaging`); none: no
+    /// journey that needs email is offered.
+    #[serde(default)]
+    email: Option<crate::messaging::RawEmail>,
+    /// Where the region's SMS leave; none: no SMS journey.
+    #[serde(default)]
+    sms: Option<crate::messaging::RawSms>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +363,8 @@ pub struct Topology {
     pub regions: BTreeMap<RegionCode, Region>,
     /// The registered OpenID Connect clients.
     pub clients: crate::clients::Clients,
+    /// Verification and recovery policy.
+    pub accounts: crate::messaging::AccountPolicy,
     countries: HashMap<String, RegionCode>,
     exact_domains: HashMap<String, RegionCode>,
     wildcard_domains: Vec<(String, RegionCode)>,
@@ -421,6 +433,8 @@ pub struct Region {
     pub email_domains: Vec<String>,
     pub nodes: Vec<NodeEndpoint>,
     pub store: StoreConfig,
+    /// The region's email and SMS senders.
+    pub messaging: crate::messaging::Messaging,
 }
 
 impl Region {
@@ -565,6 +579,16 @@ impl Topology {
         for (code, region) in &mut self.regions {
             if let StoreConfig::Embedded { path } = &mut region.store {
                 *path = dir.join(code.as_str());
+            }
+            if let Some(crate::messaging::EmailSender {
+                transport: crate::messaging::EmailTransport::Outbox(path),
+                ..
+            }) = &mut region.messaging.email
+            {
+                *path = dir.join("outbox").join(code.as_str()).join("email");
+            }
+            if let Some(crate::messaging::SmsSender::Outbox(path)) = &mut region.messaging.sms {
+                *path = dir.join("outbox").join(code.as_str()).join("sms");
             }
         }
         if let StoreConfig::Embedded { path } = &mut self.index.store {
@@ -917,6 +941,13 @@ impl Builder<'_> {
                     email_domains: region_domains,
                     nodes,
                     store,
+                    messaging: crate::messaging::build(
+                        &key,
+                        r.email.as_ref(),
+                        r.sms.as_ref(),
+                        &|p| self.path(p),
+                        &|k, reason| self.err(k, reason),
+                    )?,
                 },
             );
         }
@@ -1063,6 +1094,8 @@ impl Builder<'_> {
             retention_seconds: a.retention_days as i64 * 86_400,
         };
         let clients = crate::clients::build(raw.clients, &|key, reason| self.err(key, reason))?;
+        let accounts =
+            crate::messaging::build_accounts(&raw.accounts, &|key, reason| self.err(key, reason))?;
         Ok(Topology {
             source: self.file.to_owned(),
             federation,
@@ -1073,6 +1106,7 @@ impl Builder<'_> {
             audit,
             regions,
             clients,
+            accounts,
             countries,
             exact_domains,
             wildcard_domains,

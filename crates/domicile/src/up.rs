@@ -86,6 +86,25 @@ pub async fn run(up: Up, topology: &Topology) -> Result<()> {
         topology.edge.admin_listen,
         regions.join(", ")
     );
+    for (code, region) in &topology.regions {
+        use domicile_core::messaging::{EmailSender, EmailTransport, SmsSender};
+        if let Some(EmailSender {
+            transport: EmailTransport::Outbox(dir),
+            ..
+        }) = &region.messaging.email
+        {
+            println!(
+                "domicile up: email to {code}'s users (codes, links, notices) goes to the outbox {} (one .eml file per message)",
+                dir.display()
+            );
+        }
+        if let Some(SmsSender::Outbox(dir)) = &region.messaging.sms {
+            println!(
+                "domicile up: SMS to {code}'s users goes to the outbox {} (one .json file per message)",
+                dir.display()
+            );
+        }
+    }
     println!(
         "domicile up: try `domicile client --config {} --from 203.0.113.7 register --email ada@example.org --password 'analytical engine'`",
         up.config.display()

@@ -46,7 +46,8 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
 pub enum Web {
     /// `GET /authorize`.
     AuthorizePage,
-    /// `POST /authorize`.
+    /// `POST /authorize`, `/recover`, `/passwordless` or `/code`: the
+    /// form's `email`.
     SignInForm,
     /// `POST /token`.
     Token,
@@ -54,13 +55,17 @@ pub enum Web {
     UserInfo,
     /// `POST /revoke` or `POST /introspect`: the form's `token`.
     TokenAbout,
-    /// `GET /signup` or `GET /signin` (a sealed request, no personal data).
+    /// `GET /signup`, `/signin` or `/recover` (a sealed request, no
+    /// personal data).
     Page,
     /// `POST /signup`: the form's `email` and `region_preference`.
     SignUpForm,
     /// `GET` or `POST /logout`: the `id_token_hint`'s region, else the
     /// browser cookie's.
     Logout,
+    /// `GET` or `POST /link`: a one-time link from an email (`t`, a
+    /// region-tagged `ol_` artifact).
+    Link,
 }
 
 impl Web {
@@ -69,7 +74,12 @@ impl Web {
     pub fn is_page(self) -> bool {
         matches!(
             self,
-            Web::AuthorizePage | Web::SignInForm | Web::Page | Web::SignUpForm | Web::Logout
+            Web::AuthorizePage
+                | Web::SignInForm
+                | Web::Page
+                | Web::SignUpForm
+                | Web::Logout
+                | Web::Link
         )
     }
 }
@@ -77,11 +87,14 @@ impl Web {
 pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
     match (method, path) {
         ("GET", "/authorize") => Some(Web::AuthorizePage),
-        ("POST", "/authorize") => Some(Web::SignInForm),
+        // The hosted forms that name their user by `email`: sign-in, and
+        // the one-time code journeys' requests and codes.
+        ("POST", "/authorize" | "/recover" | "/passwordless" | "/code") => Some(Web::SignInForm),
         ("POST", "/token") => Some(Web::Token),
         ("GET" | "POST", "/userinfo") => Some(Web::UserInfo),
         ("POST", "/revoke" | "/introspect") => Some(Web::TokenAbout),
-        ("GET", "/signup" | "/signin") => Some(Web::Page),
+        ("GET", "/signup" | "/signin" | "/recover") => Some(Web::Page),
+        ("GET" | "POST", domicile_oidc::LINK_PATH) => Some(Web::Link),
         ("POST", "/signup") => Some(Web::SignUpForm),
         ("GET" | "POST", "/logout") => Some(Web::Logout),
         _ => None,
@@ -125,6 +138,13 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
         },
         Web::Logout => Identity {
             artifact: field("id_token_hint").and_then(|t| jwt_region(&t)),
+            ..Identity::default()
+        },
+        Web::Link => Identity {
+            artifact: field("t").and_then(|t| match parse_artifact(&t) {
+                Some((ArtifactKind::OneTimeLink, region, _)) => Some(region),
+                _ => None,
+            }),
             ..Identity::default()
         },
         Web::UserInfo | Web::Page => Identity::default(),
@@ -372,6 +392,15 @@ mod tests {
             ),
             (Web::TokenAbout, "token=garbage", None, None),
             (
+                Web::Link,
+                "t=ol_ap_01JD0000000000000000000000_c2VjcmV0&p=reset_password",
+                None,
+                Some("ap"),
+            ),
+            // Another artifact kind in `t` is not a link.
+            (Web::Link, "t=rt_us_01JD_x&p=sign_in", None, None),
+            (Web::Link, "p=sign_in", None, None),
+            (
                 Web::SignUpForm,
                 "req=x&email=eve%40example.com&region_preference=ap",
                 Some("eve@example.com"),
@@ -395,6 +424,13 @@ mod tests {
         }
         assert_eq!(web_endpoint("GET", "/authorize"), Some(Web::AuthorizePage));
         assert_eq!(web_endpoint("POST", "/logout"), Some(Web::Logout));
+        assert_eq!(web_endpoint("POST", "/recover"), Some(Web::SignInForm));
+        assert_eq!(web_endpoint("POST", "/passwordless"), Some(Web::SignInForm));
+        assert_eq!(web_endpoint("POST", "/code"), Some(Web::SignInForm));
+        assert_eq!(web_endpoint("GET", "/recover"), Some(Web::Page));
+        assert_eq!(web_endpoint("GET", "/link"), Some(Web::Link));
+        assert_eq!(web_endpoint("POST", "/link"), Some(Web::Link));
+        assert_eq!(web_endpoint("GET", "/code"), None);
         assert_eq!(web_endpoint("DELETE", "/token"), None);
         assert_eq!(web_endpoint("GET", "/token"), None);
     }

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use domicile_core::{
     RegionCode,
     index::IdentifierKey,
-    region::{HOME_REGION_HEADER, REGION_HEADER, ROUTE_HEADER, TRACE_ID_HEADER},
+    region::{
+        CLIENT_ADDRESS_HEADER, HOME_REGION_HEADER, REGION_HEADER, ROUTE_HEADER, TRACE_ID_HEADER,
+    },
 };
 use pingora_core::{protocols::http::HttpTask, upstreams::peer::HttpPeer};
 use pingora_error::{Error, ErrorType, Result};
@@ -308,7 +310,8 @@ impl EdgeProxy {
         facts: &mut Facts,
     ) -> Result<(), Refusal> {
         let in_query = web == extract::Web::AuthorizePage
-            || (web == extract::Web::Logout && session.req_header().method == "GET");
+            || (matches!(web, extract::Web::Logout | extract::Web::Link)
+                && session.req_header().method == "GET");
         let mut identity = match web {
             _ if in_query => {
                 let query = session.req_header().uri.query().unwrap_or_default();
@@ -323,7 +326,8 @@ impl EdgeProxy {
             | extract::Web::SignUpForm
             | extract::Web::Token
             | extract::Web::TokenAbout
-            | extract::Web::Logout => {
+            | extract::Web::Logout
+            | extract::Web::Link => {
                 let body = self.read_body(session).await?;
                 extract::read_web(web, &body)
             }
@@ -500,10 +504,30 @@ impl ProxyHttp for EdgeProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // The node's per-address limits count the client's address as the
+        // edge saw it (after trusted proxies); whatever the client sent in
+        // this header is replaced, or removed when there is no address.
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        match peer {
+            Some(peer) => {
+                let ip = client_ip(
+                    peer,
+                    &session.req_header().headers,
+                    &ctx.live(&self.state).topology.federation.trusted_proxies,
+                );
+                upstream.insert_header(CLIENT_ADDRESS_HEADER, ip.to_string())?;
+            }
+            None => {
+                upstream.remove_header(CLIENT_ADDRESS_HEADER);
+            }
+        }
         // The node continues this request's trace (any traceparent the
         // client sent is replaced by the edge's own span).
         if let Some(span) = &ctx.span {

@@ -166,6 +166,8 @@ mod tests {
                 *m.entry(result).or_default() += n;
             }
         }
+
+        fn message(&self, _: &'static str, _: &'static str, _: &'static str) {}
     }
 
     impl Counts {

@@ -36,6 +36,23 @@ pub enum IdentityError {
     /// An OAuth 2.0 grant refused at the token endpoint (RFC 6749 §5.2).
     #[error("{0}")]
     Grant(GrantError),
+    /// Too many requests of this kind for this identifier or address;
+    /// nothing was done. Ask again after `retry_after` seconds.
+    #[error("too many requests; retry in {retry_after} seconds")]
+    Throttled { retry_after: i64 },
+    /// A one-time code or link was refused (the texts say no more than a
+    /// client may see; whether an account exists is never among them).
+    #[error("{0}")]
+    CodeRefused(crate::one_time::CodeRefused),
+    /// Not a failure: the user's password was right (or the account was
+    /// just created), but sign-in for this client waits for the email to
+    /// be verified. Nothing was issued; the transport asks for the code.
+    #[error("the email address must be verified before signing in")]
+    VerificationRequired { user_id: String },
+    /// This region cannot do what was asked (no email sender configured,
+    /// or the federation turned the journey off).
+    #[error("{0} is not offered here")]
+    NotOffered(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A fault of ours (`op` names what was being done).

@@ -3,6 +3,9 @@
 //! `oidc` (sign-in for an OpenID Connect client, its codes, grants and
 //! userinfo),
 //! `profile`, `keys` (the region's signing keys and their rotation),
+//! `one_time` (codes and links), `messages` (sending and its limits),
+//! `recovery` (password reset), `verification` (email verification),
+//! `passwordless` (sign-in by an emailed code),
 //! `audit` (recording and reading a user's trail) and `residency` (the
 //! node's enforcement of the residency rule and the compliance reports).
 //!
@@ -18,7 +21,8 @@
 //! What the use cases need from outside is passed in as traits this crate
 //! owns: the time ([`Clock`]), randomness ([`Entropy`]), password hashing off
 //! the async runtime ([`ports::Hasher`]), the home-region index, local or
-//! remote ([`ports::HomeIndex`]), and counters ([`ports::Meter`]).
+//! remote ([`ports::HomeIndex`]), counters ([`ports::Meter`]), and the
+//! region's message senders ([`ports::Courier`]).
 
 #![forbid(unsafe_code)]
 
@@ -29,13 +33,17 @@ mod error;
 pub mod index;
 pub mod keys;
 pub mod login;
+pub mod messages;
 pub mod oidc;
 pub mod one_time;
+pub mod passwordless;
 pub mod ports;
 pub mod profile;
+pub mod recovery;
 pub mod registration;
 pub mod residency;
 pub mod sessions;
+pub mod verification;
 
 pub use env::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
 pub use error::{Conflict, GrantError, IdentityError, Unauthenticated};
@@ -57,6 +65,9 @@ pub struct Parts {
     pub entropy: Arc<dyn Entropy>,
     pub audit: audit::AuditLog,
     pub keys: keys::KeyRing,
+    /// The region's senders (`domicile-messages` in the node).
+    pub courier: Arc<dyn ports::Courier>,
+    pub meter: Arc<dyn ports::Meter>,
 }
 
 /// One region's identity use cases. Its parts are private: transports call
@@ -79,6 +90,11 @@ pub struct Identity {
     /// The registrations running in this process, by identifier key: a
     /// pending claim named here is not cut off.
     registering: registration::InFlight,
+    courier: Arc<dyn ports::Courier>,
+    meter: Arc<dyn ports::Meter>,
+    /// Messages being sent now (at most `messages::SENDING`).
+    sending: Arc<tokio::sync::Semaphore>,
+    throttle: messages::Throttle,
 }
 
 impl Identity {
@@ -102,6 +118,10 @@ impl Identity {
             keys: ArcSwap::from_pointee(parts.keys),
             dummy_hash,
             registering: registration::InFlight::default(),
+            courier: parts.courier,
+            meter: parts.meter,
+            sending: Arc::new(tokio::sync::Semaphore::new(messages::SENDING)),
+            throttle: messages::Throttle::new(),
         })
     }
 

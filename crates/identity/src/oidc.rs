@@ -36,6 +36,7 @@ pub const CODE_KEPT_SECONDS: i64 = 600;
 /// shows neither.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SignedIn {
+    pub user_id: String,
     pub code: String,
     pub browser: BrowserCookie,
 }
@@ -43,6 +44,7 @@ pub struct SignedIn {
 impl std::fmt::Debug for SignedIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignedIn")
+            .field("user_id", &self.user_id)
             .field("browser", &self.browser)
             .finish_non_exhaustive()
     }
@@ -125,7 +127,7 @@ fn claim(s: &str) -> Option<String> {
 }
 
 impl Identity {
-    fn client(&self, id: &str) -> Result<&Client, IdentityError> {
+    pub(crate) fn client(&self, id: &str) -> Result<&Client, IdentityError> {
         self.topology
             .clients
             .get(id)
@@ -141,8 +143,13 @@ impl Identity {
         input: Credentials,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
-        self.client(&req.client_id)?;
+        let client = self.client(&req.client_id)?;
         let user = self.authenticate(input).await?;
+        if !user.email_verified && self.verification_required(client) {
+            return Err(IdentityError::VerificationRequired {
+                user_id: user.user_id,
+            });
+        }
         let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
         self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
         Ok(signed_in)
@@ -156,9 +163,17 @@ impl Identity {
         input: Registration,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
-        self.client(&req.client_id)?;
-        match self.register_as(input, Finish::Oidc(req)).await? {
+        let client = self.client(&req.client_id)?;
+        let how = if self.verification_required(client) {
+            Finish::Unverified
+        } else {
+            Finish::Oidc(req)
+        };
+        match self.register_as(input, how).await? {
             Finished::Code(signed_in) => Ok(signed_in),
+            Finished::Unverified { user_id } => {
+                Err(IdentityError::VerificationRequired { user_id })
+            }
             Finished::Session(_) => Err(IdentityError::internal(
                 "sign up",
                 "an OpenID Connect registration ended without a code",
@@ -202,6 +217,7 @@ impl Identity {
             .await?;
         Ok((
             SignedIn {
+                user_id: user_id.to_owned(),
                 code,
                 browser: cookie,
             },

@@ -16,8 +16,11 @@
 //! a sender.
 
 use crate::{Identity, IdentityError, env::random};
-use domicile_core::ids::{OneTimeLink, UserId};
-use domicile_store::{OneTimeRecord, Presented, Purpose, Spend};
+use domicile_core::{
+    email::Email,
+    ids::{OneTimeLink, UserId},
+};
+use domicile_store::{AuditKind, OneTimeRecord, Presented, Purpose, Spend, UserRecord};
 use hmac::Mac;
 
 /// How long a code and its link live.
@@ -156,6 +159,96 @@ impl Identity {
             )
             .await?;
         Ok(refusal(spent).map(|r| r.user_id))
+    }
+}
+
+/// What a user presents for a code's purpose: the code they typed with
+/// the address it was sent to, or the link they clicked. Secrets: `Debug`
+/// shows neither.
+pub enum Proof<'a> {
+    Code { email: &'a str, code: &'a str },
+    Link(&'a str),
+}
+
+impl std::fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proof::Code { .. } => "Proof::Code",
+            Proof::Link(_) => "Proof::Link",
+        })
+    }
+}
+
+impl Identity {
+    /// Spends `proof` for `purpose`: the user homed here it was issued
+    /// to. A typed code for an address no account has is checked against
+    /// a user id nobody holds (the same store work) and refused; every
+    /// refusal of a typed code reads the same (`Dead`), so the answer
+    /// never tells whether the account exists.
+    pub(crate) async fn spend_proof(
+        &self,
+        proof: &Proof<'_>,
+        purpose: Purpose,
+    ) -> Result<UserRecord, IdentityError> {
+        let user_id = match proof {
+            Proof::Code { email, code } => {
+                let email = Email::parse(email).map_err(|e| IdentityError::invalid("email", e))?;
+                let key = self.secret.email_key(&email);
+                let holder = self.store.get_identifier(&key).await?;
+                let checked = holder.clone().unwrap_or_else(|| self.nobody());
+                match self.check_one_time_code(&checked, purpose, code).await? {
+                    Ok(()) => checked,
+                    Err(CodeRefused::Malformed) => {
+                        return Err(IdentityError::CodeRefused(CodeRefused::Malformed));
+                    }
+                    Err(_) => return Err(IdentityError::CodeRefused(CodeRefused::Dead)),
+                }
+            }
+            Proof::Link(link) => self
+                .check_one_time_link(link, purpose)
+                .await?
+                .map_err(IdentityError::CodeRefused)?,
+        };
+        self.store
+            .get_user(&user_id)
+            .await?
+            .ok_or(IdentityError::CodeRefused(CodeRefused::Dead))
+    }
+
+    /// Marks `user`'s email verified (they proved they receive its mail),
+    /// retrying once on a concurrent change: the user as now stored.
+    pub(crate) async fn mark_verified(
+        &self,
+        user: UserRecord,
+    ) -> Result<UserRecord, IdentityError> {
+        let mut current = user;
+        for _ in 0..2 {
+            if current.email_verified {
+                return Ok(current);
+            }
+            let mut updated = current.clone();
+            updated.email_verified = true;
+            updated.version += 1;
+            updated.updated_at = self.now();
+            if self
+                .store
+                .update_user(&updated, current.version)
+                .await?
+                .is_applied()
+            {
+                self.audit.record(
+                    &updated.user_id,
+                    AuditKind::EmailVerified,
+                    None,
+                    String::new(),
+                );
+                return Ok(updated);
+            }
+            current = self.store.get_user(&current.user_id).await?.ok_or(
+                IdentityError::Unauthenticated(crate::Unauthenticated::UserGone),
+            )?;
+        }
+        Err(crate::Conflict::ProfileChanged.into())
     }
 }
 

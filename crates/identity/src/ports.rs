@@ -49,4 +49,19 @@ pub trait HomeIndex: Send + Sync + 'static {
 pub trait Meter: Send + Sync + 'static {
     /// `n` audit events ended as `result`: `written`, `dropped` or `failed`.
     fn audit_events(&self, result: &'static str, n: u64);
+    /// One message of `kind` over `channel` ended as `result`: `sent`,
+    /// `failed` (the sender gave up), or `refused` (a limit, or the
+    /// sending queue full, before anything was sent).
+    fn message(&self, kind: &'static str, channel: &'static str, result: &'static str);
+}
+
+/// The region's senders: a message in, delivered to the user's address
+/// (with the sender's own bounded retries) or an error. The node renders
+/// and sends (`domicile-messages`); nothing here knows SMTP or HTTP.
+#[async_trait]
+pub trait Courier: Send + Sync + 'static {
+    /// Whether this region can send over `channel` at all.
+    fn offers(&self, channel: crate::messages::Channel) -> bool;
+    /// Delivers `message`; the error is for logs (no personal data in it).
+    async fn deliver(&self, message: crate::messages::Message) -> Result<(), String>;
 }

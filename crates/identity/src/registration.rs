@@ -121,6 +121,8 @@ impl Drop for Running<'_> {
 pub(crate) enum Finish<'a> {
     FirstParty,
     Oidc(&'a domicile_oidc::authorize::AuthorizationRequest),
+    /// The account only: sign-in waits for the email's verification.
+    Unverified,
 }
 
 /// What a finished registration gives its caller.
@@ -128,6 +130,10 @@ pub(crate) enum Finished {
     Session(Authenticated),
     /// The authorization code and the browser session's cookie.
     Code(crate::oidc::SignedIn),
+    /// The new account, signed in to nothing yet.
+    Unverified {
+        user_id: String,
+    },
 }
 
 /// What a retry finds when a pending claim of this region holds its email.
@@ -162,9 +168,9 @@ impl Identity {
     pub async fn register(&self, input: Registration) -> Result<Authenticated, IdentityError> {
         match self.register_as(input, Finish::FirstParty).await? {
             Finished::Session(a) => Ok(a),
-            Finished::Code(_) => Err(IdentityError::internal(
+            Finished::Code(_) | Finished::Unverified { .. } => Err(IdentityError::internal(
                 "register",
-                "a first-party registration ended with a code",
+                "a first-party registration ended without a session",
             )),
         }
     }
@@ -181,6 +187,13 @@ impl Identity {
                 let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
                 self.audit_event(&user.user_id, AuditKind::Registered, &session_id);
                 Ok(Finished::Code(signed_in))
+            }
+            Finish::Unverified => {
+                self.audit
+                    .record(&user.user_id, AuditKind::Registered, None, String::new());
+                Ok(Finished::Unverified {
+                    user_id: user.user_id.clone(),
+                })
             }
         }
     }

@@ -47,6 +47,16 @@ pub fn status(e: IdentityError) -> Status {
         }
         IdentityError::EmailTaken => Status::already_exists(text),
         IdentityError::Busy => Status::resource_exhausted(text),
+        IdentityError::Throttled { retry_after } => {
+            let mut md = MetadataMap::new();
+            if let Ok(v) = retry_after.to_string().parse() {
+                md.insert("retry-after", v);
+            }
+            Status::with_metadata(Code::ResourceExhausted, text, md)
+        }
+        IdentityError::CodeRefused(_) => Status::permission_denied(text),
+        IdentityError::VerificationRequired { .. } => Status::failed_precondition(text),
+        IdentityError::NotOffered(_) => Status::unimplemented(text),
         IdentityError::Conflict(_) => Status::aborted(text),
         // Grants are the token endpoint's (HTTP); no RPC makes one.
         IdentityError::Grant(_) => Status::invalid_argument(text),

@@ -25,6 +25,8 @@ pub struct NodeMetrics {
     pub store_errors: IntCounterVec,
     /// `domicile_node_audit_events_total{region, result = written | dropped | failed}`
     pub audit: IntCounterVec,
+    /// `domicile_node_messages_total{region, kind, channel, result = sent | failed | refused}`
+    pub messages: IntCounterVec,
     /// `domicile_node_draining{region}`: 1 while the node drains before exit.
     pub draining: IntGauge,
     region: String,
@@ -86,6 +88,13 @@ impl NodeMetrics {
             ),
             &["region", "result"],
         )?;
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "domicile_node_messages_total",
+                "Messages to users by kind, channel and outcome (refused: a request limit or a full sending queue)",
+            ),
+            &["region", "kind", "channel", "result"],
+        )?;
         let draining = IntGaugeVec::new(
             Opts::new(
                 "domicile_node_draining",
@@ -93,7 +102,7 @@ impl NodeMetrics {
             ),
             &["region"],
         )?;
-        for c in [&rpc, &hash_rejected, &store_errors, &audit] {
+        for c in [&rpc, &hash_rejected, &store_errors, &audit, &messages] {
             registry.register(Box::new(c.clone()))?;
         }
         for h in [&rpc_seconds, &hash_seconds, &store_seconds] {
@@ -118,6 +127,7 @@ impl NodeMetrics {
             store_seconds,
             store_errors,
             audit,
+            messages,
             draining,
             region: region.to_owned(),
         })
@@ -137,5 +147,11 @@ impl domicile_identity::ports::Meter for NodeMetrics {
         self.audit
             .with_label_values(&[self.region(), result])
             .inc_by(n);
+    }
+
+    fn message(&self, kind: &'static str, channel: &'static str, result: &'static str) {
+        self.messages
+            .with_label_values(&[self.region(), kind, channel, result])
+            .inc();
     }
 }

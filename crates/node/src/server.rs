@@ -292,6 +292,19 @@ impl Node {
             clock.clone(),
             entropy.clone(),
         );
+        let here = topology.region(&region).ok_or_else(|| {
+            NodeError::start("region", format!("{region} is not in the topology"))
+        })?;
+        let courier = Arc::new(
+            domicile_messages::Senders::new(
+                here,
+                topology.clone(),
+                &|var| std::env::var(var).ok(),
+                clock.clone(),
+                entropy.clone(),
+            )
+            .map_err(|e| NodeError::start("message senders", e))?,
+        );
         let identity = Arc::new(
             Identity::new(Parts {
                 region: region.clone(),
@@ -307,6 +320,8 @@ impl Node {
                 entropy: entropy.clone(),
                 audit,
                 keys,
+                courier,
+                meter: metrics.clone(),
             })
             .await?,
         );

@@ -29,6 +29,11 @@ use base64::Engine as _;
 /// routes the pages by it.
 pub const BROWSER_COOKIE: &str = "domicile_session";
 pub const BROWSER_COOKIE_SECURE: &str = "__Host-domicile_session";
+
+/// The hosted pages' path of a one-time link (`?t=ol_…&p=<purpose>`, and
+/// `&req=` when it continues a sign-in): the edge routes it by `t`'s
+/// region tag, the node spends it.
+pub const LINK_PATH: &str = "/link";
 use sha2::{Digest, Sha512};
 
 /// The `at_hash` of an access token in an ID token signed with EdDSA over

@@ -86,6 +86,8 @@ pub enum RevokeReason {
     RefreshReuse,
     /// An authorization code of the session was presented again.
     CodeReplay,
+    /// The user's password was reset.
+    PasswordReset,
 }
 
 /// What a one-time code or link is for; a code of one purpose never
@@ -104,6 +106,11 @@ impl Purpose {
         Purpose::ResetPassword,
         Purpose::SignIn,
     ];
+
+    /// The purpose `as_str` names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -238,10 +245,16 @@ pub enum AuditKind {
     /// A client session was started from a browser session without a
     /// password (single sign-on).
     SingleSignOn,
+    /// The password was replaced through a reset code or link.
+    PasswordReset,
+    /// The user proved they receive mail at their address.
+    EmailVerified,
+    /// A sign-in by an emailed code or link instead of the password.
+    SignInByCode,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 8] = [
+    pub const ALL: [AuditKind; 11] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -250,6 +263,9 @@ impl AuditKind {
         AuditKind::ProfileUpdated,
         AuditKind::CodeReplay,
         AuditKind::SingleSignOn,
+        AuditKind::PasswordReset,
+        AuditKind::EmailVerified,
+        AuditKind::SignInByCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -262,6 +278,9 @@ impl AuditKind {
             AuditKind::ProfileUpdated => "profile_updated",
             AuditKind::CodeReplay => "code_replay",
             AuditKind::SingleSignOn => "single_sign_on",
+            AuditKind::PasswordReset => "password_reset",
+            AuditKind::EmailVerified => "email_verified",
+            AuditKind::SignInByCode => "sign_in_by_code",
         }
     }
 }

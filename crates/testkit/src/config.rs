@@ -237,6 +237,11 @@ pub struct FederationConfig {
     pub nodes: BTreeMap<String, SocketAddr>,
     /// Every store on the CQL backend instead of the embedded one.
     pub cql: Option<CqlStores>,
+    /// More lines for every `[regions.<r>]` table, with `{region}`
+    /// replaced by the region's code (e.g. its `email` sender).
+    pub region_settings: Vec<String>,
+    /// The `[accounts]` table's body, if any.
+    pub accounts: Option<String>,
 }
 
 impl FederationConfig {
@@ -254,6 +259,8 @@ impl FederationConfig {
             edge_settings: Vec::new(),
             nodes: BTreeMap::new(),
             cql: None,
+            region_settings: Vec::new(),
+            accounts: None,
         }
     }
 
@@ -328,6 +335,12 @@ impl FederationConfig {
                 list(countries),
                 list(domains),
             );
+            for line in &self.region_settings {
+                let _ = writeln!(t, "{}", line.replace("{region}", region));
+            }
+        }
+        if let Some(a) = &self.accounts {
+            let _ = writeln!(t, "\n[accounts]\n{}", a.trim_end());
         }
         t.push_str(&test_clients());
         t
@@ -349,11 +362,18 @@ mod tests {
         c.edge_settings = vec!["retry_after_seconds = 7".into()];
         c.claim_ttl_seconds = Some(60);
         c.trusted_proxies = Some("[\"127.0.0.0/8\"]".into());
+        c.region_settings =
+            vec!["email = { from = \"id@{region}.test\", outbox = \"outbox/{region}\" }".into()];
+        c.accounts = Some("require_verified_email = true".into());
         let text = c.render();
         let t = domicile_core::topology::Topology::parse(std::path::Path::new("t.toml"), &text)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(t.regions.len(), 3);
         assert_eq!(t.index.claim_ttl_seconds, 60);
+        assert!(t.accounts.require_verified_email);
+        for r in t.regions.values() {
+            assert!(r.messaging.email.is_some(), "{text}");
+        }
         assert_eq!(
             t.region_for_domain("a.eu.example.org").map(|r| r.as_str()),
             Some("eu")

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
+pub mod smtp;
 
 use base64::Engine as _;
 use domicile_core::token::{KeySet, Kid};

@@ -4,7 +4,8 @@
 //! sign-in page, both for a sealed request), `/token` (the `authorization_code` and `refresh_token` grants,
 //! with client authentication), `/userinfo`, `/revoke` (RFC 7009) and
 //! `/introspect` (RFC 7662, confidential clients) and `/logout`
-//! (RP-initiated logout). Each parses its input,
+//! (RP-initiated logout), and the one-time code journeys (`codes`:
+//! `/recover`, `/passwordless`, `/code`, `/link`). Each parses its input,
 //! calls one use case of `domicile-identity` (or a check of
 //! `domicile-oidc`) and answers one page, redirect or JSON document.
 //!
@@ -17,6 +18,7 @@
 //! email through the routing table, codes, tokens, the browser cookie and
 //! the `id_token_hint` by their region tag).
 
+mod codes;
 pub mod pages;
 
 use axum::{
@@ -75,6 +77,13 @@ pub fn router(state: Arc<OidcState>) -> Router {
         .route("/revoke", post(revoke))
         .route("/introspect", post(introspect))
         .route("/logout", get(logout).post(logout_form))
+        .route("/recover", get(codes::recover_page).post(codes::recover))
+        .route("/passwordless", post(codes::passwordless))
+        .route("/code", post(codes::code))
+        .route(
+            domicile_oidc::LINK_PATH,
+            get(codes::link_page).post(codes::link),
+        )
         .layer(DefaultBodyLimit::max(MAX_INPUT))
         .with_state(state)
 }
@@ -251,6 +260,10 @@ impl OidcState {
                 csrf: &csrf,
                 email,
                 error,
+                recovery: self
+                    .identity
+                    .sends(domicile_identity::messages::Channel::Email),
+                passwordless: self.identity.offers_sign_in_by_email(),
             }),
             Journey::SignUp => {
                 let topology = self.identity.topology();
@@ -388,18 +401,7 @@ impl OidcState {
         again: impl Fn(StatusCode, fn(&Texts) -> &'static str) -> Response,
     ) -> Response {
         match outcome {
-            Ok(signed_in) => {
-                let mut r = self.code_redirect(req, &signed_in.code);
-                let set = self.set_cookie(
-                    self.browser_cookie(),
-                    &signed_in.browser.value,
-                    signed_in.browser.max_age,
-                );
-                if let Ok(v) = HeaderValue::from_str(&set) {
-                    r.headers_mut().append(header::SET_COOKIE, v);
-                }
-                r
-            }
+            Ok(signed_in) => self.signed_in_redirect(req, &signed_in),
             Err(IdentityError::Unauthenticated(_)) => {
                 again(StatusCode::UNAUTHORIZED, |t| t.bad_credentials)
             }
@@ -424,6 +426,21 @@ impl OidcState {
                 again(StatusCode::INTERNAL_SERVER_ERROR, |t| t.failed)
             }
         }
+    }
+
+    /// The redirect that hands a finished sign-in's code to the app, with
+    /// the browser session's cookie.
+    fn signed_in_redirect(&self, req: &AuthorizationRequest, signed_in: &SignedIn) -> Response {
+        let mut r = self.code_redirect(req, &signed_in.code);
+        let set = self.set_cookie(
+            self.browser_cookie(),
+            &signed_in.browser.value,
+            signed_in.browser.max_age,
+        );
+        if let Ok(v) = HeaderValue::from_str(&set) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
     }
 
     /// The redirect that hands `code` to the app.
@@ -576,6 +593,15 @@ async fn sign_up(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
         Err(_) => return again(StatusCode::BAD_REQUEST, |t| t.sign_up_bad_input),
     };
     let outcome = s.identity.sign_up_for(registration, &req).await;
+    match &outcome {
+        Err(IdentityError::VerificationRequired { user_id }) => {
+            return s
+                .verification_page(user_id, &req, client, &headers, email, field("csrf"))
+                .await;
+        }
+        Ok(signed_in) => s.verify_later(signed_in, &req, &headers).await,
+        Err(_) => {}
+    }
     s.form_outcome(outcome, &req, |t| t.sign_up_bad_input, again)
 }
 
@@ -655,6 +681,11 @@ async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
         return again(StatusCode::BAD_REQUEST, |t| t.bad_input);
     };
     let outcome = s.identity.sign_in_for(creds, &req).await;
+    if let Err(IdentityError::VerificationRequired { user_id }) = &outcome {
+        return s
+            .verification_page(user_id, &req, client, &headers, email, field("csrf"))
+            .await;
+    }
     s.form_outcome(outcome, &req, |t| t.bad_input, again)
 }
 

@@ -1,4 +1,5 @@
-//! The hosted pages: sign-in, sign-up, logout and error (askama
+//! The hosted pages: sign-in, sign-up, password recovery, one-time code
+//! and link, done, logout and error (askama
 //! templates under `crates/node/templates`, HTML-escaped), branded per
 //! client, in English or German (`ui_locales`, then `Accept-Language`, then
 //! the client's default), usable without JavaScript, with the headers every
@@ -50,6 +51,32 @@ pub struct Texts {
     pub sign_out_button: &'static str,
     pub signed_out_heading: &'static str,
     pub signed_out_note: &'static str,
+    pub forgot_password: &'static str,
+    pub email_code_button: &'static str,
+    pub recover_title: &'static str,
+    pub recover_heading: &'static str,
+    pub recover_note: &'static str,
+    pub send_code_button: &'static str,
+    pub back_to_sign_in: &'static str,
+    pub code_title: &'static str,
+    pub code_heading_reset: &'static str,
+    pub code_heading_sign_in: &'static str,
+    pub code_heading_verify: &'static str,
+    pub code_sent_if_exists: &'static str,
+    pub code_sent: &'static str,
+    pub code_label: &'static str,
+    pub code_button: &'static str,
+    pub reset_button: &'static str,
+    pub code_refused: &'static str,
+    pub code_malformed: &'static str,
+    pub throttled: &'static str,
+    pub not_offered: &'static str,
+    pub enter_email: &'static str,
+    pub link_note: &'static str,
+    pub link_refused: &'static str,
+    pub verified_heading: &'static str,
+    pub reset_done_heading: &'static str,
+    pub done_note: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -88,6 +115,32 @@ pub const EN: Texts = Texts {
     sign_out_button: "Sign out",
     signed_out_heading: "You are signed out",
     signed_out_note: "You can close this window, or go back to the app.",
+    forgot_password: "Forgot your password?",
+    email_code_button: "Email me a sign-in code instead",
+    recover_title: "Reset your password",
+    recover_heading: "Reset your password for",
+    recover_note: "Enter the email address of your account. We will send it a code to choose a new password.",
+    send_code_button: "Send code",
+    back_to_sign_in: "Back to sign-in",
+    code_title: "Enter your code",
+    code_heading_reset: "Choose a new password for",
+    code_heading_sign_in: "Sign in with a code to",
+    code_heading_verify: "Confirm your email address for",
+    code_sent_if_exists: "If an account exists for this address, we have sent it a code. It works once, for 15 minutes:",
+    code_sent: "We have sent a code to your email address. It works once, for 15 minutes:",
+    code_label: "Code from the email",
+    code_button: "Continue",
+    reset_button: "Set new password",
+    code_refused: "The code is not right, or it has expired. Check the email, or ask for a new code.",
+    code_malformed: "Enter the 6 digits from the email.",
+    throttled: "Too many requests for this address. Please wait a few minutes and try again.",
+    not_offered: "This is not available here.",
+    enter_email: "Enter a valid email address.",
+    link_note: "You opened a link from our email. Continue to use it.",
+    link_refused: "This link is no longer valid: it was used already, has expired, or a newer one was sent. Ask for a new one.",
+    verified_heading: "Your email address is confirmed",
+    reset_done_heading: "Your password was changed",
+    done_note: "You can close this window and sign in to the app.",
 };
 
 pub const DE: Texts = Texts {
@@ -126,6 +179,32 @@ pub const DE: Texts = Texts {
     sign_out_button: "Abmelden",
     signed_out_heading: "Sie sind abgemeldet",
     signed_out_note: "Sie können dieses Fenster schließen oder zur App zurückkehren.",
+    forgot_password: "Passwort vergessen?",
+    email_code_button: "Stattdessen einen Anmeldecode per E-Mail senden",
+    recover_title: "Passwort zurücksetzen",
+    recover_heading: "Passwort zurücksetzen für",
+    recover_note: "Geben Sie die E-Mail-Adresse Ihres Kontos ein. Wir senden einen Code, mit dem Sie ein neues Passwort wählen.",
+    send_code_button: "Code senden",
+    back_to_sign_in: "Zurück zur Anmeldung",
+    code_title: "Code eingeben",
+    code_heading_reset: "Neues Passwort wählen für",
+    code_heading_sign_in: "Mit Code anmelden bei",
+    code_heading_verify: "E-Mail-Adresse bestätigen für",
+    code_sent_if_exists: "Falls es zu dieser Adresse ein Konto gibt, haben wir einen Code dorthin gesendet. Er gilt einmal, 15 Minuten lang:",
+    code_sent: "Wir haben einen Code an Ihre E-Mail-Adresse gesendet. Er gilt einmal, 15 Minuten lang:",
+    code_label: "Code aus der E-Mail",
+    code_button: "Weiter",
+    reset_button: "Neues Passwort speichern",
+    code_refused: "Der Code stimmt nicht oder ist abgelaufen. Prüfen Sie die E-Mail oder fordern Sie einen neuen Code an.",
+    code_malformed: "Geben Sie die 6 Ziffern aus der E-Mail ein.",
+    throttled: "Zu viele Anfragen für diese Adresse. Bitte warten Sie einige Minuten und versuchen Sie es erneut.",
+    not_offered: "Das ist hier nicht verfügbar.",
+    enter_email: "Geben Sie eine gültige E-Mail-Adresse ein.",
+    link_note: "Sie haben einen Link aus unserer E-Mail geöffnet. Fahren Sie fort, um ihn zu verwenden.",
+    link_refused: "Dieser Link ist nicht mehr gültig: Er wurde schon verwendet, ist abgelaufen oder es wurde ein neuerer gesendet. Fordern Sie einen neuen an.",
+    verified_heading: "Ihre E-Mail-Adresse ist bestätigt",
+    reset_done_heading: "Ihr Passwort wurde geändert",
+    done_note: "Sie können dieses Fenster schließen und sich in der App anmelden.",
 };
 
 /// The first language we have among `ui_locales`, then `Accept-Language`
@@ -172,6 +251,10 @@ pub struct SignIn<'a> {
     /// Prefilled (the app's `login_hint`, or what was typed).
     pub email: &'a str,
     pub error: Option<&'a str>,
+    /// Offer "forgot your password?" (the region sends email).
+    pub recovery: bool,
+    /// Offer a sign-in code by email.
+    pub passwordless: bool,
 }
 
 #[derive(Template)]
@@ -204,6 +287,51 @@ pub struct Logout<'a> {
     pub confirm: bool,
     pub csrf: &'a str,
     pub carried: Vec<(&'a str, &'a str)>,
+}
+
+/// The page asking for an email address to send a reset code to.
+#[derive(Template)]
+#[template(path = "recover.html")]
+pub struct Recover<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub sealed: &'a str,
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
+
+/// The page for a code from an email (`purpose`: `reset_password` also
+/// asks for the new password), or for a clicked link (`link`: the code's
+/// field is the link's secret, hidden).
+#[derive(Template)]
+#[template(path = "code.html")]
+pub struct Code<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    /// The sealed request, empty when the link continues none.
+    pub sealed: &'a str,
+    pub csrf: &'a str,
+    pub purpose: &'a str,
+    pub heading: &'a str,
+    /// Shown above the field (what was sent).
+    pub note: Option<&'a str>,
+    pub email: &'a str,
+    /// The clicked link's secret, when the page is a link's.
+    pub link: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// A journey's last page, when it continues no sign-in.
+#[derive(Template)]
+#[template(path = "done.html")]
+pub struct Done<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub heading: &'a str,
 }
 
 #[derive(Template)]
@@ -315,6 +443,8 @@ mod tests {
             csrf: "c",
             email: "a@example.org\"><script>",
             error: Some("<i>no</i>"),
+            recovery: true,
+            passwordless: true,
         }
         .render()
         .unwrap();

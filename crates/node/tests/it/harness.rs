@@ -21,14 +21,19 @@ pub struct Fed {
     pub nodes: BTreeMap<String, RunningNode>,
     passwords: String,
     allow_preference: bool,
+    /// `FederationConfig::region_settings` and `accounts`.
+    extra: (Vec<String>, Option<String>),
 }
 
 fn config(
     addrs: &BTreeMap<String, std::net::SocketAddr>,
     passwords: &str,
     allow_preference: bool,
+    extra: &(Vec<String>, Option<String>),
 ) -> String {
     let mut c = FederationConfig::new("test");
+    c.region_settings = extra.0.clone();
+    c.accounts = extra.1.clone();
     c.allow_region_preference = allow_preference;
     c.claim_ttl_seconds = Some(60);
     c.passwords = passwords.into();
@@ -49,6 +54,30 @@ impl Fed {
     /// Starts eu, us and ap with cheap hashing; `allow_preference` sets
     /// `federation.allow_region_preference`.
     pub async fn with(passwords: &str, allow_preference: bool) -> Self {
+        Self::configured(passwords, allow_preference, (Vec::new(), None)).await
+    }
+
+    /// Starts eu, us and ap with cheap hashing, each region sending its
+    /// email through the SMTP server at `smtp` (plain text on loopback),
+    /// under the `[accounts]` table `accounts` if any.
+    pub async fn with_mail(smtp: std::net::SocketAddr, accounts: Option<&str>) -> Self {
+        let email = format!(
+            "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
+            smtp.port()
+        );
+        Self::configured(
+            CHEAP_PASSWORDS,
+            true,
+            (vec![email], accounts.map(str::to_owned)),
+        )
+        .await
+    }
+
+    async fn configured(
+        passwords: &str,
+        allow_preference: bool,
+        extra: (Vec<String>, Option<String>),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::at(START);
         let mut fed = Fed {
@@ -58,6 +87,7 @@ impl Fed {
             nodes: BTreeMap::new(),
             passwords: passwords.into(),
             allow_preference,
+            extra,
         };
         fed.boot(&["eu", "us", "ap"], BTreeMap::new()).await;
         fed
@@ -75,7 +105,7 @@ impl Fed {
             addrs.insert((*r).to_owned(), l.local_addr().unwrap());
             listeners.insert((*r).to_owned(), l);
         }
-        let text = config(&addrs, &self.passwords, self.allow_preference);
+        let text = config(&addrs, &self.passwords, self.allow_preference, &self.extra);
         let path = self.dir.path().join("regions.toml");
         std::fs::write(&path, &text).unwrap();
         self.topology = Arc::new(Topology::parse(&path, &text).unwrap());
@@ -137,6 +167,7 @@ fn placeholder() -> Topology {
         &BTreeMap::from([("eu".to_owned(), "127.0.0.1:1".parse().unwrap())]),
         CHEAP_PASSWORDS,
         true,
+        &(Vec::new(), None),
     );
     Topology::parse(std::path::Path::new("placeholder.toml"), &text).unwrap()
 }

@@ -5,6 +5,7 @@
 mod bad_input;
 mod harness;
 mod identity;
+mod messages;
 mod oidc;
 mod one_time;
 mod operations;

@@ -1,0 +1,422 @@
+//! Messages to users and the asking for them: what a journey hands the
+//! region's [`Courier`](crate::ports::Courier) (a [`Message`]), sending off
+//! the request path (bounded), the per-identifier and per-address request
+//! limits, and the one way every journey asks for a code by email
+//! ([`Identity::request_code`]), which answers alike whether or not an
+//! account exists.
+//!
+//! Rendering and transports are not here (`domicile-messages`). Messages
+//! leave only from the user's home region: a journey reaches this module
+//! only in the region that homes the user (the store's identifier row or
+//! the user id's region tag says so), and the courier is the region's own.
+
+use crate::{Identity, IdentityError, env::random};
+use domicile_core::{email::Email, index::IndexState};
+use domicile_store::Purpose;
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+/// How many messages a node sends at once; more are refused (`Busy`).
+pub const SENDING: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+/// What a message says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A code and link proving the address is the user's.
+    VerifyEmail,
+    /// A code and link to choose a new password.
+    ResetPassword,
+    /// A code and link to sign in without the password.
+    SignInCode,
+    /// A notice: the password was changed (no code).
+    PasswordChanged,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::VerifyEmail => "verify_email",
+            MessageKind::ResetPassword => "reset_password",
+            MessageKind::SignInCode => "sign_in_code",
+            MessageKind::PasswordChanged => "password_changed",
+        }
+    }
+
+    /// The one-time code's purpose, for the kinds that carry one.
+    pub fn purpose(self) -> Option<Purpose> {
+        match self {
+            MessageKind::VerifyEmail => Some(Purpose::VerifyEmail),
+            MessageKind::ResetPassword => Some(Purpose::ResetPassword),
+            MessageKind::SignInCode => Some(Purpose::SignIn),
+            MessageKind::PasswordChanged => None,
+        }
+    }
+}
+
+/// One message to one user. Personal data and secrets: `Debug` shows only
+/// the kind, channel, user id and client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    pub channel: Channel,
+    /// The address (email) or number (E.164).
+    pub to: String,
+    pub kind: MessageKind,
+    pub user_id: String,
+    /// The app the user was signing in to (its branding), if any.
+    pub client_id: Option<String>,
+    /// The language asked for (`de`, `en-GB`…), if any.
+    pub locale: Option<String>,
+    pub code: Option<String>,
+    /// The whole URL of the link.
+    pub link: Option<String>,
+    pub expires_in_minutes: i64,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("channel", &self.channel)
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who asked, from where, and how the message should look: the app
+/// (branding), the language, the client's address (limits), and the
+/// continuation the link carries back (the hosted pages' sealed request).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub client_id: Option<String>,
+    pub locale: Option<String>,
+    pub address: Option<IpAddr>,
+    pub continuation: Option<String>,
+}
+
+/// What a limit counts.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Counted {
+    Identifier([u8; 32]),
+    Address(IpAddr),
+}
+
+/// Fixed-window request counters, per identifier (its keyed hash: the
+/// same for an account that exists and one that does not) and per client
+/// address. Kept in the node's memory: a region with several nodes allows
+/// up to that many times the limit (`docs/messages.md`).
+pub(crate) struct Throttle {
+    counts: Mutex<HashMap<Counted, (i64, u32)>>,
+}
+
+/// Entries above which old windows are swept.
+const SWEEP_AT: usize = 100_000;
+
+impl Throttle {
+    pub(crate) fn new() -> Self {
+        Self {
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one request against every key, or refuses with the seconds
+    /// until the fullest key's window ends (then nothing is counted).
+    fn admit(&self, keys: &[(Counted, u32)], window: i64, now: i64) -> Result<(), IdentityError> {
+        let start = now - now.rem_euclid(window);
+        let Ok(mut counts) = self.counts.lock() else {
+            return Err(IdentityError::internal("throttle", "lock poisoned"));
+        };
+        if counts.len() > SWEEP_AT {
+            counts.retain(|_, (s, _)| *s == start);
+        }
+        for (key, limit) in keys {
+            if let Some((s, n)) = counts.get(key)
+                && *s == start
+                && *n >= *limit
+            {
+                return Err(IdentityError::Throttled {
+                    retry_after: start + window - now,
+                });
+            }
+        }
+        for (key, _) in keys {
+            let entry = counts.entry(key.clone()).or_insert((start, 0));
+            if entry.0 != start {
+                *entry = (start, 0);
+            }
+            entry.1 += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Identity {
+    /// Whether this region sends over `channel`.
+    pub fn sends(&self, channel: Channel) -> bool {
+        self.courier.offers(channel)
+    }
+
+    /// Whether the sign-in page offers a code by email.
+    pub fn offers_sign_in_by_email(&self) -> bool {
+        self.sends(Channel::Email) && self.topology.accounts.passwordless_email
+    }
+
+    /// Counts a request for a message about `identifier` (its keyed hash)
+    /// from `address`, under `[accounts]`' limits.
+    pub(crate) fn admit_request(
+        &self,
+        identifier: [u8; 32],
+        address: Option<IpAddr>,
+    ) -> Result<(), IdentityError> {
+        let a = &self.topology.accounts;
+        let mut keys = vec![(Counted::Identifier(identifier), a.requests_per_identifier)];
+        if let Some(ip) = address {
+            keys.push((Counted::Address(prefix(ip)), a.requests_per_address));
+        }
+        self.throttle
+            .admit(&keys, a.request_window_seconds, self.now())
+            .inspect_err(|_| self.meter.message("request", "email", "refused"))
+    }
+
+    /// The link of a one-time code: the hosted pages' `/link` with the
+    /// code's secret and purpose, and the continuation when there is one.
+    fn link_url(&self, secret: &str, purpose: Purpose, continuation: Option<&str>) -> String {
+        let mut url = format!(
+            "{}{}?",
+            self.topology.federation.issuer,
+            domicile_oidc::LINK_PATH
+        );
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("t", secret)
+            .append_pair("p", purpose.as_str());
+        if let Some(c) = continuation {
+            q.append_pair("req", c);
+        }
+        url.push_str(&q.finish());
+        url
+    }
+
+    /// Asks for a code by email for `purpose` (a reset, a sign-in): the
+    /// same answer, after the same steps, whether or not an account has
+    /// this address. The address is validated; the request is counted
+    /// against its limits; the region's identifier row and the index are
+    /// read (both, always); a user homed elsewhere is `WrongRegion` (the
+    /// edge follows it); then a sending slot is taken (`Busy` when none)
+    /// and, only for an account homed here, the code is issued and sent
+    /// in the background, so neither the store write nor the relay's
+    /// latency shows in the answer.
+    pub async fn request_code(
+        self: &Arc<Self>,
+        email: &str,
+        kind: MessageKind,
+        asked: &Asked,
+    ) -> Result<(), IdentityError> {
+        let email = Email::parse(email).map_err(|e| IdentityError::invalid("email", e))?;
+        if !self.courier.offers(Channel::Email) {
+            return Err(IdentityError::NotOffered("email"));
+        }
+        if kind == MessageKind::SignInCode && !self.topology.accounts.passwordless_email {
+            return Err(IdentityError::NotOffered("sign-in by email"));
+        }
+        let key = self.secret.email_key(&email);
+        self.admit_request(key.0, asked.address)?;
+        let local = self.store.get_identifier(&key).await?;
+        let indexed = self.index.lookup(&key).await?;
+        if local.is_none()
+            && let Some(entry) = indexed
+            && entry.region != self.region
+            && entry.state == IndexState::Active
+        {
+            return Err(IdentityError::WrongRegion { home: entry.region });
+        }
+        let permit = Arc::clone(&self.sending)
+            .try_acquire_owned()
+            .map_err(|_| IdentityError::Busy)?;
+        if let Some(user_id) = local {
+            let me = Arc::clone(self);
+            let asked = asked.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                me.issue_and_send(&user_id, kind, &asked).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends `kind` to `user_id` (homed here) in the background, taking a
+    /// sending slot (`Busy` when none).
+    pub(crate) fn send_in_background(
+        self: &Arc<Self>,
+        user_id: &str,
+        kind: MessageKind,
+        asked: &Asked,
+    ) -> Result<(), IdentityError> {
+        if !self.courier.offers(Channel::Email) {
+            return Err(IdentityError::NotOffered("email"));
+        }
+        let permit = Arc::clone(&self.sending)
+            .try_acquire_owned()
+            .map_err(|_| IdentityError::Busy)?;
+        let me = Arc::clone(self);
+        let (user_id, asked) = (user_id.to_owned(), asked.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            me.issue_and_send(&user_id, kind, &asked).await;
+        });
+        Ok(())
+    }
+
+    /// Reads the user, issues the code (for the kinds that carry one) and
+    /// hands the message to the courier; the outcome is counted and
+    /// logged without personal data.
+    async fn issue_and_send(&self, user_id: &str, kind: MessageKind, asked: &Asked) {
+        let outcome = async {
+            let user =
+                self.store
+                    .get_user(user_id)
+                    .await?
+                    .ok_or(IdentityError::Unauthenticated(
+                        crate::Unauthenticated::UserGone,
+                    ))?;
+            let (code, link, minutes) = match kind.purpose() {
+                Some(purpose) => {
+                    let issued = self.issue_one_time(user_id, purpose).await?;
+                    let link = self.link_url(&issued.link, purpose, asked.continuation.as_deref());
+                    (Some(issued.code), Some(link), issued.expires_in / 60)
+                }
+                None => (None, None, 0),
+            };
+            let locale = asked
+                .locale
+                .clone()
+                .or_else(|| (!user.locale.is_empty()).then(|| user.locale.clone()));
+            let message = Message {
+                channel: Channel::Email,
+                to: user.email,
+                kind,
+                user_id: user_id.to_owned(),
+                client_id: asked.client_id.clone(),
+                locale,
+                code,
+                link,
+                expires_in_minutes: minutes,
+            };
+            self.courier
+                .deliver(message)
+                .await
+                .map_err(|e| IdentityError::internal("send message", e))
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                self.meter.message(kind.as_str(), "email", "sent");
+                tracing::info!(user_id, kind = kind.as_str(), "message sent");
+            }
+            Err(e) => {
+                self.meter.message(kind.as_str(), "email", "failed");
+                tracing::warn!(user_id, kind = kind.as_str(), error = %e, "message not sent");
+            }
+        }
+    }
+
+    /// A user id of this region that no account has: what a code for an
+    /// unknown address is checked against, so that the check does the
+    /// same store work (and refuses) whether or not the account exists.
+    pub(crate) fn nobody(&self) -> String {
+        domicile_core::ids::UserId::new(
+            &self.region,
+            0,
+            u128::from_le_bytes(random::<16>(self.entropy.as_ref())),
+        )
+        .to_string()
+    }
+}
+
+/// What an address limit counts: the address itself (IPv4), or its /64
+/// (IPv6, where one subscriber holds a whole /64).
+fn prefix(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_counts_per_window_and_refuses_with_the_wait() {
+        let t = Throttle::new();
+        let id = |b: u8| (Counted::Identifier([b; 32]), 2);
+        let window = 900;
+        assert!(t.admit(&[id(1)], window, 1_000).is_ok());
+        assert!(t.admit(&[id(1)], window, 1_001).is_ok());
+        match t.admit(&[id(1)], window, 1_010) {
+            Err(IdentityError::Throttled { retry_after }) => assert_eq!(retry_after, 1_800 - 1_010),
+            other => panic!("{other:?}"),
+        }
+        // Another identifier is not affected; the next window starts afresh.
+        assert!(t.admit(&[id(2)], window, 1_010).is_ok());
+        assert!(t.admit(&[id(1)], window, 1_800).is_ok());
+        // A refusal counts nothing: the address stays under its limit.
+        let addr = (Counted::Address("192.0.2.1".parse().unwrap()), 10);
+        assert!(t.admit(&[id(3), addr.clone()], window, 2_000).is_ok());
+        assert!(t.admit(&[id(3), addr.clone()], window, 2_000).is_ok());
+        assert!(t.admit(&[id(3), addr.clone()], window, 2_000).is_err());
+        let counts = t.counts.lock().unwrap();
+        assert_eq!(counts.get(&addr.0).map(|c| c.1), Some(2));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(prefix(a), prefix(b));
+        assert_ne!(prefix(a), prefix(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(prefix(v4), v4);
+    }
+
+    #[test]
+    fn messages_do_not_print_addresses_or_codes() {
+        let m = Message {
+            channel: Channel::Email,
+            to: "ada@example.net".into(),
+            kind: MessageKind::ResetPassword,
+            user_id: "usr_eu_x".into(),
+            client_id: None,
+            locale: None,
+            code: Some("123456".into()),
+            link: Some("https://id/link?t=ol_secret".into()),
+            expires_in_minutes: 15,
+        };
+        let shown = format!("{m:?}");
+        for s in ["ada@", "123456", "ol_secret"] {
+            assert!(!shown.contains(s), "{shown}");
+        }
+    }
+}

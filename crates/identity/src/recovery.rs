@@ -1,0 +1,112 @@
+//! Password reset and account recovery: asking for a reset code by email
+//! (answered alike whether or not the account exists: `messages`), and
+//! choosing a new password with the code or the link. A completed reset
+//! replaces the password (the old one stops working at once), marks the
+//! email verified (the user just proved they receive its mail), ends every
+//! session of the user when `accounts.reset_revokes_sessions` says so
+//! (the default), is audited, and tells the user by email. With a pending
+//! authorization request it also signs the user in for it.
+
+use crate::{
+    Conflict, Identity, IdentityError,
+    env::random,
+    messages::{Asked, MessageKind},
+    oidc::SignedIn,
+    one_time::Proof,
+};
+use domicile_core::password;
+use domicile_oidc::authorize::AuthorizationRequest;
+use domicile_store::{AuditKind, Purpose, RevokeReason};
+use std::sync::Arc;
+
+/// What a completed reset did.
+#[derive(Debug)]
+pub struct Reset {
+    pub user_id: String,
+    /// Sessions it ended.
+    pub sessions_ended: usize,
+    /// The sign-in for the pending request, when there was one.
+    pub signed_in: Option<SignedIn>,
+}
+
+impl Identity {
+    /// Asks for a password reset code for `email` (see
+    /// [`Identity::request_code`]: the same answer for every address).
+    pub async fn request_password_reset(
+        self: &Arc<Self>,
+        email: &str,
+        asked: &Asked,
+    ) -> Result<(), IdentityError> {
+        self.request_code(email, MessageKind::ResetPassword, asked)
+            .await
+    }
+
+    /// Replaces the password of the user `proof` names with
+    /// `new_password`. The new password is checked before the code is
+    /// spent, so a refused password leaves the code usable.
+    pub async fn reset_password(
+        self: &Arc<Self>,
+        proof: &Proof<'_>,
+        new_password: String,
+        req: Option<&AuthorizationRequest>,
+        asked: &Asked,
+    ) -> Result<Reset, IdentityError> {
+        password::check_policy(&new_password).map_err(|e| IdentityError::invalid("password", e))?;
+        if let Some(r) = req {
+            self.client(&r.client_id)?;
+        }
+        let user = self.spend_proof(proof, Purpose::ResetPassword).await?;
+        let salt = random::<16>(self.entropy.as_ref());
+        let hash = self.hasher.hash(new_password, salt).await?;
+        let mut updated = user.clone();
+        updated.password_hash = hash;
+        updated.email_verified = true;
+        updated.version += 1;
+        updated.updated_at = self.now();
+        if !self
+            .store
+            .update_user(&updated, user.version)
+            .await?
+            .is_applied()
+        {
+            return Err(Conflict::ProfileChanged.into());
+        }
+        let mut sessions_ended = 0;
+        if self.topology.accounts.reset_revokes_sessions {
+            let now = self.now();
+            for s in self.store.live_sessions(&user.user_id, now).await? {
+                if self
+                    .store
+                    .revoke_session(&s.session_id, now, RevokeReason::PasswordReset)
+                    .await?
+                    .is_applied()
+                {
+                    sessions_ended += 1;
+                }
+            }
+        }
+        self.audit.record(
+            &user.user_id,
+            AuditKind::PasswordReset,
+            None,
+            format!("sessions_ended={sessions_ended}"),
+        );
+        if let Err(e) = self.send_in_background(&user.user_id, MessageKind::PasswordChanged, asked)
+        {
+            tracing::warn!(user_id = %user.user_id, error = %e, "password-changed notice not sent");
+        }
+        let signed_in = match req {
+            Some(r) => {
+                let (signed_in, session_id) = self.sign_in_browser(&user.user_id, r).await?;
+                self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
+                Some(signed_in)
+            }
+            None => None,
+        };
+        Ok(Reset {
+            user_id: user.user_id,
+            sessions_ended,
+            signed_in,
+        })
+    }
+}
