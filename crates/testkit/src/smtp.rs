@@ -164,6 +164,33 @@ impl SmtpSink {
         self.inbox.lock().map(|i| i.clone()).unwrap_or_default()
     }
 
+    /// Waits (up to `timeout`) for the newest message to `to` whose
+    /// subject starts with `prefix`, among those after the first `skip`.
+    pub async fn wait_for_subject(
+        &self,
+        to: &str,
+        prefix: &str,
+        skip: usize,
+        timeout: Duration,
+    ) -> Option<Delivered> {
+        let until = Instant::now() + timeout;
+        loop {
+            let found = self
+                .messages_to(to)
+                .into_iter()
+                .skip(skip)
+                .filter(|m| m.subject().starts_with(prefix))
+                .last();
+            if found.is_some() {
+                return found;
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (up to `timeout`) for the `n`-th message (1-based) to `to`.
     pub async fn wait_for(&self, to: &str, n: usize, timeout: Duration) -> Option<Delivered> {
         let until = Instant::now() + timeout;

@@ -120,6 +120,8 @@ pub struct Options {
     pub cql: Option<CqlStores>,
     /// The `[passwords]` table (cheap hashing when `None`).
     pub passwords: Option<&'static str>,
+    /// Every region's email through this SMTP server (plain text, loopback).
+    pub smtp: Option<SocketAddr>,
 }
 
 pub struct Federation {
@@ -171,6 +173,12 @@ impl Federation {
         c.cql = opts.cql.clone();
         if let Some(p) = opts.passwords {
             c.passwords = p.into();
+        }
+        if let Some(smtp) = opts.smtp {
+            c.region_settings = vec![format!(
+                "email = {{ from = \"E2E ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
+                smtp.port()
+            )];
         }
         let text = c.render();
         let config = dir.path().join("regions.toml");
