@@ -1212,6 +1212,115 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
         assert_eq!(t.known_region("ap"), None);
     }
 
+    /// The senders and the account policy: a valid pair, then each kind
+    /// of broken setting, refused with its key.
+    #[test]
+    fn message_senders_and_account_policy() {
+        use crate::messaging::{EmailTransport, SmsSender, SmtpTls};
+        let us_store = "store = { backend = \"embedded\", path = \"/var/lib/domicile/us\" }";
+        let with = |extra: &str| VALID.replacen(us_store, &format!("{us_store}\n{extra}"), 1);
+        let text = with(
+            "email = { from = \"ID <no-reply@us.example>\", smtp = { host = \"smtp.us.example\", username = \"id\", password_env = \"US_SMTP\" } }\nsms = { webhook = \"https://sms.us.example/send\", secret_env = \"US_SMS\" }",
+        ) + "\n[accounts]\nrequire_verified_email = true\nrequests_per_identifier = 3\n";
+        let t = parse(&text).unwrap();
+        let us = &t.regions[&RegionCode::parse("us").unwrap()];
+        let email = us.messaging.email.as_ref().unwrap();
+        let EmailTransport::Smtp(smtp) = &email.transport else {
+            panic!("{email:?}")
+        };
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+        assert!(matches!(&us.messaging.sms, Some(SmsSender::Webhook(w)) if w.attempts == 3));
+        assert!(t.accounts.require_verified_email && t.accounts.reset_revokes_sessions);
+        assert_eq!(t.accounts.requests_per_identifier, 3);
+        let eu = &t.regions[&RegionCode::parse("eu").unwrap()];
+        assert_eq!(eu.messaging, crate::messaging::Messaging::default());
+
+        for (extra, key, reason) in [
+            (
+                "email = { from = \"nobody\", outbox = \"o\" }",
+                "regions.us.email.from",
+                "is not addr@host",
+            ),
+            (
+                "email = { from = \"a@b.example\" }",
+                "regions.us.email",
+                "exactly one of outbox",
+            ),
+            (
+                "email = { from = \"a@b.example\", outbox = \"o\", smtp = { host = \"h.example\" } }",
+                "regions.us.email",
+                "exactly one of outbox",
+            ),
+            (
+                "email = { from = \"a@b.example\", smtp = { host = \"smtp.example\", tls = \"none\" } }",
+                "regions.us.email.smtp.tls",
+                "only to a loopback relay",
+            ),
+            (
+                "email = { from = \"a@b.example\", smtp = { host = \"smtp.example\", tls = \"ssl\" } }",
+                "regions.us.email.smtp.tls",
+                "expected",
+            ),
+            (
+                "email = { from = \"a@b.example\", smtp = { host = \"smtp.example\", password_env = \"P\" } }",
+                "regions.us.email.smtp.username",
+                "needs a username",
+            ),
+            (
+                "email = { from = \"a@b.example\", smtp = { host = \"smtp example\" } }",
+                "regions.us.email.smtp.host",
+                "not a host",
+            ),
+            (
+                "email = { from = \"a@b.example\", smtp = { host = \"h.example\", timeout_ms = 5 } }",
+                "regions.us.email.smtp.timeout_ms",
+                "between",
+            ),
+            (
+                "sms = { webhook = \"http://sms.example/send\", secret_env = \"S\" }",
+                "regions.us.sms.webhook",
+                "must be https",
+            ),
+            (
+                "sms = { webhook = \"https://sms.example/send\" }",
+                "regions.us.sms.secret_env",
+                "needs the environment variable",
+            ),
+            (
+                "sms = { webhook = \"https://sms.example/send\", secret_env = \"S\", attempts = 9 }",
+                "regions.us.sms.attempts",
+                "between 1 and 5",
+            ),
+            (
+                "sms = { outbox = \"o\", attempts = 2 }",
+                "regions.us.sms",
+                "the webhook's settings",
+            ),
+        ] {
+            match parse(&with(extra)) {
+                Ok(_) => panic!("{extra} was accepted"),
+                Err(e) => {
+                    assert_eq!(e.key, key, "{extra}: {e}");
+                    assert!(e.reason.contains(reason), "{extra}: {e}");
+                }
+            }
+        }
+        for (accounts, key) in [
+            (
+                "requests_per_identifier = 0",
+                "accounts.requests_per_identifier",
+            ),
+            (
+                "request_window_seconds = 5",
+                "accounts.request_window_seconds",
+            ),
+            ("requests_per_address = 0", "accounts.requests_per_address"),
+        ] {
+            let e = parse(&format!("{VALID}\n[accounts]\n{accounts}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+    }
+
     #[test]
     fn errors_name_file_key_and_reason() {
         check(

@@ -179,8 +179,7 @@ impl SmtpSink {
                 .messages_to(to)
                 .into_iter()
                 .skip(skip)
-                .filter(|m| m.subject().starts_with(prefix))
-                .last();
+                .rfind(|m| m.subject().starts_with(prefix));
             if found.is_some() {
                 return found;
             }

@@ -402,7 +402,13 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
         .click()
         .await
         .unwrap();
-    assert!(browser.title().await.unwrap().starts_with("Reset your password"));
+    assert!(
+        browser
+            .title()
+            .await
+            .unwrap()
+            .starts_with("Reset your password")
+    );
     fill(&browser, "email", "mei@example.org").await;
     shot(&browser, &dir, "8-recover").await;
     submit(&browser).await;
@@ -413,12 +419,25 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
         .wait_for("mei@example.org", 1, Duration::from_secs(10))
         .await
         .expect("the verification mail of the sign-up");
-    assert!(first.subject().starts_with("Confirm your email address"), "{}", first.subject());
+    assert!(
+        first.subject().starts_with("Confirm your email address"),
+        "{}",
+        first.subject()
+    );
     let mail = smtp
-        .wait_for_subject("mei@example.org", "Reset your password", 0, Duration::from_secs(10))
+        .wait_for_subject(
+            "mei@example.org",
+            "Reset your password",
+            0,
+            Duration::from_secs(10),
+        )
         .await
         .expect("the reset mail");
-    assert!(mail.from.contains("ap.id.test"), "sent by ap: {}", mail.from);
+    assert!(
+        mail.from.contains("ap.id.test"),
+        "sent by ap: {}",
+        mail.from
+    );
     let link = mail.link().expect("a link in the mail");
     assert!(link.starts_with(&format!("{edge}/link?t=ol_ap_")), "{link}");
     browser.goto(&link).await.unwrap();
@@ -431,7 +450,14 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     fill(&browser, "email", "mei@example.org").await;
     fill(&browser, "password", domicile_testkit::PASSWORD).await;
     submit(&browser).await;
-    assert!(soon(&browser, "[role=alert]").await.text().await.unwrap().contains("not right"));
+    assert!(
+        soon(&browser, "[role=alert]")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("not right")
+    );
 
     // Passwordless: the sign-in page's second button, the emailed code typed.
     browser.goto(&authorize("&prompt=login")).await.unwrap();
@@ -445,10 +471,19 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
         .unwrap();
     soon(&browser, "input#code").await;
     let mail = smtp
-        .wait_for_subject("mei@example.org", "Your sign-in code", 0, Duration::from_secs(10))
+        .wait_for_subject(
+            "mei@example.org",
+            "Your sign-in code",
+            0,
+            Duration::from_secs(10),
+        )
         .await
         .expect("the sign-in code");
-    assert!(mail.subject().starts_with("Your sign-in code"), "{}", mail.subject());
+    assert!(
+        mail.subject().starts_with("Your sign-in code"),
+        "{}",
+        mail.subject()
+    );
     fill(&browser, "code", &mail.code().unwrap()).await;
     shot(&browser, &dir, "10-sign-in-code").await;
     submit(&browser).await;
