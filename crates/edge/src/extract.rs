@@ -23,8 +23,15 @@ pub enum Rpc {
     Login,
     Refresh,
     Logout,
-    /// Authorized by the bearer token only (GetProfile, UpdateProfile).
+    /// Authorized by the bearer token only (GetProfile, UpdateProfile,
+    /// SendVerification).
     Bearer,
+    /// RequestCode: its `email`.
+    RequestCode,
+    /// ResetPassword, SignInWithCode, VerifyEmail: the `email` with its
+    /// code, or the `link` (an `ol_` artifact). The three share these
+    /// fields' tags, so one message type reads all three.
+    CodeProof,
 }
 
 /// The Identity RPCs the edge proxies, and how to read each. New
@@ -36,6 +43,11 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
     ("/domicile.v1.Identity/Logout", Rpc::Logout),
     ("/domicile.v1.Identity/GetProfile", Rpc::Bearer),
     ("/domicile.v1.Identity/UpdateProfile", Rpc::Bearer),
+    ("/domicile.v1.Identity/RequestCode", Rpc::RequestCode),
+    ("/domicile.v1.Identity/ResetPassword", Rpc::CodeProof),
+    ("/domicile.v1.Identity/SignInWithCode", Rpc::CodeProof),
+    ("/domicile.v1.Identity/SendVerification", Rpc::Bearer),
+    ("/domicile.v1.Identity/VerifyEmail", Rpc::CodeProof),
 ];
 
 /// The OpenID Connect endpoints the edge proxies, and how each names its
@@ -269,6 +281,24 @@ pub fn read(rpc: Rpc, message: &[u8]) -> Result<Identity, BodyError> {
         Rpc::Bearer => {
             pb::GetProfileRequest::decode(message).map_err(bad)?;
             Identity::default()
+        }
+        Rpc::RequestCode => {
+            let m = pb::RequestCodeRequest::decode(message).map_err(bad)?;
+            Identity {
+                email: Email::parse(&m.email).ok(),
+                ..Identity::default()
+            }
+        }
+        Rpc::CodeProof => {
+            let m = pb::SignInWithCodeRequest::decode(message).map_err(bad)?;
+            Identity {
+                email: Email::parse(&m.email).ok(),
+                artifact: match parse_artifact(&m.link) {
+                    Some((ArtifactKind::OneTimeLink, region, _)) => Some(region),
+                    _ => None,
+                },
+                ..Identity::default()
+            }
         }
     })
 }
@@ -527,6 +557,50 @@ mod tests {
         assert_eq!(
             read(Rpc::Login, &[0xff, 0xff, 0xff]),
             Err(BodyError::Message)
+        );
+        let ask = pb::RequestCodeRequest {
+            email: "Chiyo@Example.JP".into(),
+            purpose: pb::CodePurpose::SignIn as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            read(Rpc::RequestCode, &ask.encode_to_vec())
+                .unwrap()
+                .email
+                .map(|e| e.as_str().to_owned()),
+            Some("chiyo@example.jp".into())
+        );
+        // The three code-bearing messages are read alike: by the email, or
+        // by the link's region tag (another artifact kind is not a link).
+        let reset = pb::ResetPasswordRequest {
+            link: "ol_ap_01JD0000000000000000000000_c2VjcmV0".into(),
+            new_password: "a new passphrase".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            read(Rpc::CodeProof, &reset.encode_to_vec())
+                .unwrap()
+                .artifact,
+            RegionCode::parse("ap").ok()
+        );
+        let verify = pb::VerifyEmailRequest {
+            email: "ada@example.de".into(),
+            code: "123456".into(),
+            ..Default::default()
+        };
+        assert!(
+            read(Rpc::CodeProof, &verify.encode_to_vec())
+                .unwrap()
+                .email
+                .is_some()
+        );
+        let not_a_link = pb::SignInWithCodeRequest {
+            link: "rt_us_abc".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            read(Rpc::CodeProof, &not_a_link.encode_to_vec()).unwrap(),
+            Identity::default()
         );
         assert_eq!(
             identity_rpc("/domicile.v1.Identity/Login"),

@@ -26,6 +26,22 @@ impl Identity {
             .await
     }
 
+    /// Signs in with a sign-in code or link (an app with its own UI, over
+    /// the API): a first-party session, as `login` gives.
+    pub async fn login_with_code(
+        &self,
+        proof: &Proof<'_>,
+    ) -> Result<crate::sessions::Authenticated, IdentityError> {
+        if !self.topology.accounts.passwordless_email {
+            return Err(IdentityError::NotOffered("sign-in by email"));
+        }
+        let user = self.spend_proof(proof, Purpose::SignIn).await?;
+        let user = self.mark_verified(user).await?;
+        let r = self.start_session(&user).await?;
+        self.audit_event(&user.user_id, AuditKind::SignInByCode, &r.session_id);
+        Ok(r)
+    }
+
     /// Signs in with a sign-in code or link for `req`: a browser session
     /// and an authorization code, as a password sign-in gives.
     pub async fn sign_in_with_code(

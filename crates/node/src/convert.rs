@@ -75,6 +75,73 @@ pub fn profile(p: Profile) -> pb::Profile {
     }
 }
 
+/// The client's address the edge saw (`domicile-client-address`), if any.
+fn client_address(md: &tonic::metadata::MetadataMap) -> Option<std::net::IpAddr> {
+    md.get(domicile_core::region::CLIENT_ADDRESS_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Who asks for a message over the API: the client's address only.
+pub fn asked_from(md: &tonic::metadata::MetadataMap) -> domicile_identity::messages::Asked {
+    domicile_identity::messages::Asked {
+        address: client_address(md),
+        ..Default::default()
+    }
+}
+
+/// Who asks for a code over the API: the address, and the message's app
+/// (a registered client: an unknown one is refused) and language.
+pub fn asked(
+    md: &tonic::metadata::MetadataMap,
+    r: &pb::RequestCodeRequest,
+) -> Result<domicile_identity::messages::Asked, IdentityError> {
+    let client_id = match r.client_id.trim() {
+        "" => None,
+        id => Some(id.to_owned()),
+    };
+    let locale = match r.locale.trim() {
+        "" => None,
+        l if l.len() <= 35
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(l.to_owned())
+        }
+        _ => {
+            return Err(IdentityError::Invalid {
+                field: "locale",
+                reason: "must be a language tag such as de or en-GB".into(),
+            });
+        }
+    };
+    Ok(domicile_identity::messages::Asked {
+        client_id,
+        locale,
+        ..asked_from(md)
+    })
+}
+
+/// A code with its address, or a link: exactly one of them.
+pub fn proof<'a>(
+    email: &'a str,
+    link: &'a str,
+    code: &'a str,
+) -> Result<domicile_identity::one_time::Proof<'a>, IdentityError> {
+    use domicile_identity::one_time::Proof;
+    match (email.is_empty() && code.is_empty(), link.is_empty()) {
+        (false, true) => Ok(Proof::Code { email, code }),
+        (true, false) => Ok(Proof::Link(link)),
+        _ => Err(IdentityError::Invalid {
+            field: "link",
+            reason: "give the email and its code, or the link".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,12 @@
 //! The `Identity` gRPC service: each call converts its request (`convert`),
 //! calls one use case, and maps errors with the one mapping (`error::status`).
+//! The one-time code calls (`RequestCode`, `ResetPassword`,
+//! `SignInWithCode`, `SendVerification`, `VerifyEmail`) drive the same use
+//! cases as the hosted pages.
 
 use crate::{convert, error::status};
 use domicile_identity::{
-    Identity,
+    Identity, IdentityError,
     sessions::{self, LogoutBy},
 };
 use domicile_proto::v1 as pb;
@@ -80,5 +83,79 @@ impl pb::identity_server::Identity for IdentityService {
             .await
             .map_err(status)?;
         Ok(Response::new(convert::profile(out)))
+    }
+
+    async fn request_code(
+        &self,
+        req: Request<pb::RequestCodeRequest>,
+    ) -> Result<Response<pb::RequestCodeResponse>, Status> {
+        let asked = convert::asked(req.metadata(), req.get_ref()).map_err(status)?;
+        let m = req.into_inner();
+        let identity = &self.0;
+        match pb::CodePurpose::try_from(m.purpose) {
+            Ok(pb::CodePurpose::ResetPassword) => {
+                identity.request_password_reset(&m.email, &asked).await
+            }
+            Ok(pb::CodePurpose::SignIn) => identity.request_sign_in_code(&m.email, &asked).await,
+            _ => Err(IdentityError::Invalid {
+                field: "purpose",
+                reason: "must be CODE_PURPOSE_RESET_PASSWORD or CODE_PURPOSE_SIGN_IN".into(),
+            }),
+        }
+        .map_err(status)?;
+        Ok(Response::new(pb::RequestCodeResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        req: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let asked = convert::asked_from(req.metadata());
+        let m = req.into_inner();
+        let proof = convert::proof(&m.email, &m.link, &m.code).map_err(status)?;
+        let reset = self
+            .0
+            .reset_password(&proof, m.new_password, None, &asked)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ResetPasswordResponse {
+            sessions_ended: u32::try_from(reset.sessions_ended).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn sign_in_with_code(
+        &self,
+        req: Request<pb::SignInWithCodeRequest>,
+    ) -> Result<Response<pb::AuthResponse>, Status> {
+        let m = req.into_inner();
+        let proof = convert::proof(&m.email, &m.link, &m.code).map_err(status)?;
+        let out = self.0.login_with_code(&proof).await.map_err(status)?;
+        Ok(Response::new(convert::auth_response(out)))
+    }
+
+    async fn send_verification(
+        &self,
+        req: Request<pb::SendVerificationRequest>,
+    ) -> Result<Response<pb::SendVerificationResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let claims = self.0.authorize(&bearer).await.map_err(status)?;
+        let asked = convert::asked_from(req.metadata());
+        self.0
+            .send_verification(&claims.sub, &asked)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SendVerificationResponse {}))
+    }
+
+    async fn verify_email(
+        &self,
+        req: Request<pb::VerifyEmailRequest>,
+    ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
+        let m = req.into_inner();
+        let proof = convert::proof(&m.email, &m.link, &m.code).map_err(status)?;
+        let user = self.0.verify_email(&proof).await.map_err(status)?;
+        Ok(Response::new(pb::VerifyEmailResponse {
+            user_id: user.user_id,
+        }))
     }
 }

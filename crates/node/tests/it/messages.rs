@@ -546,3 +546,178 @@ async fn without_a_sender_the_journeys_are_not_offered() {
     .await;
     assert_eq!(r.status(), 404);
 }
+
+/// The API drives the same journeys for apps with their own UI: a reset
+/// code asked for and spent over gRPC, a sign-in by the emailed link, a
+/// verification sent to the bearer's address and spent; bad input and
+/// refused codes answer their own status and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_drives_the_same_journeys() {
+    use domicile_proto::v1 as pb;
+    let smtp = SmtpSink::start().unwrap();
+    let fed = Fed::with_mail(smtp.addr, Some("requests_per_identifier = 3")).await;
+    let mut eu = fed.client("eu").await;
+    let reg = eu
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    let ask = |purpose: pb::CodePurpose, email: &str| pb::RequestCodeRequest {
+        email: email.into(),
+        purpose: purpose as i32,
+        client_id: "demo".into(),
+        locale: "de".into(),
+    };
+
+    // Bad input first: nothing is sent.
+    for (bad, field) in [
+        (
+            pb::RequestCodeRequest {
+                purpose: 0,
+                ..ask(pb::CodePurpose::SignIn, "ada@example.de")
+            },
+            "purpose",
+        ),
+        (ask(pb::CodePurpose::SignIn, "not an email"), "email"),
+        (
+            pb::RequestCodeRequest {
+                locale: "de\"><".into(),
+                ..ask(pb::CodePurpose::SignIn, "ada@example.de")
+            },
+            "locale",
+        ),
+    ] {
+        let s = eu.request_code(bad).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        assert!(s.message().starts_with(field), "{s:?}");
+    }
+    let s = eu
+        .reset_password(pb::ResetPasswordRequest {
+            email: "ada@example.de".into(),
+            link: "ol_eu_x".into(),
+            code: "123456".into(),
+            new_password: NEW_PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        s.code(),
+        tonic::Code::InvalidArgument,
+        "a code or a link, not both"
+    );
+
+    // Reset by code, in German with the app's branding.
+    eu.request_code(ask(pb::CodePurpose::ResetPassword, "ada@example.de"))
+        .await
+        .unwrap();
+    eu.request_code(ask(pb::CodePurpose::ResetPassword, "nobody@example.de"))
+        .await
+        .unwrap();
+    let mail = smtp.wait_for("ada@example.de", 1, WAIT).await.unwrap();
+    assert_eq!(mail.subject(), "Passwort zurücksetzen für Demo app");
+    let s = eu
+        .reset_password(pb::ResetPasswordRequest {
+            email: "ada@example.de".into(),
+            code: "000000".into(),
+            new_password: NEW_PASSWORD.into(),
+            ..Default::default()
+        })
+        .await;
+    if mail.code().as_deref() != Some("000000") {
+        assert_eq!(s.unwrap_err().code(), tonic::Code::PermissionDenied);
+    }
+    let reset = eu
+        .reset_password(pb::ResetPasswordRequest {
+            email: "ada@example.de".into(),
+            code: mail.code().unwrap(),
+            new_password: NEW_PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reset.sessions_ended, 1, "the registration's session");
+    eu.login(login_req("ada@example.de", NEW_PASSWORD))
+        .await
+        .unwrap();
+
+    // Sign-in by the link (after the reset's notice).
+    eu.request_code(ask(pb::CodePurpose::SignIn, "ada@example.de"))
+        .await
+        .unwrap();
+    let mail = smtp
+        .wait_for_subject("ada@example.de", "Ihr Anmeldecode", 0, WAIT)
+        .await
+        .unwrap();
+    let link = mail.link().unwrap();
+    let secret = link
+        .split("t=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let signed_in = eu
+        .sign_in_with_code(pb::SignInWithCodeRequest {
+            link: secret.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(signed_in.user_id, reg.user_id);
+    let again = eu
+        .sign_in_with_code(pb::SignInWithCodeRequest {
+            link: secret,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.code(),
+        tonic::Code::PermissionDenied,
+        "a link works once"
+    );
+
+    // Over the limit (3 per address and window): RESOURCE_EXHAUSTED with
+    // retry-after, for the account and for an address without one alike.
+    for email in ["ada@example.de", "nobody@example.de"] {
+        let mut last = None;
+        for _ in 0..3 {
+            last = Some(eu.request_code(ask(pb::CodePurpose::SignIn, email)).await);
+        }
+        let s = last.unwrap().unwrap_err();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{email}: {s:?}");
+        assert!(s.metadata().get("retry-after").is_some());
+    }
+
+    // Verification for the bearer's own address.
+    let mut verify = tonic::Request::new(pb::SendVerificationRequest {});
+    verify.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", signed_in.access_token)
+            .parse()
+            .unwrap(),
+    );
+    let s = eu
+        .send_verification(pb::SendVerificationRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::Unauthenticated, "no bearer");
+    eu.send_verification(verify).await.unwrap();
+    let mail = smtp
+        .wait_for_subject("ada@example.de", "Confirm your email", 0, WAIT)
+        .await
+        .unwrap();
+    let done = eu
+        .verify_email(pb::VerifyEmailRequest {
+            email: "ada@example.de".into(),
+            code: mail.code().unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.user_id, reg.user_id);
+}
