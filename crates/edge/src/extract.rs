@@ -48,6 +48,8 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
     ("/domicile.v1.Identity/SignInWithCode", Rpc::CodeProof),
     ("/domicile.v1.Identity/SendVerification", Rpc::Bearer),
     ("/domicile.v1.Identity/VerifyEmail", Rpc::CodeProof),
+    ("/domicile.v1.Identity/RequestEmailChange", Rpc::Bearer),
+    ("/domicile.v1.Identity/ConfirmEmailChange", Rpc::CodeProof),
 ];
 
 /// The OpenID Connect endpoints the edge proxies, and how each names its

@@ -5,7 +5,7 @@
 //! `profile`, `keys` (the region's signing keys and their rotation),
 //! `one_time` (codes and links), `messages` (sending and its limits),
 //! `recovery` (password reset), `verification` (email verification),
-//! `passwordless` (sign-in by an emailed code),
+//! `passwordless` (sign-in by an emailed code), `email_change`,
 //! `audit` (recording and reading a user's trail) and `residency` (the
 //! node's enforcement of the residency rule and the compliance reports).
 //!
@@ -28,6 +28,7 @@
 
 pub mod audit;
 pub mod browser;
+pub mod email_change;
 pub mod env;
 mod error;
 pub mod index;

@@ -48,6 +48,10 @@ pub enum MessageKind {
     SignInCode,
     /// A notice: the password was changed (no code).
     PasswordChanged,
+    /// A code and link to the new address of an email change.
+    ConfirmNewEmail,
+    /// A notice to the old address: the account's address was changed.
+    EmailChanged,
 }
 
 impl MessageKind {
@@ -57,6 +61,8 @@ impl MessageKind {
             MessageKind::ResetPassword => "reset_password",
             MessageKind::SignInCode => "sign_in_code",
             MessageKind::PasswordChanged => "password_changed",
+            MessageKind::ConfirmNewEmail => "confirm_new_email",
+            MessageKind::EmailChanged => "email_changed",
         }
     }
 
@@ -66,7 +72,8 @@ impl MessageKind {
             MessageKind::VerifyEmail => Some(Purpose::VerifyEmail),
             MessageKind::ResetPassword => Some(Purpose::ResetPassword),
             MessageKind::SignInCode => Some(Purpose::SignIn),
-            MessageKind::PasswordChanged => None,
+            MessageKind::ConfirmNewEmail => Some(Purpose::ChangeEmail),
+            MessageKind::PasswordChanged | MessageKind::EmailChanged => None,
         }
     }
 }
@@ -255,18 +262,40 @@ impl Identity {
             let asked = asked.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                me.issue_and_send(&user_id, kind, &asked).await;
+                me.issue_and_send(&user_id, kind, None, &asked).await;
             });
         }
         Ok(())
     }
 
     /// Sends `kind` to `user_id` (homed here) in the background, taking a
-    /// sending slot (`Busy` when none).
+    /// sending slot (`Busy` when none), to the account's address (or, for
+    /// `ConfirmNewEmail`, its pending one).
     pub(crate) fn send_in_background(
         self: &Arc<Self>,
         user_id: &str,
         kind: MessageKind,
+        asked: &Asked,
+    ) -> Result<(), IdentityError> {
+        self.dispatch(user_id, kind, None, asked)
+    }
+
+    /// Sends `kind` to `user_id`'s former address `to` (a notice).
+    pub(crate) fn send_to(
+        self: &Arc<Self>,
+        user_id: &str,
+        kind: MessageKind,
+        to: String,
+        asked: &Asked,
+    ) -> Result<(), IdentityError> {
+        self.dispatch(user_id, kind, Some(to), asked)
+    }
+
+    fn dispatch(
+        self: &Arc<Self>,
+        user_id: &str,
+        kind: MessageKind,
+        to: Option<String>,
         asked: &Asked,
     ) -> Result<(), IdentityError> {
         if !self.courier.offers(Channel::Email) {
@@ -279,7 +308,7 @@ impl Identity {
         let (user_id, asked) = (user_id.to_owned(), asked.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            me.issue_and_send(&user_id, kind, &asked).await;
+            me.issue_and_send(&user_id, kind, to, &asked).await;
         });
         Ok(())
     }
@@ -287,7 +316,13 @@ impl Identity {
     /// Reads the user, issues the code (for the kinds that carry one) and
     /// hands the message to the courier; the outcome is counted and
     /// logged without personal data.
-    async fn issue_and_send(&self, user_id: &str, kind: MessageKind, asked: &Asked) {
+    async fn issue_and_send(
+        &self,
+        user_id: &str,
+        kind: MessageKind,
+        to: Option<String>,
+        asked: &Asked,
+    ) {
         let outcome = async {
             let user =
                 self.store
@@ -308,9 +343,18 @@ impl Identity {
                 .locale
                 .clone()
                 .or_else(|| (!user.locale.is_empty()).then(|| user.locale.clone()));
+            let to = match (to, kind) {
+                (Some(to), _) => to,
+                (None, MessageKind::ConfirmNewEmail) => {
+                    user.pending_email.clone().ok_or_else(|| {
+                        IdentityError::internal("send message", "no pending address to confirm")
+                    })?
+                }
+                (None, _) => user.email.clone(),
+            };
             let message = Message {
                 channel: Channel::Email,
-                to: user.email,
+                to,
                 kind,
                 user_id: user_id.to_owned(),
                 client_id: asked.client_id.clone(),

@@ -140,7 +140,7 @@ impl Identity {
             .ok_or_else(|| Unauthenticated::UserGone.into())
     }
 
-    fn profile(&self, u: &UserRecord) -> Profile {
+    pub(crate) fn profile(&self, u: &UserRecord) -> Profile {
         Profile {
             user_id: u.user_id.clone(),
             region: self.region.clone(),

@@ -153,7 +153,7 @@ impl Identity {
     }
 
     /// A pending claim of this region for `user_id`.
-    fn pending(&self, user_id: &UserId) -> IndexEntry {
+    pub(crate) fn pending(&self, user_id: &UserId) -> IndexEntry {
         let now = self.now();
         IndexEntry {
             region: self.region.clone(),
@@ -348,6 +348,7 @@ impl Identity {
             family_name: p.family_name.unwrap_or_default(),
             display_name: p.display_name.unwrap_or_default(),
             locale: p.locale.unwrap_or_default(),
+            pending_email: None,
             created_at: now,
             updated_at: now,
             version: 1,

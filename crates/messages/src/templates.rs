@@ -30,6 +30,11 @@ pub struct Texts {
     pub sign_in_action: &'static str,
     pub changed_subject: &'static str,
     pub changed_intro: &'static str,
+    pub new_email_subject: &'static str,
+    pub new_email_intro: &'static str,
+    pub new_email_action: &'static str,
+    pub email_changed_subject: &'static str,
+    pub email_changed_intro: &'static str,
     pub sms_code: &'static str,
 }
 
@@ -53,6 +58,11 @@ pub const EN: Texts = Texts {
     sign_in_action: "Sign in",
     changed_subject: "Your password was changed for",
     changed_intro: "The password of your account was just changed, and your other sessions were signed out.",
+    new_email_subject: "Confirm your new email address for",
+    new_email_intro: "Someone asked to make this the email address of their account. Confirm it with the code or the button; until then the account keeps its old address.",
+    new_email_action: "Confirm new email address",
+    email_changed_subject: "Your email address was changed for",
+    email_changed_intro: "The email address of your account was changed to another one. This address no longer signs in to it.",
     sms_code: "is your code for",
 };
 
@@ -76,6 +86,11 @@ pub const DE: Texts = Texts {
     sign_in_action: "Anmelden",
     changed_subject: "Ihr Passwort wurde geändert für",
     changed_intro: "Das Passwort Ihres Kontos wurde soeben geändert, und Ihre anderen Sitzungen wurden abgemeldet.",
+    new_email_subject: "Bestätigen Sie Ihre neue E-Mail-Adresse für",
+    new_email_intro: "Jemand möchte diese Adresse zur E-Mail-Adresse seines Kontos machen. Bestätigen Sie sie mit dem Code oder der Schaltfläche; bis dahin behält das Konto seine alte Adresse.",
+    new_email_action: "Neue E-Mail-Adresse bestätigen",
+    email_changed_subject: "Ihre E-Mail-Adresse wurde geändert für",
+    email_changed_intro: "Die E-Mail-Adresse Ihres Kontos wurde durch eine andere ersetzt. Mit dieser Adresse melden Sie sich dort nicht mehr an.",
     sms_code: "ist Ihr Code für",
 };
 
@@ -175,6 +190,18 @@ pub fn email(
             t.ignore_request,
         ),
         MessageKind::PasswordChanged => (t.changed_subject, t.changed_intro, "", t.ignore_notice),
+        MessageKind::ConfirmNewEmail => (
+            t.new_email_subject,
+            t.new_email_intro,
+            t.new_email_action,
+            t.ignore_request,
+        ),
+        MessageKind::EmailChanged => (
+            t.email_changed_subject,
+            t.email_changed_intro,
+            "",
+            t.ignore_notice,
+        ),
     };
     let subject = format!("{subject} {}", brand.display_name);
     let text = Text {

@@ -158,4 +158,41 @@ impl pb::identity_server::Identity for IdentityService {
             user_id: user.user_id,
         }))
     }
+
+    async fn request_email_change(
+        &self,
+        req: Request<pb::RequestEmailChangeRequest>,
+    ) -> Result<Response<pb::RequestEmailChangeResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let asked = convert::asked_from(req.metadata());
+        self.0
+            .request_email_change(&bearer, &req.get_ref().new_email, &asked)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RequestEmailChangeResponse {}))
+    }
+
+    async fn confirm_email_change(
+        &self,
+        req: Request<pb::ConfirmEmailChangeRequest>,
+    ) -> Result<Response<pb::Profile>, Status> {
+        let m = req.get_ref();
+        let user = match (m.link.is_empty(), m.code.is_empty()) {
+            (false, true) => {
+                self.0
+                    .confirm_email_change(&domicile_identity::one_time::Proof::Link(&m.link))
+                    .await
+            }
+            (true, false) => {
+                let bearer = convert::bearer(req.metadata()).map_err(status)?;
+                self.0.confirm_email_change_by_code(&bearer, &m.code).await
+            }
+            _ => Err(IdentityError::Invalid {
+                field: "link",
+                reason: "give the code (with the bearer token) or the link".into(),
+            }),
+        }
+        .map_err(status)?;
+        Ok(Response::new(convert::profile(user)))
+    }
 }

@@ -38,6 +38,7 @@ fn user(id: &str, version: u64) -> UserRecord {
         family_name: String::new(),
         display_name: String::new(),
         locale: "en".into(),
+        pending_email: None,
         created_at: NOW,
         updated_at: NOW,
         version,

@@ -23,6 +23,10 @@ pub struct UserRecord {
     pub display_name: String,
     #[serde(default)]
     pub locale: String,
+    /// A new address waiting for its verification code (an email change):
+    /// the account's address stays `email` until the code is spent.
+    #[serde(default)]
+    pub pending_email: Option<String>,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
     /// Optimistic concurrency: every update increments it.
@@ -98,12 +102,15 @@ pub enum Purpose {
     VerifyEmail,
     ResetPassword,
     SignIn,
+    /// Proves the user receives mail at the new address of an email change.
+    ChangeEmail,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 3] = [
+    pub const ALL: [Purpose; 4] = [
         Purpose::VerifyEmail,
         Purpose::ResetPassword,
+        Purpose::ChangeEmail,
         Purpose::SignIn,
     ];
 
@@ -116,6 +123,7 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "verify_email",
             Purpose::ResetPassword => "reset_password",
+            Purpose::ChangeEmail => "change_email",
             Purpose::SignIn => "sign_in",
         }
     }
@@ -251,10 +259,12 @@ pub enum AuditKind {
     EmailVerified,
     /// A sign-in by an emailed code or link instead of the password.
     SignInByCode,
+    /// The account's address was replaced by a verified new one.
+    EmailChanged,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 11] = [
+    pub const ALL: [AuditKind; 12] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -266,6 +276,7 @@ impl AuditKind {
         AuditKind::PasswordReset,
         AuditKind::EmailVerified,
         AuditKind::SignInByCode,
+        AuditKind::EmailChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -281,6 +292,7 @@ impl AuditKind {
             AuditKind::PasswordReset => "password_reset",
             AuditKind::EmailVerified => "email_verified",
             AuditKind::SignInByCode => "sign_in_by_code",
+            AuditKind::EmailChanged => "email_changed",
         }
     }
 }
@@ -300,6 +312,7 @@ mod tests {
             family_name: "Lovelace".into(),
             display_name: "Countess".into(),
             locale: "en".into(),
+            pending_email: None,
             created_at: 1,
             updated_at: 2,
             version: 3,

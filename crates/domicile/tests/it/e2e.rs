@@ -690,6 +690,7 @@ fn user_record(id: &str, email: &str) -> domicile_store::UserRecord {
         family_name: String::new(),
         display_name: String::new(),
         locale: String::new(),
+        pending_email: None,
         created_at: now(),
         updated_at: now(),
         version: 1,

@@ -48,6 +48,7 @@ fn heading(t: &Texts, purpose: Purpose) -> &'static str {
         Purpose::ResetPassword => t.code_heading_reset,
         Purpose::SignIn => t.code_heading_sign_in,
         Purpose::VerifyEmail => t.code_heading_verify,
+        Purpose::ChangeEmail => t.code_heading_change,
     }
 }
 
@@ -399,6 +400,10 @@ async fn complete(
         (Purpose::SignIn, None) => Err(IdentityError::CodeRefused(CodeRefused::Dead)),
         (Purpose::VerifyEmail, Some(r)) => {
             Ok(redirect(s.identity.verify_and_sign_in(proof, r).await?, r))
+        }
+        (Purpose::ChangeEmail, _) => {
+            s.identity.confirm_email_change(proof).await?;
+            Ok(s.done_page(headers, client, |t| t.email_changed_heading))
         }
         (Purpose::VerifyEmail, None) => {
             s.identity.verify_email(proof).await?;

@@ -77,6 +77,8 @@ pub struct Texts {
     pub verified_heading: &'static str,
     pub reset_done_heading: &'static str,
     pub done_note: &'static str,
+    pub code_heading_change: &'static str,
+    pub email_changed_heading: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -141,6 +143,8 @@ pub const EN: Texts = Texts {
     verified_heading: "Your email address is confirmed",
     reset_done_heading: "Your password was changed",
     done_note: "You can close this window and sign in to the app.",
+    code_heading_change: "Confirm your new email address for",
+    email_changed_heading: "Your email address was changed",
 };
 
 pub const DE: Texts = Texts {
@@ -205,6 +209,8 @@ pub const DE: Texts = Texts {
     verified_heading: "Ihre E-Mail-Adresse ist bestätigt",
     reset_done_heading: "Ihr Passwort wurde geändert",
     done_note: "Sie können dieses Fenster schließen und sich in der App anmelden.",
+    code_heading_change: "Neue E-Mail-Adresse bestätigen für",
+    email_changed_heading: "Ihre E-Mail-Adresse wurde geändert",
 };
 
 /// The first language we have among `ui_locales`, then `Accept-Language`

@@ -721,3 +721,157 @@ async fn the_api_drives_the_same_journeys() {
         .into_inner();
     assert_eq!(done.user_id, reg.user_id);
 }
+
+/// An email change: the new address is claimed at once (nobody else can
+/// register it meanwhile) and sent the code; the old address keeps
+/// signing in until the code is spent; then the new one signs in, the old
+/// one is released (someone else may register it) and told. A domain
+/// pinned to another region, an address another account holds, and a
+/// second use of the code are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_change_claims_the_new_address_and_releases_the_old_only_after() {
+    use domicile_proto::v1 as pb;
+    let smtp = SmtpSink::start().unwrap();
+    let fed = Fed::with_mail(smtp.addr, None).await;
+    let mut eu = fed.client("eu").await;
+    let reg = eu
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    eu.register(register_req("grace@example.de")).await.unwrap();
+    fn bearing<T>(token: &str, m: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(m);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+    let token = reg.access_token.clone();
+    let change = |to: &str| pb::RequestEmailChangeRequest {
+        new_email: to.into(),
+    };
+    let s = eu
+        .request_email_change(bearing(&token, change("grace@example.de")))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::AlreadyExists);
+    let s = eu
+        .request_email_change(bearing(&token, change("ada@example.com")))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(s.message().contains("region us"), "{s:?}");
+    let s = eu
+        .request_email_change(change("ada.new@example.de"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::Unauthenticated);
+
+    eu.request_email_change(bearing(&token, change("Ada.New@Example.de")))
+        .await
+        .unwrap();
+    let mail = smtp.wait_for("ada.new@example.de", 1, WAIT).await.unwrap();
+    assert!(
+        mail.subject().starts_with("Confirm your new email address"),
+        "{}",
+        mail.subject()
+    );
+    assert!(
+        smtp.messages_to("ada@example.de").is_empty(),
+        "the old address is told only after"
+    );
+    // Pending: the old address still signs in, and the new one is held.
+    eu.login(login_req("ada@example.de", PASSWORD))
+        .await
+        .unwrap();
+    let s = eu
+        .register(register_req("ada.new@example.de"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::AlreadyExists, "{s:?}");
+
+    let profile = eu
+        .confirm_email_change(bearing(
+            &token,
+            pb::ConfirmEmailChangeRequest {
+                code: mail.code().unwrap(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(profile.email, "ada.new@example.de");
+    assert!(profile.email_verified);
+    let notice = smtp.wait_for("ada@example.de", 1, WAIT).await.unwrap();
+    assert!(
+        notice
+            .subject()
+            .starts_with("Your email address was changed"),
+        "{}",
+        notice.subject()
+    );
+    eu.login(login_req("ada.new@example.de", PASSWORD))
+        .await
+        .unwrap();
+    expect_status(
+        eu.login(login_req("ada@example.de", PASSWORD)).await,
+        tonic::Code::Unauthenticated,
+        "invalid email or password",
+    );
+    // Released: the old address may be someone else's now.
+    eu.register(register_req("ada@example.de")).await.unwrap();
+    let again = eu
+        .confirm_email_change(bearing(
+            &token,
+            pb::ConfirmEmailChangeRequest {
+                code: mail.code().unwrap(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::PermissionDenied);
+    assert!(audited(&fed, &reg.user_id, AuditKind::EmailChanged).await);
+
+    // A second change, confirmed by the link on the hosted page.
+    eu.request_email_change(bearing(&token, change("ada.third@example.de")))
+        .await
+        .unwrap();
+    let mail = smtp
+        .wait_for("ada.third@example.de", 1, WAIT)
+        .await
+        .unwrap();
+    let link = mail.link().unwrap();
+    let path = &link[link.find("/link?").unwrap()..];
+    let http = browser();
+    let page = http
+        .get(format!("{}{path}", base(&fed, "eu")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{}/link", base(&fed, "eu")))
+        .form(&[
+            ("t", hidden_field(&page, "t")),
+            ("purpose", hidden_field(&page, "purpose")),
+            ("req", hidden_field(&page, "req")),
+            ("csrf", hidden_field(&page, "csrf")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Your email address was changed")
+    );
+    eu.login(login_req("ada.third@example.de", PASSWORD))
+        .await
+        .unwrap();
+}

@@ -1,0 +1,168 @@
+//! Changing a signed-in user's email address. The new address is claimed
+//! in the home-region index first (pending, like a registration's claim:
+//! one address, one account, federation-wide), kept on the user as
+//! `pending_email`, and sent a code and link (`change_email`). Spending it
+//! confirms the new claim, adds the new identifier row, makes the new
+//! address the account's (verified), and only then deletes the old row and
+//! releases the old claim; the old address is told. Until the code is
+//! spent nothing about the account's address changes.
+//!
+//! A domain rule that homes the new address in another region refuses the
+//! change: moving an account between regions is a compliance operation,
+//! never a side effect.
+
+use crate::{
+    Conflict, Identity, IdentityError, Unauthenticated,
+    messages::{Asked, MessageKind},
+    one_time::{CodeRefused, Proof},
+    profile::Profile,
+};
+use domicile_core::{email::Email, ids::UserId};
+use domicile_store::{Applied, AuditKind, Claim, Purpose};
+use std::sync::Arc;
+
+impl Identity {
+    /// Asks to change the bearer's address to `new_email`: claimed, kept
+    /// pending, and sent a code (within the limits).
+    pub async fn request_email_change(
+        self: &Arc<Self>,
+        bearer: &str,
+        new_email: &str,
+        asked: &Asked,
+    ) -> Result<(), IdentityError> {
+        let email = Email::parse(new_email).map_err(|e| IdentityError::invalid("email", e))?;
+        let claims = self.authorize(bearer).await?;
+        let user = self
+            .store
+            .get_user(&claims.sub)
+            .await?
+            .ok_or(Unauthenticated::UserGone)?;
+        if user.email == email.as_str() {
+            return Err(IdentityError::invalid(
+                "email",
+                "is already the account's address",
+            ));
+        }
+        match self.check_placement(&email, None) {
+            Err(IdentityError::WrongRegion { home }) => {
+                return Err(IdentityError::invalid(
+                    "email",
+                    format!(
+                        "a compliance rule keeps accounts of this domain in region {home}; moving an account is a compliance operation"
+                    ),
+                ));
+            }
+            other => {
+                other?;
+            }
+        }
+        let key = self.secret.email_key(&email);
+        self.admit_request(key.0, asked.address)?;
+        let user_id =
+            UserId::parse(&user.user_id).map_err(|e| IdentityError::internal("email change", e))?;
+        if let Claim::Held(holder) = self.index.claim(&key, &self.pending(&user_id)).await?
+            && holder.user_id != user_id
+        {
+            return Err(IdentityError::EmailTaken);
+        }
+        let mut updated = user.clone();
+        updated.pending_email = Some(email.as_str().to_owned());
+        updated.version += 1;
+        updated.updated_at = self.now();
+        if !self
+            .store
+            .update_user(&updated, user.version)
+            .await?
+            .is_applied()
+        {
+            return Err(Conflict::ProfileChanged.into());
+        }
+        self.send_in_background(&user.user_id, MessageKind::ConfirmNewEmail, asked)
+    }
+
+    /// Spends an email change's code or link: the account, now with its
+    /// new, verified address.
+    pub async fn confirm_email_change(
+        self: &Arc<Self>,
+        proof: &Proof<'_>,
+    ) -> Result<Profile, IdentityError> {
+        let user = self.spend_proof(proof, Purpose::ChangeEmail).await?;
+        let Some(new) = user.pending_email.clone() else {
+            return Err(IdentityError::CodeRefused(CodeRefused::Dead));
+        };
+        let new = Email::parse(&new).map_err(|e| IdentityError::internal("email change", e))?;
+        let old =
+            Email::parse(&user.email).map_err(|e| IdentityError::internal("email change", e))?;
+        let user_id =
+            UserId::parse(&user.user_id).map_err(|e| IdentityError::internal("email change", e))?;
+        let (new_key, old_key) = (self.secret.email_key(&new), self.secret.email_key(&old));
+        // The pending claim may have expired while the mail travelled:
+        // claim again (renewed if still free or ours), then make it permanent.
+        if let Claim::Held(holder) = self.index.claim(&new_key, &self.pending(&user_id)).await?
+            && holder.user_id != user_id
+        {
+            return Err(IdentityError::EmailTaken);
+        }
+        if !self.index.confirm(&new_key, &user_id).await? {
+            return Err(Conflict::ClaimLost.into());
+        }
+        if let Applied::No(holder) = self
+            .store
+            .insert_identifier(&new_key, &user.user_id)
+            .await?
+            && holder != user.user_id
+        {
+            return Err(IdentityError::EmailTaken);
+        }
+        let mut updated = user.clone();
+        updated.email = new.as_str().to_owned();
+        updated.email_verified = true;
+        updated.pending_email = None;
+        updated.version += 1;
+        updated.updated_at = self.now();
+        if !self
+            .store
+            .update_user(&updated, user.version)
+            .await?
+            .is_applied()
+        {
+            return Err(Conflict::ProfileChanged.into());
+        }
+        // Only now is the old address let go.
+        self.store
+            .delete_identifier(&old_key, &user.user_id)
+            .await?;
+        self.index.release(&old_key, &user_id).await?;
+        self.audit
+            .record(&user.user_id, AuditKind::EmailChanged, None, String::new());
+        if let Err(e) = self.send_to(
+            &user.user_id,
+            MessageKind::EmailChanged,
+            user.email.clone(),
+            &Asked::default(),
+        ) {
+            tracing::warn!(user_id = %user.user_id, error = %e, "email-changed notice not sent");
+        }
+        Ok(self.profile(&updated))
+    }
+
+    /// Spends an email change's code typed by the signed-in user (the
+    /// bearer names whose code it is).
+    pub async fn confirm_email_change_by_code(
+        self: &Arc<Self>,
+        bearer: &str,
+        code: &str,
+    ) -> Result<Profile, IdentityError> {
+        let claims = self.authorize(bearer).await?;
+        let user = self
+            .store
+            .get_user(&claims.sub)
+            .await?
+            .ok_or(Unauthenticated::UserGone)?;
+        self.confirm_email_change(&Proof::Code {
+            email: &user.email,
+            code,
+        })
+        .await
+    }
+}
