@@ -157,6 +157,22 @@ pub struct Branding {
     pub default_locale: String,
 }
 
+impl Branding {
+    /// The looks of what belongs to no (known) client: the federation's
+    /// name and the default colours.
+    pub fn neutral(federation: &str) -> Self {
+        Self {
+            display_name: federation.to_owned(),
+            logo_url: None,
+            primary_color: "#1f4b99".into(),
+            background_color: "#f6f7f9".into(),
+            terms_url: None,
+            privacy_url: None,
+            default_locale: "en".into(),
+        }
+    }
+}
+
 impl Client {
     /// Whether `uri` is one of the client's redirect URIs: exactly, or a
     /// loopback IP literal registered without regard to its port (RFC 8252

@@ -65,18 +65,8 @@ impl Identity {
         {
             return Err(IdentityError::EmailTaken);
         }
-        let mut updated = user.clone();
-        updated.pending_email = Some(email.as_str().to_owned());
-        updated.version += 1;
-        updated.updated_at = self.now();
-        if !self
-            .store
-            .update_user(&updated, user.version)
-            .await?
-            .is_applied()
-        {
-            return Err(Conflict::ProfileChanged.into());
-        }
+        self.save_user(&user, |u| u.pending_email = Some(email.as_str().to_owned()))
+            .await?;
         self.send_in_background(&user.user_id, MessageKind::ConfirmNewEmail, asked)
     }
 
@@ -114,20 +104,13 @@ impl Identity {
         {
             return Err(IdentityError::EmailTaken);
         }
-        let mut updated = user.clone();
-        updated.email = new.as_str().to_owned();
-        updated.email_verified = true;
-        updated.pending_email = None;
-        updated.version += 1;
-        updated.updated_at = self.now();
-        if !self
-            .store
-            .update_user(&updated, user.version)
-            .await?
-            .is_applied()
-        {
-            return Err(Conflict::ProfileChanged.into());
-        }
+        let updated = self
+            .save_user(&user, |u| {
+                u.email = new.as_str().to_owned();
+                u.email_verified = true;
+                u.pending_email = None;
+            })
+            .await?;
         // Only now is the old address let go.
         self.store
             .delete_identifier(&old_key, &user.user_id)

@@ -226,23 +226,18 @@ impl Identity {
             if current.email_verified {
                 return Ok(current);
             }
-            let mut updated = current.clone();
-            updated.email_verified = true;
-            updated.version += 1;
-            updated.updated_at = self.now();
-            if self
-                .store
-                .update_user(&updated, current.version)
-                .await?
-                .is_applied()
-            {
-                self.audit.record(
-                    &updated.user_id,
-                    AuditKind::EmailVerified,
-                    None,
-                    String::new(),
-                );
-                return Ok(updated);
+            match self.save_user(&current, |u| u.email_verified = true).await {
+                Ok(updated) => {
+                    self.audit.record(
+                        &updated.user_id,
+                        AuditKind::EmailVerified,
+                        None,
+                        String::new(),
+                    );
+                    return Ok(updated);
+                }
+                Err(IdentityError::Conflict(_)) => {}
+                Err(e) => return Err(e),
             }
             current = self.store.get_user(&current.user_id).await?.ok_or(
                 IdentityError::Unauthenticated(crate::Unauthenticated::UserGone),

@@ -140,6 +140,30 @@ impl Identity {
             .ok_or_else(|| Unauthenticated::UserGone.into())
     }
 
+    /// Writes `user` with `change` applied as its next version, unless it
+    /// changed since it was read: the user as now stored, or
+    /// `Conflict::ProfileChanged` (nothing written).
+    pub(crate) async fn save_user(
+        &self,
+        user: &UserRecord,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> Result<UserRecord, IdentityError> {
+        let mut updated = user.clone();
+        change(&mut updated);
+        updated.version = user.version + 1;
+        updated.updated_at = self.now();
+        if self
+            .store
+            .update_user(&updated, user.version)
+            .await?
+            .is_applied()
+        {
+            Ok(updated)
+        } else {
+            Err(crate::Conflict::ProfileChanged.into())
+        }
+    }
+
     pub(crate) fn profile(&self, u: &UserRecord) -> Profile {
         Profile {
             user_id: u.user_id.clone(),

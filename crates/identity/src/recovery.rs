@@ -8,7 +8,7 @@
 //! authorization request it also signs the user in for it.
 
 use crate::{
-    Conflict, Identity, IdentityError,
+    Identity, IdentityError,
     env::random,
     messages::{Asked, MessageKind},
     oidc::SignedIn,
@@ -58,19 +58,11 @@ impl Identity {
         let user = self.spend_proof(proof, Purpose::ResetPassword).await?;
         let salt = random::<16>(self.entropy.as_ref());
         let hash = self.hasher.hash(new_password, salt).await?;
-        let mut updated = user.clone();
-        updated.password_hash = hash;
-        updated.email_verified = true;
-        updated.version += 1;
-        updated.updated_at = self.now();
-        if !self
-            .store
-            .update_user(&updated, user.version)
-            .await?
-            .is_applied()
-        {
-            return Err(Conflict::ProfileChanged.into());
-        }
+        self.save_user(&user, |u| {
+            u.password_hash = hash;
+            u.email_verified = true;
+        })
+        .await?;
         let mut sessions_ended = 0;
         if self.topology.accounts.reset_revokes_sessions {
             let now = self.now();

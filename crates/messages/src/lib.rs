@@ -177,15 +177,7 @@ impl Senders {
         client_id
             .and_then(|id| self.topology.clients.get(id))
             .map_or_else(
-                || Branding {
-                    display_name: self.topology.federation.name.clone(),
-                    logo_url: None,
-                    primary_color: "#1f4b99".into(),
-                    background_color: "#f6f7f9".into(),
-                    terms_url: None,
-                    privacy_url: None,
-                    default_locale: "en".into(),
-                },
+                || Branding::neutral(&self.topology.federation.name),
                 |c| c.branding.clone(),
             )
     }

@@ -273,12 +273,18 @@ pub(super) async fn recover_page(
     }
 }
 
-/// POST /recover: a reset code for the address, if it has an account.
-pub(super) async fn recover(
-    State(s): State<Arc<OidcState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Which page asks for a code, and so shows its refusals.
+#[derive(Clone, Copy)]
+enum Asking {
+    /// `/recover`: a reset code.
+    Reset,
+    /// The sign-in page's second button: a sign-in code.
+    SignIn,
+}
+
+/// A form asking for a code by email: the code page, with the same words
+/// whether or not the address has an account; or the asking page again.
+async fn request(s: Arc<OidcState>, headers: HeaderMap, body: Bytes, asking: Asking) -> Response {
     let (form, req, client) = match s.checked_form(&headers, &body) {
         Ok(f) => f,
         Err(page) => return *page,
@@ -286,12 +292,22 @@ pub(super) async fn recover(
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (email, csrf) = (field("email"), field("csrf"));
     let asked = s.asked(&req, &headers);
-    match s.identity.request_password_reset(email, &asked).await {
+    let (outcome, purpose) = match asking {
+        Asking::Reset => (
+            s.identity.request_password_reset(email, &asked).await,
+            Purpose::ResetPassword,
+        ),
+        Asking::SignIn => (
+            s.identity.request_sign_in_code(email, &asked).await,
+            Purpose::SignIn,
+        ),
+    };
+    match outcome {
         Ok(()) => s.code_page(
             StatusCode::OK,
             &headers,
             CodePage {
-                purpose: Purpose::ResetPassword,
+                purpose,
                 req: Some(&req),
                 client: Some(client),
                 email,
@@ -303,8 +319,8 @@ pub(super) async fn recover(
         ),
         Err(e) => s.refused(
             e,
-            |status, words| {
-                s.recover_page(
+            |status, words| match asking {
+                Asking::Reset => s.recover_page(
                     status,
                     &req,
                     client,
@@ -312,45 +328,8 @@ pub(super) async fn recover(
                     email,
                     Some(words),
                     Some(csrf),
-                )
-            },
-            |t| t.enter_email,
-        ),
-    }
-}
-
-/// POST /passwordless: the sign-in page's "email me a code".
-pub(super) async fn passwordless(
-    State(s): State<Arc<OidcState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (form, req, client) = match s.checked_form(&headers, &body) {
-        Ok(f) => f,
-        Err(page) => return *page,
-    };
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-    let (email, csrf) = (field("email"), field("csrf"));
-    let asked = s.asked(&req, &headers);
-    match s.identity.request_sign_in_code(email, &asked).await {
-        Ok(()) => s.code_page(
-            StatusCode::OK,
-            &headers,
-            CodePage {
-                purpose: Purpose::SignIn,
-                req: Some(&req),
-                client: Some(client),
-                email,
-                link: None,
-                note: Some(|t| t.code_sent_if_exists),
-                error: None,
-                csrf: Some(csrf),
-            },
-        ),
-        Err(e) => s.refused(
-            e,
-            |status, words| {
-                s.form_page(
+                ),
+                Asking::SignIn => s.form_page(
                     Journey::SignIn,
                     status,
                     &req,
@@ -359,11 +338,29 @@ pub(super) async fn passwordless(
                     email,
                     Some(words),
                     Some(csrf),
-                )
+                ),
             },
             |t| t.enter_email,
         ),
     }
+}
+
+/// POST /recover: a reset code for the address, if it has an account.
+pub(super) async fn recover(
+    State(s): State<Arc<OidcState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    request(s, headers, body, Asking::Reset).await
+}
+
+/// POST /passwordless: the sign-in page's "email me a code".
+pub(super) async fn passwordless(
+    State(s): State<Arc<OidcState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    request(s, headers, body, Asking::SignIn).await
 }
 
 /// How a code or link ends for `purpose`: signed in for `req`, or (a

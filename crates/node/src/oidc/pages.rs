@@ -351,15 +351,7 @@ pub struct ErrorPage<'a> {
 
 /// The branding of pages that belong to no (known) client.
 pub fn neutral_brand(federation: &str) -> Branding {
-    Branding {
-        display_name: federation.to_owned(),
-        logo_url: None,
-        primary_color: "#1f4b99".into(),
-        background_color: "#f6f7f9".into(),
-        terms_url: None,
-        privacy_url: None,
-        default_locale: "en".into(),
-    }
+    Branding::neutral(federation)
 }
 
 /// `Content-Security-Policy` for a page whose forms may post here and whose
