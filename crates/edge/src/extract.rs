@@ -98,6 +98,12 @@ impl Web {
     }
 }
 
+/// The hosted forms that must answer alike whether or not their address
+/// has an account: their responses carry no routing headers.
+pub fn conceals_route(path: &str) -> bool {
+    matches!(path, "/recover" | "/passwordless" | "/code")
+}
+
 pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
     match (method, path) {
         ("GET", "/authorize") => Some(Web::AuthorizePage),

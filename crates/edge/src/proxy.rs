@@ -52,6 +52,10 @@ pub struct Ctx {
     upstream_started: Option<Instant>,
     /// gRPC status or HTTP status, for metrics.
     status: Option<String>,
+    /// The request must answer alike whether or not its address has an
+    /// account (the one-time code journeys): no `domicile-region` or
+    /// `domicile-route`, which would say whether the index knew it.
+    conceal_route: bool,
 }
 
 pub struct EdgeProxy {
@@ -225,7 +229,7 @@ impl EdgeProxy {
             // What a support ticket quotes to find the request's trace.
             resp.insert_header(TRACE_ID_HEADER, id.as_str())?;
         }
-        if let Some(route) = &ctx.route {
+        if let Some(route) = ctx.route.as_ref().filter(|_| !ctx.conceal_route) {
             let region = ctx.upstream_region.as_ref().unwrap_or(&route.region);
             resp.insert_header(REGION_HEADER, region.as_str())?;
             let reason = if ctx.followed {
@@ -366,10 +370,12 @@ impl EdgeProxy {
                     "Identity RPCs need content-type application/grpc",
                 ));
             }
+            ctx.conceal_route = matches!(rpc, Rpc::RequestCode | Rpc::CodeProof);
             self.identity_facts(session, ctx, rpc, &mut facts).await?;
         } else if let Some(web) = extract::web_endpoint(session.req_header().method.as_str(), &path)
         {
             ctx.web = Some(web);
+            ctx.conceal_route = extract::conceals_route(&path);
             self.web_facts(session, ctx, web, &mut facts).await?;
         } else if !extract::PASSTHROUGH_PREFIXES
             .iter()

@@ -67,6 +67,9 @@ impl Identity {
         }
         self.save_user(&user, |u| u.pending_email = Some(email.as_str().to_owned()))
             .await?;
+        // The code is bound to this address when it is issued (in the
+        // background): a code sent to an earlier pending address, or one
+        // issued before a later change, does not confirm this one.
         self.send_in_background(&user.user_id, MessageKind::ConfirmNewEmail, asked)
     }
 
@@ -76,11 +79,16 @@ impl Identity {
         self: &Arc<Self>,
         proof: &Proof<'_>,
     ) -> Result<Profile, IdentityError> {
-        let user = self.spend_proof(proof, Purpose::ChangeEmail).await?;
+        let (user, subject) = self.spend_proof_with(proof, Purpose::ChangeEmail).await?;
         let Some(new) = user.pending_email.clone() else {
             return Err(IdentityError::CodeRefused(CodeRefused::Dead));
         };
         let new = Email::parse(&new).map_err(|e| IdentityError::internal("email change", e))?;
+        // The code must be the one sent to this pending address, not to an
+        // address asked for earlier.
+        if subject != Some(self.secret.email_key(&new).0) {
+            return Err(IdentityError::CodeRefused(CodeRefused::Dead));
+        }
         let old =
             Email::parse(&user.email).map_err(|e| IdentityError::internal("email change", e))?;
         let user_id =
@@ -96,26 +104,39 @@ impl Identity {
         if !self.index.confirm(&new_key, &user_id).await? {
             return Err(Conflict::ClaimLost.into());
         }
+        let saved = self
+            .save_user(&user, |u| {
+                u.email = new.as_str().to_owned();
+                u.email_verified = true;
+                u.pending_email = None;
+            })
+            .await;
+        let updated = match saved {
+            Ok(u) => u,
+            Err(e) => {
+                // Nothing changed on the account: give the new address back.
+                self.index.release(&new_key, &user_id).await?;
+                return Err(e);
+            }
+        };
         if let Applied::No(holder) = self
             .store
             .insert_identifier(&new_key, &user.user_id)
             .await?
             && holder != user.user_id
         {
-            return Err(IdentityError::EmailTaken);
+            return Err(IdentityError::internal(
+                "email change",
+                "the new address's identifier row names another user",
+            ));
         }
-        let updated = self
-            .save_user(&user, |u| {
-                u.email = new.as_str().to_owned();
-                u.email_verified = true;
-                u.pending_email = None;
-            })
-            .await?;
         // Only now is the old address let go.
         self.store
             .delete_identifier(&old_key, &user.user_id)
             .await?;
         self.index.release(&old_key, &user_id).await?;
+        // Codes and links sent to the old address stop working.
+        self.store.erase_one_time(&user.user_id).await?;
         self.audit
             .record(&user.user_id, AuditKind::EmailChanged, None, String::new());
         if let Err(e) = self.send_to(

@@ -153,6 +153,13 @@ impl Throttle {
         };
         if counts.len() > SWEEP_AT {
             counts.retain(|_, (s, _)| *s == start);
+            if counts.len() > SWEEP_AT {
+                // Still full within one window (a flood of distinct keys):
+                // start the window's counts afresh rather than sweep on
+                // every request. The account's own limits (issue 17) do
+                // not depend on this map.
+                counts.clear();
+            }
         }
         for (key, limit) in keys {
             if let Some((s, n)) = counts.get(key)
@@ -331,9 +338,18 @@ impl Identity {
                     .ok_or(IdentityError::Unauthenticated(
                         crate::Unauthenticated::UserGone,
                     ))?;
+            // An email change's code is bound to the address it is sent to.
+            let subject = match kind {
+                MessageKind::ConfirmNewEmail => user
+                    .pending_email
+                    .as_deref()
+                    .and_then(|e| Email::parse(e).ok())
+                    .map(|e| self.secret.email_key(&e).0),
+                _ => None,
+            };
             let (code, link, minutes) = match kind.purpose() {
                 Some(purpose) => {
-                    let issued = self.issue_one_time(user_id, purpose).await?;
+                    let issued = self.issue_one_time_for(user_id, purpose, subject).await?;
                     let link = self.link_url(&issued.link, purpose, asked.continuation.as_deref());
                     (Some(issued.code), Some(link), issued.expires_in / 60)
                 }

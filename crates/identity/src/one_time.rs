@@ -91,6 +91,17 @@ impl Identity {
         user_id: &str,
         purpose: Purpose,
     ) -> Result<Issued, IdentityError> {
+        self.issue_one_time_for(user_id, purpose, None).await
+    }
+
+    /// `issue_one_time`, bound to `subject` too (an email change's new
+    /// address): spending it yields the subject for the use case to check.
+    pub(crate) async fn issue_one_time_for(
+        &self,
+        user_id: &str,
+        purpose: Purpose,
+        subject: Option<[u8; 32]>,
+    ) -> Result<Issued, IdentityError> {
         let user = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
         self.check_home(user.region(), "user_id")?;
         let code = loop {
@@ -109,6 +120,7 @@ impl Identity {
             expires_at: now + TTL_SECONDS,
             attempts_left: ATTEMPTS,
             used_at: None,
+            subject,
         };
         self.store.put_one_time(&record, now).await?;
         Ok(Issued {
@@ -125,6 +137,16 @@ impl Identity {
         purpose: Purpose,
         code: &str,
     ) -> Result<Result<(), CodeRefused>, IdentityError> {
+        Ok(self.spend_code(user_id, purpose, code).await?.map(|_| ()))
+    }
+
+    /// Spends a typed code: its record.
+    async fn spend_code(
+        &self,
+        user_id: &str,
+        purpose: Purpose,
+        code: &str,
+    ) -> Result<Result<OneTimeRecord, CodeRefused>, IdentityError> {
         let user = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
         self.check_home(user.region(), "user_id")?;
         let code = code.trim();
@@ -136,7 +158,7 @@ impl Identity {
             .store
             .spend_one_time(user_id, purpose, Presented::Code(&hash), self.now())
             .await?;
-        Ok(refusal(spent).map(|_| ()))
+        Ok(refusal(spent))
     }
 
     /// Checks a clicked link for `purpose`: the user it was issued to.
@@ -145,6 +167,15 @@ impl Identity {
         link: &str,
         purpose: Purpose,
     ) -> Result<Result<String, CodeRefused>, IdentityError> {
+        Ok(self.spend_link(link, purpose).await?.map(|r| r.user_id))
+    }
+
+    /// Spends a clicked link: its record.
+    async fn spend_link(
+        &self,
+        link: &str,
+        purpose: Purpose,
+    ) -> Result<Result<OneTimeRecord, CodeRefused>, IdentityError> {
         let Ok(link) = OneTimeLink::parse(link) else {
             return Ok(Err(CodeRefused::Dead));
         };
@@ -158,7 +189,7 @@ impl Identity {
                 self.now(),
             )
             .await?;
-        Ok(refusal(spent).map(|r| r.user_id))
+        Ok(refusal(spent))
     }
 }
 
@@ -190,14 +221,23 @@ impl Identity {
         proof: &Proof<'_>,
         purpose: Purpose,
     ) -> Result<UserRecord, IdentityError> {
-        let user_id = match proof {
+        Ok(self.spend_proof_with(proof, purpose).await?.0)
+    }
+
+    /// `spend_proof`, with the spent code's subject (`issue_one_time_for`).
+    pub(crate) async fn spend_proof_with(
+        &self,
+        proof: &Proof<'_>,
+        purpose: Purpose,
+    ) -> Result<(UserRecord, Option<[u8; 32]>), IdentityError> {
+        let record = match proof {
             Proof::Code { email, code } => {
                 let email = Email::parse(email).map_err(|e| IdentityError::invalid("email", e))?;
                 let key = self.secret.email_key(&email);
                 let holder = self.store.get_identifier(&key).await?;
                 let checked = holder.clone().unwrap_or_else(|| self.nobody());
-                match self.check_one_time_code(&checked, purpose, code).await? {
-                    Ok(()) => checked,
+                match self.spend_code(&checked, purpose, code).await? {
+                    Ok(r) => r,
                     Err(CodeRefused::Malformed) => {
                         return Err(IdentityError::CodeRefused(CodeRefused::Malformed));
                     }
@@ -205,14 +245,16 @@ impl Identity {
                 }
             }
             Proof::Link(link) => self
-                .check_one_time_link(link, purpose)
+                .spend_link(link, purpose)
                 .await?
                 .map_err(IdentityError::CodeRefused)?,
         };
-        self.store
-            .get_user(&user_id)
+        let user = self
+            .store
+            .get_user(&record.user_id)
             .await?
-            .ok_or(IdentityError::CodeRefused(CodeRefused::Dead))
+            .ok_or(IdentityError::CodeRefused(CodeRefused::Dead))?;
+        Ok((user, record.subject))
     }
 
     /// Marks `user`'s email verified (they proved they receive its mail),

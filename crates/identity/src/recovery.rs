@@ -55,9 +55,11 @@ impl Identity {
         if let Some(r) = req {
             self.client(&r.client_id)?;
         }
-        let user = self.spend_proof(proof, Purpose::ResetPassword).await?;
+        // Hashed before the code is spent, so that a full hashing pool
+        // (`Busy`) leaves the code usable.
         let salt = random::<16>(self.entropy.as_ref());
         let hash = self.hasher.hash(new_password, salt).await?;
+        let user = self.spend_proof(proof, Purpose::ResetPassword).await?;
         self.save_user(&user, |u| {
             u.password_hash = hash;
             u.email_verified = true;

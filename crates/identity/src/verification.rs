@@ -57,7 +57,16 @@ impl Identity {
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
         self.client(&req.client_id)?;
-        let user = self.verify_email(proof).await?;
+        let user = self.spend_proof(proof, Purpose::VerifyEmail).await?;
+        // A verification code signs in only the sign-in that waited for it
+        // (an unverified account), unless emailed codes are a way to sign
+        // in anyway (`accounts.passwordless_email`).
+        if user.email_verified && !self.topology.accounts.passwordless_email {
+            return Err(IdentityError::CodeRefused(
+                crate::one_time::CodeRefused::Dead,
+            ));
+        }
+        let user = self.mark_verified(user).await?;
         let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
         self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
         Ok(signed_in)

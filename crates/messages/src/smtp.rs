@@ -59,9 +59,9 @@ impl Relay {
         for attempt in 1..=ATTEMPTS {
             match self.transport.send(email.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(e) if e.is_permanent() => return Err(format!("relay refused: {e}")),
+                Err(e) if e.is_permanent() => return Err(describe(&e)),
                 Err(e) => {
-                    last = format!("attempt {attempt}: {e}");
+                    last = format!("attempt {attempt}: {}", describe(&e));
                     if attempt < ATTEMPTS {
                         tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1)))
                             .await;
@@ -70,5 +70,25 @@ impl Relay {
             }
         }
         Err(last)
+    }
+}
+
+/// What went wrong, without the relay's reply text (which may quote the
+/// recipient's address): the class of failure and the SMTP status code.
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let class = if e.is_permanent() {
+        "the relay refused the message (permanent)"
+    } else if e.is_transient() {
+        "the relay deferred the message (transient)"
+    } else if e.is_timeout() {
+        "the relay timed out"
+    } else if e.is_tls() {
+        "TLS with the relay failed"
+    } else {
+        "the relay could not be reached or broke the session"
+    };
+    match e.status() {
+        Some(code) => format!("{class}: SMTP {code}"),
+        None => class.to_owned(),
     }
 }

@@ -94,7 +94,8 @@ pub fn asked_from(md: &tonic::metadata::MetadataMap) -> domicile_identity::messa
 }
 
 /// Who asks for a code over the API: the address, and the message's app
-/// (a registered client: an unknown one is refused) and language.
+/// (an unknown client id gets the federation's neutral branding) and
+/// language (a malformed tag is refused).
 pub fn asked(
     md: &tonic::metadata::MetadataMap,
     r: &pb::RequestCodeRequest,

@@ -54,6 +54,9 @@ pub fn status(e: IdentityError) -> Status {
             }
             Status::with_metadata(Code::ResourceExhausted, text, md)
         }
+        IdentityError::CodeRefused(domicile_identity::one_time::CodeRefused::Malformed) => {
+            Status::invalid_argument(format!("code: {text}"))
+        }
         IdentityError::CodeRefused(_) => Status::permission_denied(text),
         IdentityError::VerificationRequired { .. } => Status::failed_precondition(text),
         IdentityError::NotOffered(_) => Status::unimplemented(text),

@@ -532,6 +532,7 @@ async fn one_time(s: &RegionStore) {
         expires_at: NOW + 600,
         attempts_left: attempts,
         used_at: None,
+        subject: None,
     };
     let spend = |p: Purpose, presented: [u8; 32], link: bool, at: UnixSeconds| {
         let user = user.clone();

@@ -148,6 +148,11 @@ pub struct OneTimeRecord {
     /// Set when the code or link was accepted (single use).
     #[serde(default)]
     pub used_at: Option<UnixSeconds>,
+    /// What the code was issued for beyond its user and purpose (an email
+    /// change's new address, as its identifier key), checked by the use
+    /// case when the code is spent. No personal data: a keyed hash.
+    #[serde(default)]
+    pub subject: Option<[u8; 32]>,
 }
 
 /// An OpenID Connect authorization code, stored by the SHA-256 of its text:

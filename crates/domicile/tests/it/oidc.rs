@@ -1025,3 +1025,64 @@ async fn a_misdirected_sign_in_form_is_followed_to_the_home_region() {
     let back = query(r.headers()["location"].to_str().unwrap());
     assert!(back["code"].starts_with("ac_ap_"), "{back:?}");
 }
+
+/// Through the edge, a request for a code says nothing of where the address
+/// lives: the edge's `domicile-region` and `domicile-route` (which would
+/// say `index` for an address the index knows) are left off, for an
+/// account and for no account alike, while the sign-in page keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_requests_through_the_edge_carry_no_routing_headers() {
+    let smtp = domicile_testkit::smtp::SmtpSink::start().unwrap();
+    let fed = Federation::start_with(Options {
+        smtp: Some(smtp.addr),
+        ..Options::default()
+    });
+    let edge = format!("http://{}", fed.edge_addr);
+    let mut us = fed.client().await;
+    us.register(domicile_testkit::register("kim@example.com"))
+        .await
+        .unwrap();
+    let http = browser();
+    let page = http
+        .get(authorize_url(&edge, "demo", ""))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.headers().contains_key("domicile-route"),
+        "the page keeps them"
+    );
+    let page = page.text().await.unwrap();
+    let mut seen = Vec::new();
+    for email in ["kim@example.com", "nobody@example.com"] {
+        for path in ["/recover", "/passwordless"] {
+            let r = http
+                .post(format!("{edge}{path}"))
+                .form(&[
+                    ("req", hidden(&page, "req").as_str()),
+                    ("csrf", hidden(&page, "csrf").as_str()),
+                    ("email", email),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path} {email}");
+            for h in ["domicile-route", "domicile-region"] {
+                assert!(!r.headers().contains_key(h), "{path} {email}: {h}");
+            }
+            seen.push(
+                r.headers()
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    assert_eq!(seen[0], seen[2], "the same headers for an account and none");
+    // The account's mail came from its home region.
+    let mail = smtp
+        .wait_for("kim@example.com", 1, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(mail.from.contains("us.id.test"), "{}", mail.from);
+}

@@ -767,6 +767,15 @@ async fn an_email_change_claims_the_new_address_and_releases_the_old_only_after(
         .unwrap_err();
     assert_eq!(s.code(), tonic::Code::Unauthenticated);
 
+    // A reset code sent to the old address before the change.
+    eu.request_code(pb::RequestCodeRequest {
+        email: "ada@example.de".into(),
+        purpose: pb::CodePurpose::ResetPassword as i32,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let old_reset = smtp.wait_for("ada@example.de", 1, WAIT).await.unwrap();
     eu.request_email_change(bearing(&token, change("Ada.New@Example.de")))
         .await
         .unwrap();
@@ -776,9 +785,10 @@ async fn an_email_change_claims_the_new_address_and_releases_the_old_only_after(
         "{}",
         mail.subject()
     );
-    assert!(
-        smtp.messages_to("ada@example.de").is_empty(),
-        "the old address is told only after"
+    assert_eq!(
+        smtp.messages_to("ada@example.de").len(),
+        1,
+        "only the reset: the old address is told only after"
     );
     // Pending: the old address still signs in, and the new one is held.
     eu.login(login_req("ada@example.de", PASSWORD))
@@ -803,7 +813,7 @@ async fn an_email_change_claims_the_new_address_and_releases_the_old_only_after(
         .into_inner();
     assert_eq!(profile.email, "ada.new@example.de");
     assert!(profile.email_verified);
-    let notice = smtp.wait_for("ada@example.de", 1, WAIT).await.unwrap();
+    let notice = smtp.wait_for("ada@example.de", 2, WAIT).await.unwrap();
     assert!(
         notice
             .subject()
@@ -819,6 +829,17 @@ async fn an_email_change_claims_the_new_address_and_releases_the_old_only_after(
         tonic::Code::Unauthenticated,
         "invalid email or password",
     );
+    // Codes sent to the old address died with the change.
+    let s = eu
+        .reset_password(pb::ResetPasswordRequest {
+            email: "ada.new@example.de".into(),
+            code: old_reset.code().unwrap(),
+            new_password: NEW_PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied);
     // Released: the old address may be someone else's now.
     eu.register(register_req("ada@example.de")).await.unwrap();
     let again = eu
@@ -874,4 +895,115 @@ async fn an_email_change_claims_the_new_address_and_releases_the_old_only_after(
     eu.login(login_req("ada.third@example.de", PASSWORD))
         .await
         .unwrap();
+}
+
+/// A change's code confirms only the address it was sent to: with the
+/// pending address replaced behind it (as when a second request's mail
+/// could not be sent), the first code is refused and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_change_code_is_bound_to_its_address() {
+    use domicile_proto::v1 as pb;
+    let smtp = SmtpSink::start().unwrap();
+    let fed = Fed::with_mail(smtp.addr, None).await;
+    let mut eu = fed.client("eu").await;
+    let reg = eu
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut r = tonic::Request::new(pb::RequestEmailChangeRequest {
+        new_email: "mine@example.de".into(),
+    });
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", reg.access_token).parse().unwrap(),
+    );
+    eu.request_email_change(r).await.unwrap();
+    let mail = smtp.wait_for("mine@example.de", 1, WAIT).await.unwrap();
+    // Planted: the pending address becomes another one, no new code sent.
+    let store = &fed.nodes["eu"].store;
+    let user = store.get_user(&reg.user_id).await.unwrap().unwrap();
+    let mut planted = user.clone();
+    planted.pending_email = Some("victim@example.de".into());
+    planted.version += 1;
+    assert!(
+        store
+            .update_user(&planted, user.version)
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    let link = mail.link().unwrap();
+    let secret = link
+        .split("t=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let s = eu
+        .confirm_email_change(pb::ConfirmEmailChangeRequest {
+            link: secret,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied);
+    let after = store.get_user(&reg.user_id).await.unwrap().unwrap();
+    assert_eq!(after.email, "ada@example.de");
+    eu.login(login_req("ada@example.de", PASSWORD))
+        .await
+        .unwrap();
+}
+
+/// With sign-in by email code turned off, a verification code completes
+/// only a sign-in that waited for it: an already verified account's code
+/// does not sign it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_code_is_no_sign_in_code_when_passwordless_is_off() {
+    use domicile_proto::v1 as pb;
+    let smtp = SmtpSink::start().unwrap();
+    let fed = Fed::with_mail(smtp.addr, Some("passwordless_email = false")).await;
+    let mut eu = fed.client("eu").await;
+    let reg = eu
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    let send = || {
+        let mut r = tonic::Request::new(pb::SendVerificationRequest {});
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", reg.access_token).parse().unwrap(),
+        );
+        r
+    };
+    eu.send_verification(send()).await.unwrap();
+    let first = smtp.wait_for("ada@example.de", 1, WAIT).await.unwrap();
+    eu.verify_email(pb::VerifyEmailRequest {
+        email: "ada@example.de".into(),
+        code: first.code().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    eu.send_verification(send()).await.unwrap();
+    let second = smtp.wait_for("ada@example.de", 2, WAIT).await.unwrap();
+    let http = browser();
+    let page = sign_in_page(&fed, &http).await;
+    assert!(!page.contains("/passwordless"), "not offered");
+    let r = post(
+        &fed,
+        &http,
+        "/code",
+        &page,
+        &[
+            ("purpose", "verify_email"),
+            ("email", "ada@example.de"),
+            ("code", &second.code().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 401, "no sign-in");
 }
