@@ -93,6 +93,7 @@ async fn the_federation_runs_on_cassandra() {
         cql: Some(c.clone()),
         ..Options::default()
     });
+    fed.wait_until_routable().await;
     let mut edge = fed.client().await;
 
     // Register, sign in, refresh and read the profile through the edge; the
@@ -264,6 +265,7 @@ async fn kill_9_of_a_node_under_registration_load_loses_nothing_on_cassandra() {
         passwords: Some(OWASP_PASSWORDS),
         ..Options::default()
     });
+    fed.wait_until_routable().await;
     crate::crash::kill_under_registration_load(&mut fed, "eu", "cqlcrash").await;
     fed.stop_all();
     drop_keyspaces(&c).await;
@@ -332,6 +334,7 @@ async fn a_region_whose_cassandra_node_is_down_is_the_only_one_unavailable() {
         cql: Some(c.clone()),
         ..Options::default()
     });
+    fed.wait_until_routable().await;
     let mut edge = fed.client().await;
     // eu, us and ap users by domain.
     for email in ["ada@example.de", "bob@example.com", "chiyo@example.jp"] {

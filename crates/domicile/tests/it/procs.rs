@@ -129,6 +129,8 @@ pub struct Federation {
     pub opts: Options,
     pub config: PathBuf,
     pub edge_addr: SocketAddr,
+    /// The edge's admin address (`/metrics`).
+    pub admin_addr: SocketAddr,
     pub node_addrs: BTreeMap<String, SocketAddr>,
     pub nodes: BTreeMap<String, Proc>,
     pub edge: Option<Proc>,
@@ -188,6 +190,7 @@ impl Federation {
             opts,
             config,
             edge_addr,
+            admin_addr,
             node_addrs,
             nodes: BTreeMap::new(),
             edge: None,
@@ -257,6 +260,44 @@ impl Federation {
                 .unwrap()
                 .success()
         );
+    }
+
+    /// Waits (at most 60 s) until the edge's health checks count every
+    /// configured node of every region healthy, and says how long it took:
+    /// a node on a loaded machine (the CQL cluster's JVMs) may fail its
+    /// first `/readyz`, and the edge then routes nothing to its region
+    /// until the next check passes.
+    pub async fn wait_until_routable(&self) {
+        let start = Instant::now();
+        loop {
+            let (_, metrics) = domicile_testkit::http_get(self.admin_addr, "/metrics").await;
+            let count = |region: &str, state: &str| {
+                metrics
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("domicile_edge_region_nodes")
+                            && l.contains(&format!("region=\"{region}\""))
+                            && l.contains(&format!("state=\"{state}\""))
+                    })
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            };
+            let ready = self.node_addrs.keys().all(|r| {
+                matches!((count(r, "healthy"), count(r, "configured")), (Some(h), Some(c)) if h >= c && c > 0.0)
+            });
+            if ready {
+                println!(
+                    "the edge saw every region healthy after {:?}",
+                    start.elapsed()
+                );
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the edge never saw every region healthy in 60 s:\n{metrics}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn client(&self) -> IdentityClient<Channel> {
