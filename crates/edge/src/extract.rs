@@ -98,6 +98,14 @@ impl Web {
     }
 }
 
+/// The bearer RPCs that send the caller a message.
+pub fn sends_message(path: &str) -> bool {
+    matches!(
+        path,
+        "/domicile.v1.Identity/SendVerification" | "/domicile.v1.Identity/RequestEmailChange"
+    )
+}
+
 /// The hosted forms that must answer alike whether or not their address
 /// has an account: their responses carry no routing headers.
 pub fn conceals_route(path: &str) -> bool {

@@ -56,6 +56,9 @@ pub struct Ctx {
     /// account (the one-time code journeys): no `domicile-region` or
     /// `domicile-route`, which would say whether the index knew it.
     conceal_route: bool,
+    /// An RPC that may send the user a message (and so is limited per
+    /// client address by the node).
+    may_send: bool,
 }
 
 pub struct EdgeProxy {
@@ -371,6 +374,7 @@ impl EdgeProxy {
                 ));
             }
             ctx.conceal_route = matches!(rpc, Rpc::RequestCode | Rpc::CodeProof);
+            ctx.may_send = ctx.conceal_route || extract::sends_message(&path);
             self.identity_facts(session, ctx, rpc, &mut facts).await?;
         } else if let Some(web) = extract::web_endpoint(session.req_header().method.as_str(), &path)
         {
@@ -516,11 +520,14 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         // The node's per-address limits count the client's address as the
         // edge saw it (after trusted proxies); whatever the client sent in
-        // this header is replaced, or removed when there is no address.
+        // this header is replaced, or removed. Only the requests that may
+        // ask for a message carry it (the hosted pages and the code RPCs),
+        // not the hot RPCs (refresh, profile reads).
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+            .map(|a| a.ip())
+            .filter(|_| ctx.web.is_some() || ctx.may_send);
         match peer {
             Some(peer) => {
                 let ip = client_ip(
