@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The scopes a client may be allowed.
-pub const KNOWN_SCOPES: &[&str] = &["openid", "email", "profile", "offline_access"];
+pub const KNOWN_SCOPES: &[&str] = &["openid", "email", "profile", "phone", "offline_access"];
 
 /// The languages of the hosted pages.
 pub const LOCALES: &[&str] = &["en", "de"];

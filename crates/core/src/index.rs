@@ -3,7 +3,7 @@
 //! Keys are HMAC-SHA256 under the federation's index secret of a normalized
 //! identifier, so the index (the only global data) holds no personal data.
 
-use crate::{RegionCode, UnixSeconds, email::Email, ids::UserId};
+use crate::{RegionCode, UnixSeconds, email::Email, ids::UserId, phone::Phone};
 use hmac::Mac;
 use std::fmt;
 
@@ -36,6 +36,11 @@ impl IndexSecret {
     /// The key for an email login identifier.
     pub fn email_key(&self, email: &Email) -> IdentifierKey {
         self.key("email", email.as_str())
+    }
+
+    /// The key for a phone-number login identifier (E.164).
+    pub fn phone_key(&self, phone: &Phone) -> IdentifierKey {
+        self.key("phone", phone.as_str())
     }
 
     /// A 32-byte key for `purpose`, derived from the secret (HMAC under a
@@ -121,5 +126,10 @@ mod tests {
         assert_ne!(a.email_key(&e1), b.email_key(&e1));
         assert!(!a.email_key(&e1).to_hex().contains("alice"));
         assert_eq!(IndexSecret::new(vec![0; 31]).err(), Some(WeakSecret(31)));
+        let p1 = Phone::parse("+49 151 12345678").unwrap();
+        let p2 = Phone::parse("0049151-12345678").unwrap();
+        assert_eq!(a.phone_key(&p1), a.phone_key(&p2));
+        assert_ne!(a.phone_key(&p1), b.phone_key(&p1));
+        assert!(!a.phone_key(&p1).to_hex().contains("4915112345678"));
     }
 }

@@ -1,4 +1,4 @@
-//! Domicile's domain: what a region, a user id, an email, a password and a
+//! Domicile's domain: what a region, a user id, an email, a phone number, a password and a
 //! token are, and the validated federation topology (`regions.toml`).
 //!
 //! This crate does no I/O: it reads no files, opens no sockets and never reads
@@ -14,6 +14,7 @@ pub mod ids;
 pub mod index;
 pub mod messaging;
 pub mod password;
+pub mod phone;
 pub mod region;
 pub mod residency;
 pub mod token;

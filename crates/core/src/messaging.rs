@@ -76,6 +76,10 @@ pub(crate) struct RawSms {
     /// secret (at least 32 bytes).
     #[serde(default)]
     secret_env: Option<String>,
+    /// Or: a file holding the secret (a mounted container secret); one
+    /// trailing newline is not part of it.
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
     /// Per-attempt timeout in milliseconds (default 5000).
     #[serde(default)]
     timeout_ms: Option<u64>,
@@ -98,6 +102,10 @@ pub(crate) struct RawAccounts {
     /// the password.
     #[serde(default = "yes")]
     passwordless_email: bool,
+    /// Whether a verified phone number can sign in with a code by text
+    /// message (in regions with an SMS sender).
+    #[serde(default = "yes")]
+    passwordless_sms: bool,
     /// Code requests (reset, sign-in, verification) per identifier and window.
     #[serde(default = "default_per_identifier")]
     requests_per_identifier: u32,
@@ -115,6 +123,7 @@ impl Default for RawAccounts {
             require_verified_email: false,
             reset_revokes_sessions: true,
             passwordless_email: true,
+            passwordless_sms: true,
             requests_per_identifier: default_per_identifier(),
             requests_per_address: default_per_address(),
             request_window_seconds: default_window(),
@@ -191,9 +200,18 @@ pub enum SmsSender {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
     pub url: String,
-    pub secret_env: String,
+    pub secret: SecretSource,
     pub timeout: Duration,
     pub attempts: u32,
+}
+
+/// Where a secret is read from when the senders start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable's name.
+    Env(String),
+    /// A file's path.
+    File(PathBuf),
 }
 
 /// The journeys' policy, the same in every region.
@@ -202,6 +220,7 @@ pub struct AccountPolicy {
     pub require_verified_email: bool,
     pub reset_revokes_sessions: bool,
     pub passwordless_email: bool,
+    pub passwordless_sms: bool,
     pub requests_per_identifier: u32,
     pub requests_per_address: u32,
     pub request_window_seconds: i64,
@@ -213,6 +232,7 @@ impl Default for AccountPolicy {
             require_verified_email: false,
             reset_revokes_sessions: true,
             passwordless_email: true,
+            passwordless_sms: true,
             requests_per_identifier: default_per_identifier(),
             requests_per_address: default_per_address(),
             request_window_seconds: 900,
@@ -373,10 +393,15 @@ fn build_sms(
 ) -> Result<SmsSender, ConfigError> {
     match (&s.outbox, &s.webhook) {
         (Some(dir), None) => {
-            if s.secret_env.is_some() || s.timeout_ms.is_some() || s.attempts.is_some() {
+            if s.secret_env.is_some()
+                || s.secret_file.is_some()
+                || s.timeout_ms.is_some()
+                || s.attempts.is_some()
+            {
                 return Err(err(
                     key.to_owned(),
-                    "secret_env, timeout_ms and attempts are the webhook's settings".into(),
+                    "secret_env, secret_file, timeout_ms and attempts are the webhook's settings"
+                        .into(),
                 ));
             }
             Ok(SmsSender::Outbox(path(dir)))
@@ -400,18 +425,24 @@ fn build_sms(
                     "must be https (or http on a loopback address)".into(),
                 ));
             }
-            let secret_env = s.secret_env.clone().ok_or_else(|| {
-                err(
-                    format!("{key}.secret_env"),
-                    "a webhook needs the environment variable of its signing secret".into(),
-                )
-            })?;
-            if !env_name_ok(&secret_env) {
-                return Err(err(
-                    format!("{key}.secret_env"),
-                    "must name an environment variable".into(),
-                ));
-            }
+            let secret = match (&s.secret_env, &s.secret_file) {
+                (Some(var), None) => {
+                    if !env_name_ok(var) {
+                        return Err(err(
+                            format!("{key}.secret_env"),
+                            "must name an environment variable".into(),
+                        ));
+                    }
+                    SecretSource::Env(var.clone())
+                }
+                (None, Some(file)) => SecretSource::File(path(file)),
+                _ => {
+                    return Err(err(
+                        format!("{key}.secret_env"),
+                        "a webhook needs its signing secret from exactly one of secret_env (an environment variable) or secret_file".into(),
+                    ));
+                }
+            };
             let timeout = s.timeout_ms.unwrap_or(5_000);
             if !(100..=60_000).contains(&timeout) {
                 return Err(err(
@@ -428,7 +459,7 @@ fn build_sms(
             }
             Ok(SmsSender::Webhook(Webhook {
                 url: url.clone(),
-                secret_env,
+                secret,
                 timeout: Duration::from_millis(timeout),
                 attempts,
             }))
@@ -464,6 +495,7 @@ pub(crate) fn build_accounts(a: &RawAccounts, err: Err<'_>) -> Result<AccountPol
         require_verified_email: a.require_verified_email,
         reset_revokes_sessions: a.reset_revokes_sessions,
         passwordless_email: a.passwordless_email,
+        passwordless_sms: a.passwordless_sms,
         requests_per_identifier: a.requests_per_identifier,
         requests_per_address: a.requests_per_address,
         request_window_seconds: a.request_window_seconds.cast_signed(),

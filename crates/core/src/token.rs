@@ -199,6 +199,11 @@ pub struct IdClaims {
     pub family_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    /// E.164 (scope `phone`); only a verified number is ever given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number_verified: Option<bool>,
 }
 
 impl fmt::Debug for IdClaims {
@@ -481,6 +486,8 @@ mod tests {
             given_name: None,
             family_name: None,
             locale: None,
+            phone_number: None,
+            phone_number_verified: None,
         }
     }
 

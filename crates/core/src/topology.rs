@@ -1284,7 +1284,12 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
             (
                 "sms = { webhook = \"https://sms.example/send\" }",
                 "regions.us.sms.secret_env",
-                "needs the environment variable",
+                "exactly one of secret_env",
+            ),
+            (
+                "sms = { webhook = \"https://sms.example/send\", secret_env = \"S\", secret_file = \"s\" }",
+                "regions.us.sms.secret_env",
+                "exactly one of secret_env",
             ),
             (
                 "sms = { webhook = \"https://sms.example/send\", secret_env = \"S\", attempts = 9 }",

@@ -1,13 +1,14 @@
 //! What a request says about its user, read from the request itself: the
 //! region of a routable artifact (bearer token, refresh token) and, for
-//! identifier-bearing RPCs, the email and region preference in the first
-//! (only) message. Bounded and allocation-light; never logs what it reads.
+//! identifier-bearing RPCs, the email or phone number and region preference
+//! in the first (only) message. Bounded and allocation-light; never logs what it reads.
 
 use base64::Engine as _;
 use domicile_core::{
     RegionCode,
     email::Email,
     ids::{ArtifactKind, parse_artifact},
+    phone::Phone,
     token::Kid,
 };
 use domicile_proto::v1 as pb;
@@ -26,7 +27,7 @@ pub enum Rpc {
     /// Authorized by the bearer token only (GetProfile, UpdateProfile,
     /// SendVerification).
     Bearer,
-    /// RequestCode: its `email`.
+    /// RequestCode: its `email` or `phone`.
     RequestCode,
     /// ResetPassword, SignInWithCode, VerifyEmail: the `email` with its
     /// code, or the `link` (an `ol_` artifact). The three share these
@@ -50,6 +51,9 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
     ("/domicile.v1.Identity/VerifyEmail", Rpc::CodeProof),
     ("/domicile.v1.Identity/RequestEmailChange", Rpc::Bearer),
     ("/domicile.v1.Identity/ConfirmEmailChange", Rpc::CodeProof),
+    ("/domicile.v1.Identity/SetPhone", Rpc::Bearer),
+    ("/domicile.v1.Identity/ConfirmPhone", Rpc::Bearer),
+    ("/domicile.v1.Identity/RemovePhone", Rpc::Bearer),
 ];
 
 /// The OpenID Connect endpoints the edge proxies, and how each names its
@@ -102,7 +106,9 @@ impl Web {
 pub fn sends_message(path: &str) -> bool {
     matches!(
         path,
-        "/domicile.v1.Identity/SendVerification" | "/domicile.v1.Identity/RequestEmailChange"
+        "/domicile.v1.Identity/SendVerification"
+            | "/domicile.v1.Identity/RequestEmailChange"
+            | "/domicile.v1.Identity/SetPhone"
     )
 }
 
@@ -143,10 +149,16 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
             email: field("login_hint").and_then(|h| Email::parse(&h).ok()),
             ..Identity::default()
         },
-        Web::SignInForm => Identity {
-            email: field("email").and_then(|e| Email::parse(&e).ok()),
-            ..Identity::default()
-        },
+        // One field takes an email address or (for codes by text
+        // message) a phone number.
+        Web::SignInForm => {
+            let typed = field("email");
+            Identity {
+                email: typed.as_deref().and_then(|e| Email::parse(e).ok()),
+                phone: typed.as_deref().and_then(|p| Phone::parse(p).ok()),
+                ..Identity::default()
+            }
+        }
         Web::Token => Identity {
             artifact: field("code")
                 .or_else(|| field("refresh_token"))
@@ -162,7 +174,7 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
             preference: field("region_preference")
                 .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty()),
-            artifact: None,
+            ..Identity::default()
         },
         Web::Logout => Identity {
             artifact: field("id_token_hint").and_then(|t| jwt_region(&t)),
@@ -216,6 +228,8 @@ pub fn identity_rpc(path: &str) -> Option<Rpc> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     pub email: Option<Email>,
+    /// A phone number naming the user (code requests and proofs only).
+    pub phone: Option<Phone>,
     pub preference: Option<String>,
     pub artifact: Option<RegionCode>,
 }
@@ -270,7 +284,7 @@ pub fn read(rpc: Rpc, message: &[u8]) -> Result<Identity, BodyError> {
             Identity {
                 email: Email::parse(&m.email).ok(),
                 preference,
-                artifact: None,
+                ..Identity::default()
             }
         }
         Rpc::Login => {
@@ -302,6 +316,7 @@ pub fn read(rpc: Rpc, message: &[u8]) -> Result<Identity, BodyError> {
             let m = pb::RequestCodeRequest::decode(message).map_err(bad)?;
             Identity {
                 email: Email::parse(&m.email).ok(),
+                phone: Phone::parse(&m.phone).ok(),
                 ..Identity::default()
             }
         }
@@ -309,6 +324,7 @@ pub fn read(rpc: Rpc, message: &[u8]) -> Result<Identity, BodyError> {
             let m = pb::SignInWithCodeRequest::decode(message).map_err(bad)?;
             Identity {
                 email: Email::parse(&m.email).ok(),
+                phone: Phone::parse(&m.phone).ok(),
                 artifact: match parse_artifact(&m.link) {
                     Some((ArtifactKind::OneTimeLink, region, _)) => Some(region),
                     _ => None,
@@ -616,6 +632,41 @@ mod tests {
         };
         assert_eq!(
             read(Rpc::CodeProof, &not_a_link.encode_to_vec()).unwrap(),
+            Identity::default()
+        );
+        // A phone number names its user in code requests and proofs.
+        let by_phone = pb::RequestCodeRequest {
+            phone: "+49 151 12345678".into(),
+            purpose: pb::CodePurpose::SignIn as i32,
+            ..Default::default()
+        };
+        let got = read(Rpc::RequestCode, &by_phone.encode_to_vec()).unwrap();
+        assert_eq!(
+            got.phone.as_ref().map(Phone::as_str),
+            Some("+4915112345678")
+        );
+        assert!(got.email.is_none());
+        let proof = pb::ResetPasswordRequest {
+            phone: "+33 6 12 34 56 78".into(),
+            code: "123456".into(),
+            new_password: "a new passphrase".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            read(Rpc::CodeProof, &proof.encode_to_vec())
+                .unwrap()
+                .phone
+                .as_ref()
+                .map(Phone::as_str),
+            Some("+33612345678")
+        );
+        let not_a_number = pb::SignInWithCodeRequest {
+            phone: "030 1234567".into(),
+            code: "123456".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            read(Rpc::CodeProof, &not_a_number.encode_to_vec()).unwrap(),
             Identity::default()
         );
         assert_eq!(

@@ -45,7 +45,7 @@ pub struct Ctx {
     /// The region the request was last sent to.
     upstream_region: Option<RegionCode>,
     /// Key of the request's identifier, to invalidate on redirect.
-    email_key: Option<IdentifierKey>,
+    identifier_key: Option<IdentifierKey>,
     /// A node named another home region; the edge follows it once.
     follow: Option<RegionCode>,
     followed: bool,
@@ -291,19 +291,26 @@ impl EdgeProxy {
 
     /// What a request's body or query revealed, as routing facts: its
     /// artifact's region (unless a bearer token named one), its preference,
-    /// and its email's domain and, without an artifact, the index's answer.
+    /// its email's domain and, without an artifact, the index's answer for
+    /// its email or phone number.
     async fn add_facts(&self, ctx: &mut Ctx, identity: extract::Identity, facts: &mut Facts) {
         if facts.artifact.is_none() {
             facts.artifact = identity.artifact;
         }
         facts.preference = identity.preference;
-        if let Some(email) = identity.email {
-            facts.email_domain = Some(email.domain().to_owned());
-            if facts.artifact.is_none() {
-                let key = self.state.secret.email_key(&email);
-                ctx.email_key = Some(key);
-                facts.indexed = self.state.index.lookup(&key).await;
+        let key = match (identity.email, identity.phone) {
+            (Some(email), _) => {
+                facts.email_domain = Some(email.domain().to_owned());
+                Some(self.state.secret.email_key(&email))
             }
+            (None, Some(phone)) => Some(self.state.secret.phone_key(&phone)),
+            (None, None) => None,
+        };
+        if let Some(key) = key
+            && facts.artifact.is_none()
+        {
+            ctx.identifier_key = Some(key);
+            facts.indexed = self.state.index.lookup(&key).await;
         }
     }
 
@@ -576,7 +583,7 @@ impl ProxyHttp for EdgeProxy {
             || (ctx.web.is_some() && resp.status == http::StatusCode::MISDIRECTED_REQUEST);
         if ctx.web == Some(extract::Web::SignUpForm)
             && resp.status == http::StatusCode::SEE_OTHER
-            && let (Some(key), Some(region)) = (&ctx.email_key, &ctx.upstream_region)
+            && let (Some(key), Some(region)) = (&ctx.identifier_key, &ctx.upstream_region)
         {
             // A sign-up succeeded (its only 303): its lookup left "unknown"
             // in the cache; the user now lives where the form went.
@@ -589,7 +596,7 @@ impl ProxyHttp for EdgeProxy {
             // The node knows better than our cache: follow it once.
             ctx.followed = true;
             ctx.follow = Some(home);
-            if let Some(key) = &ctx.email_key {
+            if let Some(key) = &ctx.identifier_key {
                 self.state.index.invalidate(key).await;
             }
             let mut e = Error::explain(
@@ -655,7 +662,7 @@ impl ProxyHttp for EdgeProxy {
             if let (Some(Rpc::Register), Some(Code::Ok), Some(key), Some(region)) = (
                 ctx.rpc,
                 grpc_code(trailers.get("grpc-status")),
-                &ctx.email_key,
+                &ctx.identifier_key,
                 &ctx.upstream_region,
             ) {
                 self.state.index.remember(key, region.clone()).await;

@@ -12,13 +12,13 @@
 //! never a side effect.
 
 use crate::{
-    Conflict, Identity, IdentityError, Unauthenticated,
-    messages::{Asked, MessageKind},
+    Identity, IdentityError, Unauthenticated,
+    messages::{Asked, Channel, Login, MessageKind},
     one_time::{CodeRefused, Proof},
     profile::Profile,
 };
-use domicile_core::{email::Email, ids::UserId};
-use domicile_store::{Applied, AuditKind, Claim, Purpose};
+use domicile_core::email::Email;
+use domicile_store::{AuditKind, Purpose};
 use std::sync::Arc;
 
 impl Identity {
@@ -57,14 +57,9 @@ impl Identity {
             }
         }
         let key = self.secret.email_key(&email);
-        self.admit_request(key.0, asked.address)?;
-        let user_id =
-            UserId::parse(&user.user_id).map_err(|e| IdentityError::internal("email change", e))?;
-        if let Claim::Held(holder) = self.index.claim(&key, &self.pending(&user_id)).await?
-            && holder.user_id != user_id
-        {
-            return Err(IdentityError::EmailTaken);
-        }
+        self.admit_request(key.0, Channel::Email, asked.address)?;
+        self.claim_for_change(&user, &key, || IdentityError::EmailTaken)
+            .await?;
         self.save_user(&user, |u| u.pending_email = Some(email.as_str().to_owned()))
             .await?;
         // The code is bound to this address when it is issued (in the
@@ -91,62 +86,29 @@ impl Identity {
         }
         let old =
             Email::parse(&user.email).map_err(|e| IdentityError::internal("email change", e))?;
-        let user_id =
-            UserId::parse(&user.user_id).map_err(|e| IdentityError::internal("email change", e))?;
         let (new_key, old_key) = (self.secret.email_key(&new), self.secret.email_key(&old));
-        // The pending claim may have expired while the mail travelled:
-        // claim again (renewed if still free or ours), then make it permanent.
-        if let Claim::Held(holder) = self.index.claim(&new_key, &self.pending(&user_id)).await?
-            && holder.user_id != user_id
-        {
-            return Err(IdentityError::EmailTaken);
-        }
-        if !self.index.confirm(&new_key, &user_id).await? {
-            return Err(Conflict::ClaimLost.into());
-        }
-        let saved = self
-            .save_user(&user, |u| {
-                u.email = new.as_str().to_owned();
-                u.email_verified = true;
-                u.pending_email = None;
-            })
-            .await;
-        let updated = match saved {
-            Ok(u) => u,
-            Err(e) => {
-                // Nothing changed on the account: give the new address back.
-                self.index.release(&new_key, &user_id).await?;
-                return Err(e);
-            }
-        };
-        if let Applied::No(holder) = self
-            .store
-            .insert_identifier(&new_key, &user.user_id)
-            .await?
-            && holder != user.user_id
-        {
-            return Err(IdentityError::internal(
-                "email change",
-                "the new address's identifier row names another user",
-            ));
-        }
-        // Only now is the old address let go.
-        self.store
-            .delete_identifier(&old_key, &user.user_id)
+        let updated = self
+            .switch_identifier(
+                &user,
+                &new_key,
+                Some(&old_key),
+                || IdentityError::EmailTaken,
+                |u| {
+                    u.email = new.as_str().to_owned();
+                    u.email_verified = true;
+                    u.pending_email = None;
+                },
+            )
             .await?;
-        self.index.release(&old_key, &user_id).await?;
         // Codes and links sent to the old address stop working.
         self.store.erase_one_time(&user.user_id).await?;
         self.audit
             .record(&user.user_id, AuditKind::EmailChanged, None, String::new());
-        if let Err(e) = self.send_to(
+        self.notify(
             &user.user_id,
             MessageKind::EmailChanged,
-            user.email.clone(),
-            &Asked::default(),
-        ) {
-            tracing::warn!(user_id = %user.user_id, error = %e, "email-changed notice not sent");
-        }
+            Some(user.email.clone()),
+        );
         Ok(self.profile(&updated))
     }
 
@@ -164,7 +126,7 @@ impl Identity {
             .await?
             .ok_or(Unauthenticated::UserGone)?;
         self.confirm_email_change(&Proof::Code {
-            email: &user.email,
+            login: Login::Email(&user.email),
             code,
         })
         .await

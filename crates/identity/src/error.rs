@@ -18,6 +18,8 @@ pub enum IdentityError {
     WrongRegion { home: RegionCode },
     #[error("an account with this email already exists")]
     EmailTaken,
+    #[error("another account has this phone number")]
+    PhoneTaken,
     /// The bounded hashing pool is full.
     #[error("too many password hashes in progress; retry shortly")]
     Busy,

@@ -31,18 +31,23 @@ pub struct IndexReport {
     /// Entries that contradict themselves: a region outside the federation,
     /// or a user id naming another region than the entry.
     pub malformed_keys: u64,
-    /// Keys that read as text with an `@`: an identifier stored in the
-    /// clear instead of its keyed hash (a residency violation).
+    /// Keys that read as an email address or a phone number in the clear
+    /// instead of its keyed hash (a residency violation).
     pub plaintext_suspects: u64,
 }
 
 /// Whether `key` reads as a plaintext identifier: printable ASCII (or
-/// ASCII padded with zeros) holding an `@`. A keyed hash looks like this
-/// with a probability far below 2^-100.
+/// ASCII padded with zeros) holding an `@`, or a `+` and seven or more
+/// digits (a phone number). A keyed hash looks like either with a
+/// probability far below 2^-50.
 pub fn looks_like_plaintext(key: &[u8]) -> bool {
     let text: Vec<u8> = key.iter().copied().take_while(|b| *b != 0).collect();
     let padding_is_zero = key[text.len()..].iter().all(|b| *b == 0);
-    text.contains(&b'@') && padding_is_zero && text.iter().all(|b| b.is_ascii_graphic())
+    let email = text.contains(&b'@') && text.iter().all(|b| b.is_ascii_graphic());
+    let phone = text.first() == Some(&b'+')
+        && text.len() > domicile_core::phone::MIN_DIGITS
+        && text[1..].iter().all(u8::is_ascii_digit);
+    padding_is_zero && (email || phone)
 }
 
 fn key_of(bytes: &[u8]) -> Result<IdentifierKey, IdentityError> {
@@ -209,6 +214,8 @@ mod tests {
         let mut padded = [0u8; 32];
         padded[..15].copy_from_slice(b"ada@example.net");
         let full = *b"ada.lovelace@analytical-engine.x";
+        let mut phone = [0u8; 32];
+        phone[..14].copy_from_slice(b"+4915112345678");
         let mut hashed = [0u8; 32];
         for (i, b) in hashed.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(151).wrapping_add(7);
@@ -217,6 +224,8 @@ mod tests {
         for (key, plain) in [
             (&padded[..], true),
             (&full[..], true),
+            (&phone[..], true),
+            (&phone[1..], false),
             (&hashed[..], false),
             (&[0u8; 32][..], false),
             (&b"no-at-sign-here-just-text-000000"[..], false),

@@ -5,7 +5,9 @@
 //! `profile`, `keys` (the region's signing keys and their rotation),
 //! `one_time` (codes and links), `messages` (sending and its limits),
 //! `recovery` (password reset), `verification` (email verification),
-//! `passwordless` (sign-in by an emailed code), `email_change`,
+//! `passwordless` (sign-in by a code by email or text message),
+//! `email_change`, `phone` (the account's phone number), `identifiers`
+//! (the index steps both changes share),
 //! `audit` (recording and reading a user's trail) and `residency` (the
 //! node's enforcement of the residency rule and the compliance reports).
 //!
@@ -31,6 +33,7 @@ pub mod browser;
 pub mod email_change;
 pub mod env;
 mod error;
+mod identifiers;
 pub mod index;
 pub mod keys;
 pub mod login;
@@ -38,6 +41,7 @@ pub mod messages;
 pub mod oidc;
 pub mod one_time;
 pub mod passwordless;
+pub mod phone;
 pub mod ports;
 pub mod profile;
 pub mod recovery;

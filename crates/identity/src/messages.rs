@@ -1,9 +1,9 @@
 //! Messages to users and the asking for them: what a journey hands the
 //! region's [`Courier`](crate::ports::Courier) (a [`Message`]), sending off
 //! the request path (bounded), the per-identifier and per-address request
-//! limits, and the one way every journey asks for a code by email
-//! ([`Identity::request_code`]), which answers alike whether or not an
-//! account exists.
+//! limits, and the one way every journey asks for a code by email or by
+//! text message ([`Identity::request_code`]), which answers alike whether
+//! or not an account exists.
 //!
 //! Rendering and transports are not here (`domicile-messages`). Messages
 //! leave only from the user's home region: a journey reaches this module
@@ -11,7 +11,11 @@
 //! the user id's region tag says so), and the courier is the region's own.
 
 use crate::{Identity, IdentityError, env::random};
-use domicile_core::{email::Email, index::IndexState};
+use domicile_core::{
+    email::Email,
+    index::{IdentifierKey, IndexState},
+    phone::Phone,
+};
 use domicile_store::Purpose;
 use std::{
     collections::HashMap,
@@ -52,6 +56,11 @@ pub enum MessageKind {
     ConfirmNewEmail,
     /// A notice to the old address: the account's address was changed.
     EmailChanged,
+    /// A code by text message to a new phone number (no link).
+    VerifyPhone,
+    /// A notice by email: the account's phone number was added, replaced
+    /// or removed.
+    PhoneChanged,
 }
 
 impl MessageKind {
@@ -63,6 +72,8 @@ impl MessageKind {
             MessageKind::PasswordChanged => "password_changed",
             MessageKind::ConfirmNewEmail => "confirm_new_email",
             MessageKind::EmailChanged => "email_changed",
+            MessageKind::VerifyPhone => "verify_phone",
+            MessageKind::PhoneChanged => "phone_changed",
         }
     }
 
@@ -73,8 +84,59 @@ impl MessageKind {
             MessageKind::ResetPassword => Some(Purpose::ResetPassword),
             MessageKind::SignInCode => Some(Purpose::SignIn),
             MessageKind::ConfirmNewEmail => Some(Purpose::ChangeEmail),
-            MessageKind::PasswordChanged | MessageKind::EmailChanged => None,
+            MessageKind::VerifyPhone => Some(Purpose::VerifyPhone),
+            MessageKind::PasswordChanged
+            | MessageKind::EmailChanged
+            | MessageKind::PhoneChanged => None,
         }
+    }
+
+    /// The one channel a kind goes by, for kinds tied to one: a phone's
+    /// verification by text message, the notices and an email's own
+    /// confirmations by email. `None`: either (codes for a reset or a
+    /// sign-in go where the user asked them to).
+    pub fn only_channel(self) -> Option<Channel> {
+        match self {
+            MessageKind::VerifyPhone => Some(Channel::Sms),
+            MessageKind::VerifyEmail
+            | MessageKind::ConfirmNewEmail
+            | MessageKind::PasswordChanged
+            | MessageKind::EmailChanged
+            | MessageKind::PhoneChanged => Some(Channel::Email),
+            MessageKind::ResetPassword | MessageKind::SignInCode => None,
+        }
+    }
+}
+
+/// The identifier a code is asked for or presented with: an email
+/// address or a phone number, as the user typed it (validated here).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Login<'a> {
+    Email(&'a str),
+    Phone(&'a str),
+}
+
+impl<'a> Login<'a> {
+    /// What a user typed into one "email or phone number" field: a phone
+    /// number when it has no `@` and starts like an international number
+    /// (`+`, `00`), else an email address (whose validation then says what
+    /// is wrong).
+    pub fn typed(input: &'a str) -> Self {
+        let t = input.trim_start();
+        if !t.contains('@') && (t.starts_with('+') || t.starts_with("00")) {
+            Login::Phone(input)
+        } else {
+            Login::Email(input)
+        }
+    }
+}
+
+impl std::fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Login::Email(_) => "Login::Email(<redacted>)",
+            Login::Phone(_) => "Login::Phone(<redacted>)",
+        })
     }
 }
 
@@ -198,6 +260,7 @@ impl Identity {
     pub(crate) fn admit_request(
         &self,
         identifier: [u8; 32],
+        channel: Channel,
         address: Option<IpAddr>,
     ) -> Result<(), IdentityError> {
         let a = &self.topology.accounts;
@@ -207,7 +270,7 @@ impl Identity {
         }
         self.throttle
             .admit(&keys, a.request_window_seconds, self.now())
-            .inspect_err(|_| self.meter.message("request", "email", "refused"))
+            .inspect_err(|_| self.meter.message("request", channel.as_str(), "refused"))
     }
 
     /// The link of a one-time code: the hosted pages' `/link` with the
@@ -228,30 +291,65 @@ impl Identity {
         url
     }
 
-    /// Asks for a code by email for `purpose` (a reset, a sign-in): the
-    /// same answer, after the same steps, whether or not an account has
-    /// this address. The address is validated; the request is counted
-    /// against its limits; the region's identifier row and the index are
-    /// read (both, always); a user homed elsewhere is `WrongRegion` (the
-    /// edge follows it); then a sending slot is taken (`Busy` when none)
-    /// and, only for an account homed here, the code is issued and sent
-    /// in the background, so neither the store write nor the relay's
-    /// latency shows in the answer.
+    /// Validates `login`: its index key and the channel a code for it
+    /// goes by.
+    pub(crate) fn resolve(
+        &self,
+        login: Login<'_>,
+    ) -> Result<(IdentifierKey, Channel), IdentityError> {
+        Ok(match login {
+            Login::Email(e) => {
+                let email = Email::parse(e).map_err(|e| IdentityError::invalid("email", e))?;
+                (self.secret.email_key(&email), Channel::Email)
+            }
+            Login::Phone(p) => {
+                let phone = Phone::parse(p).map_err(|e| IdentityError::invalid("phone", e))?;
+                (self.secret.phone_key(&phone), Channel::Sms)
+            }
+        })
+    }
+
+    /// Whether `kind` may be asked for by `channel` under the federation's
+    /// policy and this region's senders.
+    pub(crate) fn offered(&self, kind: MessageKind, channel: Channel) -> Result<(), IdentityError> {
+        if !self.courier.offers(channel) {
+            return Err(IdentityError::NotOffered(match channel {
+                Channel::Email => "email",
+                Channel::Sms => "text messaging",
+            }));
+        }
+        let policy = &self.topology.accounts;
+        match (kind, channel) {
+            (MessageKind::SignInCode, Channel::Email) if !policy.passwordless_email => {
+                Err(IdentityError::NotOffered("sign-in by email"))
+            }
+            (MessageKind::SignInCode, Channel::Sms) if !policy.passwordless_sms => {
+                Err(IdentityError::NotOffered("sign-in by text message"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Asks for a code for `kind` (a reset, a sign-in) by email or by
+    /// text message: the same answer, after the same steps, whether or
+    /// not an account has this address or number. The identifier is
+    /// validated; the request is counted against its limits; the region's
+    /// identifier row and the index are read (both, always); a user homed
+    /// elsewhere is `WrongRegion` (the edge follows it); then a sending
+    /// slot is taken (`Busy` when none) and, only for an account homed
+    /// here, the code is issued and sent in the background, so neither
+    /// the store write nor the sender's latency shows in the answer. A
+    /// phone number is an identifier only once verified, so a code by
+    /// text message goes only to a verified number.
     pub async fn request_code(
         self: &Arc<Self>,
-        email: &str,
+        login: Login<'_>,
         kind: MessageKind,
         asked: &Asked,
     ) -> Result<(), IdentityError> {
-        let email = Email::parse(email).map_err(|e| IdentityError::invalid("email", e))?;
-        if !self.courier.offers(Channel::Email) {
-            return Err(IdentityError::NotOffered("email"));
-        }
-        if kind == MessageKind::SignInCode && !self.topology.accounts.passwordless_email {
-            return Err(IdentityError::NotOffered("sign-in by email"));
-        }
-        let key = self.secret.email_key(&email);
-        self.admit_request(key.0, asked.address)?;
+        let (key, channel) = self.resolve(login)?;
+        self.offered(kind, channel)?;
+        self.admit_request(key.0, channel, asked.address)?;
         let local = self.store.get_identifier(&key).await?;
         let indexed = self.index.lookup(&key).await?;
         if local.is_none()
@@ -269,15 +367,16 @@ impl Identity {
             let asked = asked.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                me.issue_and_send(&user_id, kind, None, &asked).await;
+                me.issue_and_send(&user_id, kind, channel, None, &asked)
+                    .await;
             });
         }
         Ok(())
     }
 
     /// Sends `kind` to `user_id` (homed here) in the background, taking a
-    /// sending slot (`Busy` when none), to the account's address (or, for
-    /// `ConfirmNewEmail`, its pending one).
+    /// sending slot (`Busy` when none), to the account's address or number
+    /// (or, for `ConfirmNewEmail` and `VerifyPhone`, its pending one).
     pub(crate) fn send_in_background(
         self: &Arc<Self>,
         user_id: &str,
@@ -287,15 +386,13 @@ impl Identity {
         self.dispatch(user_id, kind, None, asked)
     }
 
-    /// Sends `kind` to `user_id`'s former address `to` (a notice).
-    pub(crate) fn send_to(
-        self: &Arc<Self>,
-        user_id: &str,
-        kind: MessageKind,
-        to: String,
-        asked: &Asked,
-    ) -> Result<(), IdentityError> {
-        self.dispatch(user_id, kind, Some(to), asked)
+    /// `send_in_background` for a notice, whose failure to leave is
+    /// logged (without personal data) rather than failing the change it
+    /// tells of.
+    pub(crate) fn notify(self: &Arc<Self>, user_id: &str, kind: MessageKind, to: Option<String>) {
+        if let Err(e) = self.dispatch(user_id, kind, to, &Asked::default()) {
+            tracing::warn!(user_id, kind = kind.as_str(), error = %e, "notice not sent");
+        }
     }
 
     fn dispatch(
@@ -305,9 +402,8 @@ impl Identity {
         to: Option<String>,
         asked: &Asked,
     ) -> Result<(), IdentityError> {
-        if !self.courier.offers(Channel::Email) {
-            return Err(IdentityError::NotOffered("email"));
-        }
+        let channel = kind.only_channel().unwrap_or(Channel::Email);
+        self.offered(kind, channel)?;
         let permit = Arc::clone(&self.sending)
             .try_acquire_owned()
             .map_err(|_| IdentityError::Busy)?;
@@ -315,18 +411,20 @@ impl Identity {
         let (user_id, asked) = (user_id.to_owned(), asked.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            me.issue_and_send(&user_id, kind, to, &asked).await;
+            me.issue_and_send(&user_id, kind, channel, to, &asked).await;
         });
         Ok(())
     }
 
     /// Reads the user, issues the code (for the kinds that carry one) and
     /// hands the message to the courier; the outcome is counted and
-    /// logged without personal data.
+    /// logged without personal data. A text message carries the code only:
+    /// a link in a text is what phishing looks like.
     async fn issue_and_send(
         &self,
         user_id: &str,
         kind: MessageKind,
+        channel: Channel,
         to: Option<String>,
         asked: &Asked,
     ) {
@@ -338,20 +436,30 @@ impl Identity {
                     .ok_or(IdentityError::Unauthenticated(
                         crate::Unauthenticated::UserGone,
                     ))?;
-            // An email change's code is bound to the address it is sent to.
+            // A change's code is bound to the address or number it is
+            // sent to.
             let subject = match kind {
                 MessageKind::ConfirmNewEmail => user
                     .pending_email
                     .as_deref()
                     .and_then(|e| Email::parse(e).ok())
                     .map(|e| self.secret.email_key(&e).0),
+                MessageKind::VerifyPhone => user
+                    .pending_phone
+                    .as_deref()
+                    .and_then(|p| Phone::parse(p).ok())
+                    .map(|p| self.secret.phone_key(&p).0),
                 _ => None,
             };
             let (code, link, minutes) = match kind.purpose() {
                 Some(purpose) => {
-                    let issued = self.issue_one_time_for(user_id, purpose, subject).await?;
-                    let link = self.link_url(&issued.link, purpose, asked.continuation.as_deref());
-                    (Some(issued.code), Some(link), issued.expires_in / 60)
+                    let issued = self
+                        .issue_one_time_for(user_id, purpose, channel, subject)
+                        .await?;
+                    let link = (channel == Channel::Email).then(|| {
+                        self.link_url(&issued.link, purpose, asked.continuation.as_deref())
+                    });
+                    (Some(issued.code), link, issued.expires_in / 60)
                 }
                 None => (None, None, 0),
             };
@@ -359,17 +467,25 @@ impl Identity {
                 .locale
                 .clone()
                 .or_else(|| (!user.locale.is_empty()).then(|| user.locale.clone()));
-            let to = match (to, kind) {
-                (Some(to), _) => to,
-                (None, MessageKind::ConfirmNewEmail) => {
+            let to = match (to, channel, kind) {
+                (Some(to), _, _) => to,
+                (None, Channel::Email, MessageKind::ConfirmNewEmail) => {
                     user.pending_email.clone().ok_or_else(|| {
                         IdentityError::internal("send message", "no pending address to confirm")
                     })?
                 }
-                (None, _) => user.email.clone(),
+                (None, Channel::Email, _) => user.email.clone(),
+                (None, Channel::Sms, MessageKind::VerifyPhone) => {
+                    user.pending_phone.clone().ok_or_else(|| {
+                        IdentityError::internal("send message", "no pending number to confirm")
+                    })?
+                }
+                (None, Channel::Sms, _) => user.phone.clone().ok_or_else(|| {
+                    IdentityError::internal("send message", "the account has no phone number")
+                })?,
             };
             let message = Message {
-                channel: Channel::Email,
+                channel,
                 to,
                 kind,
                 user_id: user_id.to_owned(),
@@ -387,12 +503,24 @@ impl Identity {
         .await;
         match outcome {
             Ok(()) => {
-                self.meter.message(kind.as_str(), "email", "sent");
-                tracing::info!(user_id, kind = kind.as_str(), "message sent");
+                self.meter.message(kind.as_str(), channel.as_str(), "sent");
+                tracing::info!(
+                    user_id,
+                    kind = kind.as_str(),
+                    channel = channel.as_str(),
+                    "message sent"
+                );
             }
             Err(e) => {
-                self.meter.message(kind.as_str(), "email", "failed");
-                tracing::warn!(user_id, kind = kind.as_str(), error = %e, "message not sent");
+                self.meter
+                    .message(kind.as_str(), channel.as_str(), "failed");
+                tracing::warn!(
+                    user_id,
+                    kind = kind.as_str(),
+                    channel = channel.as_str(),
+                    error = %e,
+                    "message not sent"
+                );
             }
         }
     }
@@ -459,6 +587,24 @@ mod tests {
         assert_ne!(prefix(a), prefix(c));
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(prefix(v4), v4);
+    }
+
+    #[test]
+    fn one_field_tells_numbers_from_addresses() {
+        for (typed, phone) in [
+            ("+49 151 12345678", true),
+            (" 0049151 12345678", true),
+            ("ada@example.net", false),
+            ("+ada@example.net", false),
+            ("0151 12345678", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                matches!(Login::typed(typed), Login::Phone(_)),
+                phone,
+                "{typed:?}"
+            );
+        }
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct UserInfo {
     pub family_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_verified: Option<bool>,
 }
 
 impl std::fmt::Debug for UserInfo {
@@ -380,6 +384,7 @@ impl Identity {
             .ok_or(crate::Unauthenticated::UserGone)?;
         let scopes: Vec<&str> = claims.scope.split(' ').collect();
         let (email, profile) = (scopes.contains(&"email"), scopes.contains(&"profile"));
+        let phone = user.phone.clone().filter(|_| scopes.contains(&"phone"));
         let display = user.display_name.clone();
         Ok(UserInfo {
             sub: user.user_id.clone(),
@@ -389,6 +394,8 @@ impl Identity {
             given_name: profile.then(|| claim(&user.given_name)).flatten(),
             family_name: profile.then(|| claim(&user.family_name)).flatten(),
             locale: profile.then(|| claim(&user.locale)).flatten(),
+            phone_number_verified: phone.as_ref().map(|_| true),
+            phone_number: phone,
         })
     }
 
@@ -524,6 +531,7 @@ impl Identity {
             .await?
             .ok_or_else(|| invalid("the user no longer exists"))?;
         let (email, profile) = (scopes.contains(&"email"), scopes.contains(&"profile"));
+        let phone = user.phone.clone().filter(|_| scopes.contains(&"phone"));
         let now = self.now();
         let fed = &self.topology.federation;
         let claims = IdClaims {
@@ -544,6 +552,8 @@ impl Identity {
             given_name: profile.then(|| claim(&user.given_name)).flatten(),
             family_name: profile.then(|| claim(&user.family_name)).flatten(),
             locale: profile.then(|| claim(&user.locale)).flatten(),
+            phone_number_verified: phone.as_ref().map(|_| true),
+            phone_number: phone,
         };
         Ok(TokenResponse {
             id_token: self.sign_id_token(&claims)?,

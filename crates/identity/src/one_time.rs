@@ -1,25 +1,30 @@
 //! One-time codes and links, the proof that a user received a message
-//! (email verification, password reset, passwordless sign-in): issuing one
-//! for a user and a purpose, and checking a typed code or a clicked link.
+//! (email and phone verification, password reset, passwordless sign-in):
+//! issuing one for a user and a purpose, and checking a typed code or a
+//! clicked link.
 //!
 //! A code is six random digits, a link a region-tagged `OneTimeLink`
 //! naming its user (the edge routes the click home); both are issued
 //! together, live [`TTL_SECONDS`], and are single use: accepting either
 //! spends both. A wrong code counts against [`ATTEMPTS`]; after that the
 //! code is dead even for the right digits. A code serves only its purpose
-//! and its user. The store keeps a keyed hash of the code (HMAC-SHA256
-//! under a key derived from the federation secret, bound to the user and
-//! purpose, so a stolen store cannot try the million codes offline) and
-//! the SHA-256 of the link, in the user's home region.
+//! and its user, and the channel it went by: a code sent by text message
+//! is accepted only with the phone number, one sent by email only with the
+//! address (the channel is part of the code's hash). The store keeps a
+//! keyed hash of the code (HMAC-SHA256 under a key derived from the
+//! federation secret, bound to the user, purpose and channel, so a stolen
+//! store cannot try the million codes offline) and the SHA-256 of the
+//! link, in the user's home region. A text message carries no link.
 //!
 //! Sending the message is not here: the caller hands the code and link to
 //! a sender.
 
-use crate::{Identity, IdentityError, env::random};
-use domicile_core::{
-    email::Email,
-    ids::{OneTimeLink, UserId},
+use crate::{
+    Identity, IdentityError,
+    env::random,
+    messages::{Channel, Login},
 };
+use domicile_core::ids::{OneTimeLink, UserId};
 use domicile_store::{AuditKind, OneTimeRecord, Presented, Purpose, Spend, UserRecord};
 use hmac::Mac;
 
@@ -70,14 +75,20 @@ fn digits_from(bytes: &[u8; 32]) -> Option<String> {
 }
 
 impl Identity {
-    /// The keyed hash of `code` for `user_id` and `purpose`.
-    fn code_hash(&self, user_id: &str, purpose: Purpose, code: &str) -> [u8; 32] {
+    /// The keyed hash of `code` for `user_id`, `purpose` and `channel`.
+    fn code_hash(&self, user_id: &str, purpose: Purpose, channel: Channel, code: &str) -> [u8; 32] {
         let key = self.secret.derive("one-time-codes");
         let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key) else {
             // HMAC accepts keys of any length; unreachable in practice.
             return [0; 32];
         };
-        for part in [user_id, purpose.as_str(), code] {
+        // Email codes hash as they did before text messages existed, so
+        // codes outstanding at an upgrade keep working.
+        let parts: &[&str] = match channel {
+            Channel::Email => &[user_id, purpose.as_str(), code],
+            Channel::Sms => &[user_id, purpose.as_str(), "sms", code],
+        };
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
@@ -91,15 +102,18 @@ impl Identity {
         user_id: &str,
         purpose: Purpose,
     ) -> Result<Issued, IdentityError> {
-        self.issue_one_time_for(user_id, purpose, None).await
+        self.issue_one_time_for(user_id, purpose, Channel::Email, None)
+            .await
     }
 
-    /// `issue_one_time`, bound to `subject` too (an email change's new
-    /// address): spending it yields the subject for the use case to check.
+    /// `issue_one_time` for a code sent by `channel`, bound to `subject`
+    /// too (a change's new address or number): spending it yields the
+    /// subject for the use case to check.
     pub(crate) async fn issue_one_time_for(
         &self,
         user_id: &str,
         purpose: Purpose,
+        channel: Channel,
         subject: Option<[u8; 32]>,
     ) -> Result<Issued, IdentityError> {
         let user = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
@@ -114,7 +128,7 @@ impl Identity {
         let record = OneTimeRecord {
             user_id: user_id.to_owned(),
             purpose,
-            code_hash: self.code_hash(user_id, purpose, &code),
+            code_hash: self.code_hash(user_id, purpose, channel, &code),
             link_hash: link.storage_hash(),
             issued_at: now,
             expires_at: now + TTL_SECONDS,
@@ -137,14 +151,18 @@ impl Identity {
         purpose: Purpose,
         code: &str,
     ) -> Result<Result<(), CodeRefused>, IdentityError> {
-        Ok(self.spend_code(user_id, purpose, code).await?.map(|_| ()))
+        Ok(self
+            .spend_code(user_id, purpose, Channel::Email, code)
+            .await?
+            .map(|_| ()))
     }
 
-    /// Spends a typed code: its record.
-    async fn spend_code(
+    /// Spends a typed code sent by `channel`: its record.
+    pub(crate) async fn spend_code(
         &self,
         user_id: &str,
         purpose: Purpose,
+        channel: Channel,
         code: &str,
     ) -> Result<Result<OneTimeRecord, CodeRefused>, IdentityError> {
         let user = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
@@ -153,7 +171,7 @@ impl Identity {
         if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(Err(CodeRefused::Malformed));
         }
-        let hash = self.code_hash(user_id, purpose, code);
+        let hash = self.code_hash(user_id, purpose, channel, code);
         let spent = self
             .store
             .spend_one_time(user_id, purpose, Presented::Code(&hash), self.now())
@@ -194,11 +212,25 @@ impl Identity {
 }
 
 /// What a user presents for a code's purpose: the code they typed with
-/// the address it was sent to, or the link they clicked. Secrets: `Debug`
-/// shows neither.
+/// the address or number it was sent to, or the link they clicked.
+/// Secrets: `Debug` shows neither.
 pub enum Proof<'a> {
-    Code { email: &'a str, code: &'a str },
+    Code { login: Login<'a>, code: &'a str },
     Link(&'a str),
+}
+
+impl Proof<'_> {
+    /// The channel the proof's code or link came by: a link is always
+    /// emailed.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Proof::Code {
+                login: Login::Phone(_),
+                ..
+            } => Channel::Sms,
+            Proof::Code { .. } | Proof::Link(_) => Channel::Email,
+        }
+    }
 }
 
 impl std::fmt::Debug for Proof<'_> {
@@ -231,12 +263,11 @@ impl Identity {
         purpose: Purpose,
     ) -> Result<(UserRecord, Option<[u8; 32]>), IdentityError> {
         let record = match proof {
-            Proof::Code { email, code } => {
-                let email = Email::parse(email).map_err(|e| IdentityError::invalid("email", e))?;
-                let key = self.secret.email_key(&email);
+            Proof::Code { login, code } => {
+                let (key, channel) = self.resolve(*login)?;
                 let holder = self.store.get_identifier(&key).await?;
                 let checked = holder.clone().unwrap_or_else(|| self.nobody());
-                match self.spend_code(&checked, purpose, code).await? {
+                match self.spend_code(&checked, purpose, channel, code).await? {
                     Ok(r) => r,
                     Err(CodeRefused::Malformed) => {
                         return Err(IdentityError::CodeRefused(CodeRefused::Malformed));
@@ -257,12 +288,18 @@ impl Identity {
         Ok((user, record.subject))
     }
 
-    /// Marks `user`'s email verified (they proved they receive its mail),
-    /// retrying once on a concurrent change: the user as now stored.
+    /// Marks `user`'s email verified when `proof` came by email (they
+    /// proved they receive its mail; a code by text message proves only
+    /// the number), retrying once on a concurrent change: the user as now
+    /// stored.
     pub(crate) async fn mark_verified(
         &self,
         user: UserRecord,
+        proof: &Proof<'_>,
     ) -> Result<UserRecord, IdentityError> {
+        if proof.channel() != Channel::Email {
+            return Ok(user);
+        }
         let mut current = user;
         for _ in 0..2 {
             if current.email_verified {

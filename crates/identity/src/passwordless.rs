@@ -1,13 +1,15 @@
-//! Passwordless sign-in by email: asking for a sign-in code (answered
-//! alike whether or not the account exists: `messages`), and signing in
-//! with the code or the link for a pending authorization request. The
-//! code proves the user receives the address's mail, so a sign-in by code
-//! also marks the email verified. Offered unless
-//! `accounts.passwordless_email` is off.
+//! Passwordless sign-in by email or text message: asking for a sign-in
+//! code (answered alike whether or not the account exists: `messages`),
+//! and signing in with the code or the link for a pending authorization
+//! request. An emailed code proves the user receives the address's mail,
+//! so a sign-in by it also marks the email verified; a code by text
+//! message goes only to a verified number. Offered unless
+//! `accounts.passwordless_email` (or `passwordless_sms`) is off, and by
+//! text message only in regions with an SMS sender.
 
 use crate::{
     Identity, IdentityError,
-    messages::{Asked, MessageKind},
+    messages::{Asked, Login, MessageKind},
     oidc::SignedIn,
     one_time::Proof,
 };
@@ -16,13 +18,13 @@ use domicile_store::{AuditKind, Purpose};
 use std::sync::Arc;
 
 impl Identity {
-    /// Asks for a sign-in code for `email`.
+    /// Asks for a sign-in code for an address or a verified number.
     pub async fn request_sign_in_code(
         self: &Arc<Self>,
-        email: &str,
+        login: Login<'_>,
         asked: &Asked,
     ) -> Result<(), IdentityError> {
-        self.request_code(email, MessageKind::SignInCode, asked)
+        self.request_code(login, MessageKind::SignInCode, asked)
             .await
     }
 
@@ -32,11 +34,9 @@ impl Identity {
         &self,
         proof: &Proof<'_>,
     ) -> Result<crate::sessions::Authenticated, IdentityError> {
-        if !self.topology.accounts.passwordless_email {
-            return Err(IdentityError::NotOffered("sign-in by email"));
-        }
+        self.offered(MessageKind::SignInCode, proof.channel())?;
         let user = self.spend_proof(proof, Purpose::SignIn).await?;
-        let user = self.mark_verified(user).await?;
+        let user = self.mark_verified(user, proof).await?;
         let r = self.start_session(&user).await?;
         self.audit_event(&user.user_id, AuditKind::SignInByCode, &r.session_id);
         Ok(r)
@@ -49,12 +49,10 @@ impl Identity {
         proof: &Proof<'_>,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
-        if !self.topology.accounts.passwordless_email {
-            return Err(IdentityError::NotOffered("sign-in by email"));
-        }
+        self.offered(MessageKind::SignInCode, proof.channel())?;
         self.client(&req.client_id)?;
         let user = self.spend_proof(proof, Purpose::SignIn).await?;
-        let user = self.mark_verified(user).await?;
+        let user = self.mark_verified(user, proof).await?;
         let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
         self.audit_event(&user.user_id, AuditKind::SignInByCode, &session_id);
         Ok(signed_in)

@@ -115,6 +115,10 @@ pub struct Profile {
     pub region: RegionCode,
     pub email: String,
     pub email_verified: bool,
+    /// The verified phone number (E.164), if any.
+    pub phone_number: Option<String>,
+    /// A number waiting for its code, masked (`+49•••••••••78`), if any.
+    pub pending_phone: Option<String>,
     pub given_name: String,
     pub family_name: String,
     pub display_name: String,
@@ -170,6 +174,12 @@ impl Identity {
             region: self.region.clone(),
             email: u.email.clone(),
             email_verified: u.email_verified,
+            phone_number: u.phone.clone(),
+            pending_phone: u
+                .pending_phone
+                .as_deref()
+                .and_then(|p| domicile_core::phone::Phone::parse(p).ok())
+                .map(|p| p.masked()),
             given_name: u.given_name.clone(),
             family_name: u.family_name.clone(),
             display_name: u.display_name.clone(),
@@ -251,6 +261,8 @@ mod tests {
             region: RegionCode::parse("eu").unwrap(),
             email: "ada@example.net".into(),
             email_verified: false,
+            phone_number: Some("+4915112345678".into()),
+            pending_phone: Some("+33•••••••78".into()),
             given_name: "Ada".into(),
             family_name: "Lovelace".into(),
             display_name: "Countess".into(),
@@ -259,7 +271,15 @@ mod tests {
             updated_at: 2,
         };
         let shown = format!("{p:?} {p:#?}");
-        for secret in ["ada@", "example.net", "Ada", "Lovelace", "Countess"] {
+        for secret in [
+            "ada@",
+            "example.net",
+            "Ada",
+            "Lovelace",
+            "Countess",
+            "151123",
+            "+33",
+        ] {
             assert!(!shown.contains(secret), "{shown} shows {secret}");
         }
     }

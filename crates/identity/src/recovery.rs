@@ -1,8 +1,10 @@
 //! Password reset and account recovery: asking for a reset code by email
+//! or, for an account with a verified phone number, by text message
 //! (answered alike whether or not the account exists: `messages`), and
 //! choosing a new password with the code or the link. A completed reset
 //! replaces the password (the old one stops working at once), marks the
-//! email verified (the user just proved they receive its mail), ends every
+//! email verified when the code came by email (the user just proved they
+//! receive its mail), ends every
 //! session of the user when `accounts.reset_revokes_sessions` says so
 //! (the default), is audited, and tells the user by email. With a pending
 //! authorization request it also signs the user in for it.
@@ -10,7 +12,7 @@
 use crate::{
     Identity, IdentityError,
     env::random,
-    messages::{Asked, MessageKind},
+    messages::{Asked, Channel, Login, MessageKind},
     oidc::SignedIn,
     one_time::Proof,
 };
@@ -30,14 +32,14 @@ pub struct Reset {
 }
 
 impl Identity {
-    /// Asks for a password reset code for `email` (see
-    /// [`Identity::request_code`]: the same answer for every address).
+    /// Asks for a password reset code for an address or a verified number
+    /// (see [`Identity::request_code`]: the same answer for every one).
     pub async fn request_password_reset(
         self: &Arc<Self>,
-        email: &str,
+        login: Login<'_>,
         asked: &Asked,
     ) -> Result<(), IdentityError> {
-        self.request_code(email, MessageKind::ResetPassword, asked)
+        self.request_code(login, MessageKind::ResetPassword, asked)
             .await
     }
 
@@ -60,9 +62,10 @@ impl Identity {
         let salt = random::<16>(self.entropy.as_ref());
         let hash = self.hasher.hash(new_password, salt).await?;
         let user = self.spend_proof(proof, Purpose::ResetPassword).await?;
+        let by_email = proof.channel() == Channel::Email;
         self.save_user(&user, |u| {
             u.password_hash = hash;
-            u.email_verified = true;
+            u.email_verified |= by_email;
         })
         .await?;
         let mut sessions_ended = 0;

@@ -349,6 +349,8 @@ impl Identity {
             display_name: p.display_name.unwrap_or_default(),
             locale: p.locale.unwrap_or_default(),
             pending_email: None,
+            phone: None,
+            pending_phone: None,
             created_at: now,
             updated_at: now,
             version: 1,

@@ -8,7 +8,7 @@
 
 use crate::{
     Identity, IdentityError,
-    messages::{Asked, MessageKind},
+    messages::{Asked, Channel, MessageKind},
     oidc::SignedIn,
     one_time::Proof,
 };
@@ -36,7 +36,7 @@ impl Identity {
         let user = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
         self.check_home(user.region(), "user_id")?;
         let counted: [u8; 32] = sha2::Sha256::digest(user_id.as_bytes()).into();
-        self.admit_request(counted, asked.address)?;
+        self.admit_request(counted, Channel::Email, asked.address)?;
         self.send_in_background(user_id, MessageKind::VerifyEmail, asked)
     }
 
@@ -46,7 +46,7 @@ impl Identity {
         proof: &Proof<'_>,
     ) -> Result<domicile_store::UserRecord, IdentityError> {
         let user = self.spend_proof(proof, Purpose::VerifyEmail).await?;
-        self.mark_verified(user).await
+        self.mark_verified(user, proof).await
     }
 
     /// Spends a verification code or link and signs the user in for
@@ -66,7 +66,7 @@ impl Identity {
                 crate::one_time::CodeRefused::Dead,
             ));
         }
-        let user = self.mark_verified(user).await?;
+        let user = self.mark_verified(user, proof).await?;
         let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
         self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
         Ok(signed_in)

@@ -21,7 +21,7 @@ pub mod webhook;
 use async_trait::async_trait;
 use domicile_core::{
     clients::Branding,
-    messaging::{EmailTransport, SmsSender},
+    messaging::{EmailTransport, SecretSource, SmsSender},
     topology::{Region, Topology},
 };
 use domicile_identity::{
@@ -138,11 +138,27 @@ impl Senders {
                 Some(SmsOut::Outbox(dir.clone()))
             }
             Some(SmsSender::Webhook(w)) => {
-                let secret = env(&w.secret_env).ok_or_else(|| SenderError::MissingSecret {
-                    region: name.clone(),
-                    what: "sms.secret_env",
-                    var: w.secret_env.clone(),
-                })?;
+                let secret = match &w.secret {
+                    SecretSource::Env(var) => {
+                        env(var).ok_or_else(|| SenderError::MissingSecret {
+                            region: name.clone(),
+                            what: "sms.secret_env",
+                            var: var.clone(),
+                        })?
+                    }
+                    SecretSource::File(file) => {
+                        let mut text = std::fs::read_to_string(file).map_err(|err| {
+                            setup("sms.secret_file", format!("{}: {err}", file.display()))
+                        })?;
+                        if text.ends_with('\n') {
+                            text.pop();
+                            if text.ends_with('\r') {
+                                text.pop();
+                            }
+                        }
+                        text
+                    }
+                };
                 Some(SmsOut::Webhook(
                     webhook::Webhook::new(w, secret.into_bytes())
                         .map_err(|err| setup("sms.webhook", err))?,
@@ -216,6 +232,9 @@ impl Senders {
         let Some(out) = &self.sms else {
             return Err("this region sends no SMS".into());
         };
+        if message.code.is_none() {
+            return Err(format!("{} carries no code to text", message.kind.as_str()));
+        }
         let text = templates::sms(message, &self.brand(message.client_id.as_deref()));
         let id = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,

@@ -35,6 +35,8 @@ pub struct Texts {
     pub new_email_action: &'static str,
     pub email_changed_subject: &'static str,
     pub email_changed_intro: &'static str,
+    pub phone_changed_subject: &'static str,
+    pub phone_changed_intro: &'static str,
     pub sms_code: &'static str,
 }
 
@@ -63,6 +65,8 @@ pub const EN: Texts = Texts {
     new_email_action: "Confirm new email address",
     email_changed_subject: "Your email address was changed for",
     email_changed_intro: "The email address of your account was changed to another one. This address no longer signs in to it.",
+    phone_changed_subject: "The phone number of your account was changed for",
+    phone_changed_intro: "A phone number was just added to your account, replaced or removed. Codes by text message go only to the account's current number.",
     sms_code: "is your code for",
 };
 
@@ -91,6 +95,8 @@ pub const DE: Texts = Texts {
     new_email_action: "Neue E-Mail-Adresse bestätigen",
     email_changed_subject: "Ihre E-Mail-Adresse wurde geändert für",
     email_changed_intro: "Die E-Mail-Adresse Ihres Kontos wurde durch eine andere ersetzt. Mit dieser Adresse melden Sie sich dort nicht mehr an.",
+    phone_changed_subject: "Die Telefonnummer Ihres Kontos wurde geändert für",
+    phone_changed_intro: "Soeben wurde Ihrem Konto eine Telefonnummer hinzugefügt, ersetzt oder entfernt. Codes per SMS gehen nur an die aktuelle Nummer des Kontos.",
     sms_code: "ist Ihr Code für",
 };
 
@@ -162,15 +168,31 @@ impl std::fmt::Debug for Rendered {
     }
 }
 
+/// Why a message could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{0} is sent by text message only")]
+    NotAnEmail(&'static str),
+    #[error(transparent)]
+    Template(#[from] askama::Error),
+}
+
 /// Renders `message` as an email branded `brand`, from a region whose
 /// residency label is `residency`.
 pub fn email(
     message: &Message,
     brand: &Branding,
     residency: &str,
-) -> Result<Rendered, askama::Error> {
+) -> Result<Rendered, RenderError> {
     let t = texts(message.locale.as_deref(), brand);
     let (subject, intro, action, ignore) = match message.kind {
+        MessageKind::VerifyPhone => return Err(RenderError::NotAnEmail(message.kind.as_str())),
+        MessageKind::PhoneChanged => (
+            t.phone_changed_subject,
+            t.phone_changed_intro,
+            "",
+            t.ignore_notice,
+        ),
         MessageKind::VerifyEmail => (
             t.verify_subject,
             t.verify_intro,
@@ -329,6 +351,20 @@ mod tests {
             "Passwort wurde geändert",
             "de",
         ),
+        (
+            MessageKind::PhoneChanged,
+            None,
+            "en",
+            "phone number of your account",
+            "en",
+        ),
+        (
+            MessageKind::PhoneChanged,
+            Some("de"),
+            "en",
+            "Telefonnummer Ihres Kontos",
+            "de",
+        ),
     ];
 
     #[test]
@@ -391,5 +427,18 @@ mod tests {
         let m = message(MessageKind::SignInCode, Some("de"));
         let line = sms(&m, &brand("Acme", "en"));
         assert_eq!(line, "042137 ist Ihr Code für Acme");
+    }
+
+    #[test]
+    fn a_phone_verification_is_never_rendered_as_an_email() {
+        let m = message(MessageKind::VerifyPhone, None);
+        assert!(matches!(
+            email(&m, &brand("Acme", "en"), "EU"),
+            Err(RenderError::NotAnEmail("verify_phone"))
+        ));
+        assert_eq!(
+            sms(&m, &brand("Acme", "en")),
+            "042137 is your code for Acme"
+        );
     }
 }

@@ -52,9 +52,12 @@ impl Webhook {
     /// A secret shorter than 32 bytes is refused.
     pub fn new(w: &domicile_core::messaging::Webhook, secret: Vec<u8>) -> Result<Self, String> {
         if secret.len() < 32 {
+            let from = match &w.secret {
+                domicile_core::messaging::SecretSource::Env(var) => var.clone(),
+                domicile_core::messaging::SecretSource::File(f) => f.display().to_string(),
+            };
             return Err(format!(
-                "the signing secret in {} must be at least 32 bytes",
-                w.secret_env
+                "the signing secret in {from} must be at least 32 bytes"
             ));
         }
         let client = reqwest::Client::builder()

@@ -6,6 +6,7 @@
 use domicile_identity::{
     IdentityError, Unauthenticated,
     login::Credentials,
+    messages::Login,
     profile::{Profile, ProfileChange},
     registration::Registration,
     sessions::Authenticated,
@@ -72,6 +73,8 @@ pub fn profile(p: Profile) -> pb::Profile {
         locale: p.locale,
         created_at: p.created_at,
         updated_at: p.updated_at,
+        phone_number: p.phone_number.unwrap_or_default(),
+        pending_phone: p.pending_phone.unwrap_or_default(),
     }
 }
 
@@ -126,19 +129,36 @@ pub fn asked(
     })
 }
 
-/// A code with its address, or a link: exactly one of them.
+/// The email or the phone number: exactly one of them.
+pub fn login<'a>(email: &'a str, phone: &'a str) -> Result<Login<'a>, IdentityError> {
+    match (email.is_empty(), phone.is_empty()) {
+        (false, true) => Ok(Login::Email(email)),
+        (true, false) => Ok(Login::Phone(phone)),
+        _ => Err(IdentityError::Invalid {
+            field: "email",
+            reason: "give the email or the phone number (one of them)".into(),
+        }),
+    }
+}
+
+/// A code with its address or number, or a link: exactly one of them.
 pub fn proof<'a>(
     email: &'a str,
+    phone: &'a str,
     link: &'a str,
     code: &'a str,
 ) -> Result<domicile_identity::one_time::Proof<'a>, IdentityError> {
     use domicile_identity::one_time::Proof;
-    match (email.is_empty() && code.is_empty(), link.is_empty()) {
-        (false, true) => Ok(Proof::Code { email, code }),
-        (true, false) => Ok(Proof::Link(link)),
+    let code_given = !(email.is_empty() && phone.is_empty() && code.is_empty());
+    match (code_given, link.is_empty()) {
+        (true, true) => Ok(Proof::Code {
+            login: login(email, phone)?,
+            code,
+        }),
+        (false, false) => Ok(Proof::Link(link)),
         _ => Err(IdentityError::Invalid {
             field: "link",
-            reason: "give the email and its code, or the link".into(),
+            reason: "give the email or phone number and its code, or the link".into(),
         }),
     }
 }

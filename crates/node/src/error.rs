@@ -45,7 +45,7 @@ pub fn status(e: IdentityError) -> Status {
             }
             Status::with_metadata(Code::FailedPrecondition, text, md)
         }
-        IdentityError::EmailTaken => Status::already_exists(text),
+        IdentityError::EmailTaken | IdentityError::PhoneTaken => Status::already_exists(text),
         IdentityError::Busy => Status::resource_exhausted(text),
         IdentityError::Throttled { retry_after } => {
             let mut md = MetadataMap::new();

@@ -92,11 +92,12 @@ impl pb::identity_server::Identity for IdentityService {
         let asked = convert::asked(req.metadata(), req.get_ref()).map_err(status)?;
         let m = req.into_inner();
         let identity = &self.0;
+        let login = convert::login(&m.email, &m.phone).map_err(status)?;
         match pb::CodePurpose::try_from(m.purpose) {
             Ok(pb::CodePurpose::ResetPassword) => {
-                identity.request_password_reset(&m.email, &asked).await
+                identity.request_password_reset(login, &asked).await
             }
-            Ok(pb::CodePurpose::SignIn) => identity.request_sign_in_code(&m.email, &asked).await,
+            Ok(pb::CodePurpose::SignIn) => identity.request_sign_in_code(login, &asked).await,
             _ => Err(IdentityError::Invalid {
                 field: "purpose",
                 reason: "must be CODE_PURPOSE_RESET_PASSWORD or CODE_PURPOSE_SIGN_IN".into(),
@@ -112,7 +113,7 @@ impl pb::identity_server::Identity for IdentityService {
     ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
         let asked = convert::asked_from(req.metadata());
         let m = req.into_inner();
-        let proof = convert::proof(&m.email, &m.link, &m.code).map_err(status)?;
+        let proof = convert::proof(&m.email, &m.phone, &m.link, &m.code).map_err(status)?;
         let reset = self
             .0
             .reset_password(&proof, m.new_password, None, &asked)
@@ -128,7 +129,7 @@ impl pb::identity_server::Identity for IdentityService {
         req: Request<pb::SignInWithCodeRequest>,
     ) -> Result<Response<pb::AuthResponse>, Status> {
         let m = req.into_inner();
-        let proof = convert::proof(&m.email, &m.link, &m.code).map_err(status)?;
+        let proof = convert::proof(&m.email, &m.phone, &m.link, &m.code).map_err(status)?;
         let out = self.0.login_with_code(&proof).await.map_err(status)?;
         Ok(Response::new(convert::auth_response(out)))
     }
@@ -152,7 +153,7 @@ impl pb::identity_server::Identity for IdentityService {
         req: Request<pb::VerifyEmailRequest>,
     ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
         let m = req.into_inner();
-        let proof = convert::proof(&m.email, &m.link, &m.code).map_err(status)?;
+        let proof = convert::proof(&m.email, "", &m.link, &m.code).map_err(status)?;
         let user = self.0.verify_email(&proof).await.map_err(status)?;
         Ok(Response::new(pb::VerifyEmailResponse {
             user_id: user.user_id,
@@ -194,5 +195,41 @@ impl pb::identity_server::Identity for IdentityService {
         }
         .map_err(status)?;
         Ok(Response::new(convert::profile(user)))
+    }
+
+    async fn set_phone(
+        &self,
+        req: Request<pb::SetPhoneRequest>,
+    ) -> Result<Response<pb::SetPhoneResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let asked = convert::asked_from(req.metadata());
+        let sent_to = self
+            .0
+            .request_phone(&bearer, &req.get_ref().phone, &asked)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetPhoneResponse { sent_to }))
+    }
+
+    async fn confirm_phone(
+        &self,
+        req: Request<pb::ConfirmPhoneRequest>,
+    ) -> Result<Response<pb::Profile>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let profile = self
+            .0
+            .confirm_phone(&bearer, &req.get_ref().code)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::profile(profile)))
+    }
+
+    async fn remove_phone(
+        &self,
+        req: Request<pb::RemovePhoneRequest>,
+    ) -> Result<Response<pb::Profile>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let profile = self.0.remove_phone(&bearer).await.map_err(status)?;
+        Ok(Response::new(convert::profile(profile)))
     }
 }

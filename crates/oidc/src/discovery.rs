@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 /// The scopes, claims and methods advertised.
-pub const SCOPES: &[&str] = &["openid", "email", "profile", "offline_access"];
+pub const SCOPES: &[&str] = &["openid", "email", "profile", "phone", "offline_access"];
 pub const CLAIMS: &[&str] = &[
     "sub",
     "iss",
@@ -24,6 +24,8 @@ pub const CLAIMS: &[&str] = &[
     "given_name",
     "family_name",
     "locale",
+    "phone_number",
+    "phone_number_verified",
 ];
 
 /// The metadata for `issuer` (no trailing slash).

@@ -39,6 +39,8 @@ fn user(id: &str, version: u64) -> UserRecord {
         display_name: String::new(),
         locale: "en".into(),
         pending_email: None,
+        phone: None,
+        pending_phone: None,
         created_at: NOW,
         updated_at: NOW,
         version,

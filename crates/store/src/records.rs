@@ -27,6 +27,14 @@ pub struct UserRecord {
     /// the account's address stays `email` until the code is spent.
     #[serde(default)]
     pub pending_email: Option<String>,
+    /// The account's phone number (E.164), a login identifier for codes by
+    /// text message. Only a verified number is kept here.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// A number waiting for its verification code: the account's number
+    /// stays `phone` until the code is spent.
+    #[serde(default)]
+    pub pending_phone: Option<String>,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
     /// Optimistic concurrency: every update increments it.
@@ -104,14 +112,17 @@ pub enum Purpose {
     SignIn,
     /// Proves the user receives mail at the new address of an email change.
     ChangeEmail,
+    /// Proves the user receives text messages at a new phone number.
+    VerifyPhone,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::VerifyEmail,
         Purpose::ResetPassword,
         Purpose::ChangeEmail,
         Purpose::SignIn,
+        Purpose::VerifyPhone,
     ];
 
     /// The purpose `as_str` names.
@@ -125,6 +136,7 @@ impl Purpose {
             Purpose::ResetPassword => "reset_password",
             Purpose::ChangeEmail => "change_email",
             Purpose::SignIn => "sign_in",
+            Purpose::VerifyPhone => "verify_phone",
         }
     }
 }
@@ -266,10 +278,15 @@ pub enum AuditKind {
     SignInByCode,
     /// The account's address was replaced by a verified new one.
     EmailChanged,
+    /// A phone number was verified and became the account's (added or
+    /// replacing the last).
+    PhoneVerified,
+    /// The account's phone number was removed.
+    PhoneRemoved,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 12] = [
+    pub const ALL: [AuditKind; 14] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -282,6 +299,8 @@ impl AuditKind {
         AuditKind::EmailVerified,
         AuditKind::SignInByCode,
         AuditKind::EmailChanged,
+        AuditKind::PhoneVerified,
+        AuditKind::PhoneRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -298,6 +317,8 @@ impl AuditKind {
             AuditKind::EmailVerified => "email_verified",
             AuditKind::SignInByCode => "sign_in_by_code",
             AuditKind::EmailChanged => "email_changed",
+            AuditKind::PhoneVerified => "phone_verified",
+            AuditKind::PhoneRemoved => "phone_removed",
         }
     }
 }
@@ -318,6 +339,8 @@ mod tests {
             display_name: "Countess".into(),
             locale: "en".into(),
             pending_email: None,
+            phone: None,
+            pending_phone: None,
             created_at: 1,
             updated_at: 2,
             version: 3,

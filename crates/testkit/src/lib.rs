@@ -3,12 +3,14 @@
 //! edge's routing headers, a JWKS-to-verifier helper, and plain HTTP/1.1 and
 //! raw h2c clients for bodies no gRPC client would send.
 //!
-//! Only ever a dev-dependency: it panics on failure like the tests that use it,
-//! and it starts no servers (each suite starts its own real ones).
+//! Only ever a dev-dependency: it panics on failure like the tests that use it.
+//! The servers it has (`smtp`, an SMTP server we did not write; `sms`, a
+//! webhook receiver) are started by each suite that needs them.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
+pub mod sms;
 pub mod smtp;
 
 use base64::Engine as _;

@@ -691,6 +691,8 @@ fn user_record(id: &str, email: &str) -> domicile_store::UserRecord {
         display_name: String::new(),
         locale: String::new(),
         pending_email: None,
+        phone: None,
+        pending_phone: None,
         created_at: now(),
         updated_at: now(),
         version: 1,

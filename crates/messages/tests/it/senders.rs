@@ -1,4 +1,3 @@
-use axum::{body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
 use domicile_core::topology::Topology;
 use domicile_identity::{
     ManualClock, OsEntropy,
@@ -6,14 +5,8 @@ use domicile_identity::{
     ports::Courier,
 };
 use domicile_messages::Senders;
-use domicile_testkit::{config::FederationConfig, smtp::SmtpSink};
-use hmac::Mac;
-use std::{
-    path::Path,
-    process::Command,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use domicile_testkit::{config::FederationConfig, sms::SmsSink, smtp::SmtpSink};
+use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
 const SECRET: &str = "a webhook secret of thirty-two bytes or more";
 const NOW: i64 = 1_800_000_000;
@@ -61,51 +54,6 @@ fn message(channel: Channel, to: &str) -> Message {
     }
 }
 
-/// What the test's webhook saw: (signature ok, idempotency key, body).
-type Seen = Arc<Mutex<Vec<(bool, String, serde_json::Value)>>>;
-
-/// A webhook on 127.0.0.1:0 answering `statuses` in turn (then 200), and
-/// checking each request's signature with its own HMAC.
-async fn webhook(statuses: Vec<u16>) -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let answers = Arc::new(Mutex::new(statuses));
-    async fn receive(
-        State((seen, answers)): State<(Seen, Arc<Mutex<Vec<u16>>>)>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> StatusCode {
-        let sig = headers["domicile-signature"].to_str().unwrap().to_owned();
-        let (t, v1) = sig.split_once(',').unwrap();
-        let t = t.strip_prefix("t=").unwrap();
-        let v1 = v1.strip_prefix("v1=").unwrap();
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(&body);
-        let want = hex(&mac.finalize().into_bytes());
-        let fresh = t.parse::<i64>().unwrap() == NOW;
-        let key = headers["idempotency-key"].to_str().unwrap().to_owned();
-        seen.lock().unwrap().push((
-            want == v1 && fresh,
-            key,
-            serde_json::from_slice(&body).unwrap(),
-        ));
-        let mut a = answers.lock().unwrap();
-        let code = if a.is_empty() { 200 } else { a.remove(0) };
-        StatusCode::from_u16(code).unwrap()
-    }
-    let app = axum::Router::new()
-        .route("/sms", post(receive))
-        .with_state((seen.clone(), answers));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sms", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn sms_settings(url: &str, attempts: u32) -> Vec<String> {
     vec![format!(
         "sms = {{ webhook = \"{url}\", secret_env = \"EU_SMS_SECRET\", timeout_ms = 2000, attempts = {attempts} }}"
@@ -117,21 +65,72 @@ fn sms_settings(url: &str, attempts: u32) -> Vec<String> {
 #[tokio::test]
 async fn an_sms_is_posted_signed_and_retried_until_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = webhook(vec![503]).await;
-    let t = topology(dir.path(), &sms_settings(&url, 3));
+    let sink = SmsSink::start(SECRET, vec![503]).await;
+    let t = topology(dir.path(), &sms_settings(&sink.url("eu"), 3));
     let s = senders(&t, &[("EU_SMS_SECRET", SECRET)]).unwrap();
     assert!(s.offers(Channel::Sms) && !s.offers(Channel::Email));
     s.deliver(message(Channel::Sms, "+4915112345678"))
         .await
         .unwrap();
-    let seen = seen.lock().unwrap().clone();
+    let seen = sink.all();
     assert_eq!(seen.len(), 2, "one 503, then accepted");
-    assert!(seen.iter().all(|(ok, _, _)| *ok), "every request signed");
-    assert_eq!(seen[0].1, seen[1].1, "one idempotency key for the retries");
-    let body = &seen[1].2;
-    assert_eq!(body["to"], "+4915112345678");
-    assert_eq!(body["kind"], "sign_in_code");
-    assert_eq!(body["text"], "314159 ist Ihr Code für Demo app");
+    assert!(
+        seen.iter().all(|t| t.signature_ok && t.signed_at == NOW),
+        "every request signed, at the senders' clock"
+    );
+    assert_eq!(
+        seen[0].idempotency_key, seen[1].idempotency_key,
+        "one idempotency key for the retries"
+    );
+    assert_eq!(seen[1].to(), "+4915112345678");
+    assert_eq!(seen[1].kind(), "sign_in_code");
+    assert_eq!(seen[1].text(), "314159 ist Ihr Code für Demo app");
+}
+
+/// The secret may come from a file (a mounted container secret), its one
+/// trailing newline not part of it; a receiver with another secret sees
+/// bad signatures; a message without a code is never texted.
+#[tokio::test]
+async fn the_secret_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmsSink::start(SECRET, Vec::new()).await;
+    std::fs::write(dir.path().join("sms.secret"), format!("{SECRET}\n")).unwrap();
+    let line = format!(
+        "sms = {{ webhook = \"{}\", secret_file = \"sms.secret\" }}",
+        sink.url("eu")
+    );
+    let t = topology(dir.path(), std::slice::from_ref(&line));
+    let s = senders(&t, &[]).unwrap();
+    s.deliver(message(Channel::Sms, "+4915112345678"))
+        .await
+        .unwrap();
+    assert!(sink.all()[0].signature_ok, "{:?}", sink.all());
+    let mut notice = message(Channel::Sms, "+4915112345678");
+    notice.code = None;
+    notice.kind = MessageKind::PasswordChanged;
+    assert!(s.deliver(notice).await.is_err());
+    assert_eq!(sink.all().len(), 1);
+
+    std::fs::write(
+        dir.path().join("sms.secret"),
+        "another secret, also thirty-two bytes long",
+    )
+    .unwrap();
+    let s = senders(&topology(dir.path(), &[line]), &[]).unwrap();
+    s.deliver(message(Channel::Sms, "+4915112345678"))
+        .await
+        .unwrap();
+    assert!(!sink.all()[1].signature_ok, "the receiver's check can fail");
+
+    let t = topology(
+        dir.path(),
+        &[format!(
+            "sms = {{ webhook = \"{}\", secret_file = \"missing.secret\" }}",
+            sink.url("eu")
+        )],
+    );
+    let e = senders(&t, &[]).err().unwrap().to_string();
+    assert!(e.contains("missing.secret"), "{e}");
 }
 
 /// A 400 is final (no retry); so many 503s exhaust the attempts; a
@@ -139,25 +138,25 @@ async fn an_sms_is_posted_signed_and_retried_until_accepted() {
 #[tokio::test]
 async fn refusals_and_outages_fail_within_their_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = webhook(vec![400]).await;
-    let t = topology(dir.path(), &sms_settings(&url, 3));
+    let sink = SmsSink::start(SECRET, vec![400]).await;
+    let t = topology(dir.path(), &sms_settings(&sink.url("eu"), 3));
     let s = senders(&t, &[("EU_SMS_SECRET", SECRET)]).unwrap();
     let e = s
         .deliver(message(Channel::Sms, "+4915112345678"))
         .await
         .unwrap_err();
     assert!(e.contains("400"), "{e}");
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(sink.all().len(), 1);
 
-    let (url, seen) = webhook(vec![503, 503]).await;
-    let t = topology(dir.path(), &sms_settings(&url, 2));
+    let sink = SmsSink::start(SECRET, vec![503, 503]).await;
+    let t = topology(dir.path(), &sms_settings(&sink.url("eu"), 2));
     let s = senders(&t, &[("EU_SMS_SECRET", SECRET)]).unwrap();
     assert!(
         s.deliver(message(Channel::Sms, "+4915112345678"))
             .await
             .is_err()
     );
-    assert_eq!(seen.lock().unwrap().len(), 2, "attempts = 2");
+    assert_eq!(sink.all().len(), 2, "attempts = 2");
 
     // Nothing listens here: every attempt fails fast, and the error names no URL.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

@@ -22,7 +22,7 @@ use axum::{
 use domicile_core::clients::Client;
 use domicile_identity::{
     IdentityError,
-    messages::Asked,
+    messages::{Asked, Channel, Login},
     oidc::SignedIn,
     one_time::{CodeRefused, Proof},
 };
@@ -47,7 +47,9 @@ fn heading(t: &Texts, purpose: Purpose) -> &'static str {
     match purpose {
         Purpose::ResetPassword => t.code_heading_reset,
         Purpose::SignIn => t.code_heading_sign_in,
-        Purpose::VerifyEmail => t.code_heading_verify,
+        // A phone's code is confirmed over the API only (`ConfirmPhone`);
+        // no page asks for it.
+        Purpose::VerifyEmail | Purpose::VerifyPhone => t.code_heading_verify,
         Purpose::ChangeEmail => t.code_heading_change,
     }
 }
@@ -94,6 +96,7 @@ impl OidcState {
             sealed: &sealed,
             csrf: &csrf,
             email,
+            phone: self.identity.sends(Channel::Sms),
             error: error.map(|e| e(t)),
         });
         pages::respond(status, html, &nonce, None, &[self.csrf_set_cookie(&csrf)])
@@ -294,11 +297,15 @@ async fn request(s: Arc<OidcState>, headers: HeaderMap, body: Bytes, asking: Ask
     let asked = s.asked(&req, &headers);
     let (outcome, purpose) = match asking {
         Asking::Reset => (
-            s.identity.request_password_reset(email, &asked).await,
+            s.identity
+                .request_password_reset(Login::typed(email), &asked)
+                .await,
             Purpose::ResetPassword,
         ),
         Asking::SignIn => (
-            s.identity.request_sign_in_code(email, &asked).await,
+            s.identity
+                .request_sign_in_code(Login::typed(email), &asked)
+                .await,
             Purpose::SignIn,
         ),
     };
@@ -406,6 +413,9 @@ async fn complete(
             s.identity.verify_email(proof).await?;
             Ok(s.done_page(headers, client, |t| t.verified_heading))
         }
+        (Purpose::VerifyPhone, _) => Err(IdentityError::NotOffered(
+            "confirming a phone number on the hosted pages",
+        )),
     }
 }
 
@@ -427,7 +437,7 @@ pub(super) async fn code(
     };
     let (email, csrf) = (field("email"), field("csrf"));
     let proof = Proof::Code {
-        email,
+        login: Login::typed(email),
         code: field("code"),
     };
     let again = |status, words: fn(&Texts) -> &'static str| {

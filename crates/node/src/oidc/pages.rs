@@ -20,6 +20,8 @@ pub struct Texts {
     pub sign_in_title: &'static str,
     pub sign_in_heading: &'static str,
     pub email: &'static str,
+    /// The recovery page's field where codes can also go by text.
+    pub email_or_phone: &'static str,
     pub password: &'static str,
     pub sign_in_button: &'static str,
     pub residency_note: &'static str,
@@ -86,6 +88,7 @@ pub const EN: Texts = Texts {
     sign_in_title: "Sign in",
     sign_in_heading: "Sign in to",
     email: "Email address",
+    email_or_phone: "Email address or phone number (+country code)",
     password: "Password",
     sign_in_button: "Sign in",
     residency_note: "Your account is kept in the region where it was created; signing in here does not move it.",
@@ -152,6 +155,7 @@ pub const DE: Texts = Texts {
     sign_in_title: "Anmelden",
     sign_in_heading: "Anmelden bei",
     email: "E-Mail-Adresse",
+    email_or_phone: "E-Mail-Adresse oder Telefonnummer (+Ländervorwahl)",
     password: "Passwort",
     sign_in_button: "Anmelden",
     residency_note: "Ihr Konto bleibt in der Region, in der es angelegt wurde; die Anmeldung hier verschiebt es nicht.",
@@ -305,6 +309,8 @@ pub struct Recover<'a> {
     pub sealed: &'a str,
     pub csrf: &'a str,
     pub email: &'a str,
+    /// Whether the region texts codes too: the field takes a number.
+    pub phone: bool,
     pub error: Option<&'a str>,
 }
 

@@ -73,6 +73,37 @@ impl Fed {
         .await
     }
 
+    /// `with_mail`, and each region texting through the webhook receiver
+    /// `sms` (`/sms/<region>`), signing with `sms_secret` from a file.
+    pub async fn with_mail_and_sms(
+        smtp: std::net::SocketAddr,
+        sms: &domicile_testkit::sms::SmsSink,
+        sms_secret: &str,
+        accounts: Option<&str>,
+    ) -> Self {
+        let email = format!(
+            "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
+            smtp.port()
+        );
+        let secret_file = std::env::temp_dir().join(format!(
+            "domicile-test-sms-secret-{}-{}",
+            std::process::id(),
+            sms.addr.port()
+        ));
+        std::fs::write(&secret_file, format!("{sms_secret}\n")).unwrap();
+        let texts = format!(
+            "sms = {{ webhook = \"{}\", secret_file = \"{}\", timeout_ms = 2000, attempts = 3 }}",
+            sms.url("{region}"),
+            secret_file.display()
+        );
+        Self::configured(
+            CHEAP_PASSWORDS,
+            true,
+            (vec![email, texts], accounts.map(str::to_owned)),
+        )
+        .await
+    }
+
     async fn configured(
         passwords: &str,
         allow_preference: bool,

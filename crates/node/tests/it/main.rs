@@ -9,5 +9,6 @@ mod messages;
 mod oidc;
 mod one_time;
 mod operations;
+mod phone;
 mod residency;
 mod service;

@@ -567,6 +567,7 @@ async fn the_api_drives_the_same_journeys() {
         purpose: purpose as i32,
         client_id: "demo".into(),
         locale: "de".into(),
+        ..Default::default()
     };
 
     // Bad input first: nothing is sent.
@@ -597,6 +598,7 @@ async fn the_api_drives_the_same_journeys() {
             link: "ol_eu_x".into(),
             code: "123456".into(),
             new_password: NEW_PASSWORD.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
