@@ -40,7 +40,14 @@ impl IndexSecret {
 
     /// The key for a phone-number login identifier (E.164).
     pub fn phone_key(&self, phone: &Phone) -> IdentifierKey {
-        self.key("phone", phone.as_str())
+        self.phone_key_e164(phone.as_str())
+    }
+
+    /// The key of a number stored in E.164 form, without validating it
+    /// again: a stored number must keep its key even if a later release
+    /// of the numbering metadata would refuse it.
+    pub fn phone_key_e164(&self, e164: &str) -> IdentifierKey {
+        self.key("phone", e164)
     }
 
     /// A 32-byte key for `purpose`, derived from the secret (HMAC under a

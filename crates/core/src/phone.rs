@@ -140,6 +140,20 @@ impl Phone {
     }
 }
 
+/// A stored E.164 number masked for showing: as [`Phone::masked`] when it
+/// still parses, else all but its last two digits hidden.
+pub fn mask_stored(e164: &str) -> String {
+    match Phone::parse(e164) {
+        Ok(p) => p.masked(),
+        Err(_) => {
+            let digits: Vec<char> = e164.chars().filter(char::is_ascii_digit).collect();
+            let keep = digits.len().saturating_sub(2);
+            let tail: String = digits[keep..].iter().collect();
+            format!("+{}{tail}", "•".repeat(keep))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +216,11 @@ mod tests {
         assert!(!shown.contains("151") && shown.contains("+49"), "{shown}");
         assert_eq!(p.masked(), "+49•••••••••78");
         assert_eq!(p.country_code(), 49);
+        assert_eq!(mask_stored("+4915112345678"), "+49•••••••••78");
+        assert_eq!(
+            mask_stored("+999123"),
+            "+••••23",
+            "no longer valid, still masked"
+        );
     }
 }

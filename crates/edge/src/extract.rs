@@ -64,9 +64,11 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
 pub enum Web {
     /// `GET /authorize`.
     AuthorizePage,
-    /// `POST /authorize`, `/recover`, `/passwordless` or `/code`: the
-    /// form's `email`.
+    /// `POST /authorize`: the form's `email`.
     SignInForm,
+    /// `POST /recover`, `/passwordless` or `/code`: the form's one field,
+    /// an email address or (for codes by text) a phone number.
+    CodeForm,
     /// `POST /token`.
     Token,
     /// `GET` or `POST /userinfo`.
@@ -94,6 +96,7 @@ impl Web {
             self,
             Web::AuthorizePage
                 | Web::SignInForm
+                | Web::CodeForm
                 | Web::Page
                 | Web::SignUpForm
                 | Web::Logout
@@ -123,7 +126,8 @@ pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
         ("GET", "/authorize") => Some(Web::AuthorizePage),
         // The hosted forms that name their user by `email`: sign-in, and
         // the one-time code journeys' requests and codes.
-        ("POST", "/authorize" | "/recover" | "/passwordless" | "/code") => Some(Web::SignInForm),
+        ("POST", "/authorize") => Some(Web::SignInForm),
+        ("POST", "/recover" | "/passwordless" | "/code") => Some(Web::CodeForm),
         ("POST", "/token") => Some(Web::Token),
         ("GET" | "POST", "/userinfo") => Some(Web::UserInfo),
         ("POST", "/revoke" | "/introspect") => Some(Web::TokenAbout),
@@ -149,9 +153,14 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
             email: field("login_hint").and_then(|h| Email::parse(&h).ok()),
             ..Identity::default()
         },
+        Web::SignInForm => Identity {
+            email: field("email").and_then(|e| Email::parse(&e).ok()),
+            ..Identity::default()
+        },
         // One field takes an email address or (for codes by text
-        // message) a phone number.
-        Web::SignInForm => {
+        // message) a phone number. Only here: the password sign-in form
+        // takes no number, and its answer carries routing headers.
+        Web::CodeForm => {
             let typed = field("email");
             Identity {
                 email: typed.as_deref().and_then(|e| Email::parse(e).ok()),
@@ -401,6 +410,22 @@ mod tests {
 
     /// (endpoint, query or form) → the email or region read.
     #[test]
+    fn only_the_code_forms_take_a_phone_number() {
+        let form = b"req=x&csrf=y&email=%2B49+151+12345678";
+        let code = read_web(Web::CodeForm, form);
+        assert_eq!(
+            code.phone.as_ref().map(Phone::as_str),
+            Some("+4915112345678")
+        );
+        assert!(code.email.is_none());
+        // The password form's answer carries routing headers: a number
+        // there would tell whether it has an account.
+        assert_eq!(read_web(Web::SignInForm, form), Identity::default());
+        let email = read_web(Web::CodeForm, b"email=ada%40example.de");
+        assert!(email.email.is_some() && email.phone.is_none());
+    }
+
+    #[test]
     fn web_requests_name_their_user() {
         for (web, text, email, artifact) in [
             (
@@ -486,9 +511,10 @@ mod tests {
         }
         assert_eq!(web_endpoint("GET", "/authorize"), Some(Web::AuthorizePage));
         assert_eq!(web_endpoint("POST", "/logout"), Some(Web::Logout));
-        assert_eq!(web_endpoint("POST", "/recover"), Some(Web::SignInForm));
-        assert_eq!(web_endpoint("POST", "/passwordless"), Some(Web::SignInForm));
-        assert_eq!(web_endpoint("POST", "/code"), Some(Web::SignInForm));
+        assert_eq!(web_endpoint("POST", "/recover"), Some(Web::CodeForm));
+        assert_eq!(web_endpoint("POST", "/passwordless"), Some(Web::CodeForm));
+        assert_eq!(web_endpoint("POST", "/code"), Some(Web::CodeForm));
+        assert_eq!(web_endpoint("POST", "/authorize"), Some(Web::SignInForm));
         assert_eq!(web_endpoint("GET", "/recover"), Some(Web::Page));
         assert_eq!(web_endpoint("GET", "/link"), Some(Web::Link));
         assert_eq!(web_endpoint("POST", "/link"), Some(Web::Link));

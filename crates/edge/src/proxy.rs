@@ -337,6 +337,7 @@ impl EdgeProxy {
             extract::Web::UserInfo | extract::Web::Page => extract::Identity::default(),
             extract::Web::AuthorizePage
             | extract::Web::SignInForm
+            | extract::Web::CodeForm
             | extract::Web::SignUpForm
             | extract::Web::Token
             | extract::Web::TokenAbout

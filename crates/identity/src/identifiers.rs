@@ -7,8 +7,14 @@
 //!    index (pending, like a registration's claim), so no other account
 //!    can take it while the code travels.
 //! 2. When the code is spent, the claim is renewed and made permanent, the
-//!    user record changes, the new identifier row is added, and only then
+//!    new identifier row is added, the user record changes, and only then
 //!    is the old row deleted and the old claim released.
+//!
+//! A crash between the steps leaves at worst an identifier that names the
+//! user while the record does not show it yet (a code asked for by it goes
+//! nowhere; confirming a new code finishes the change, every step being
+//! idempotent), or an old identifier still held (never two accounts with
+//! one identifier).
 //!
 //! The use cases (`email_change`, `phone`) decide what the record holds and
 //! whom to tell; the code itself is `one_time`'s.
@@ -40,10 +46,11 @@ impl Identity {
     }
 
     /// Makes `new` one of `user`'s identifiers in place of `old` (if
-    /// any), applying `change` to the record: the claim renewed (it may
-    /// have expired while the code travelled) and made permanent, the
-    /// record saved (on failure the new claim is given back and nothing
-    /// changed), the new row added, then the old row and claim let go.
+    /// any), applying `change` to the record: claimed (or the claim
+    /// renewed: it may have expired while the code travelled) and made
+    /// permanent, the new row added, the record saved (on failure the new
+    /// row and claim are given back and nothing changed), then the old row
+    /// and claim let go.
     pub(crate) async fn switch_identifier(
         &self,
         user: &UserRecord,
@@ -57,13 +64,6 @@ impl Identity {
         if !self.index.confirm(new, &user_id).await? {
             return Err(Conflict::ClaimLost.into());
         }
-        let updated = match self.save_user(user, change).await {
-            Ok(u) => u,
-            Err(e) => {
-                self.index.release(new, &user_id).await?;
-                return Err(e);
-            }
-        };
         if let Applied::No(holder) = self.store.insert_identifier(new, &user.user_id).await?
             && holder != user.user_id
         {
@@ -72,6 +72,13 @@ impl Identity {
                 "the new identifier's row names another user",
             ));
         }
+        let updated = match self.save_user(user, change).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.drop_identifier(user, new).await?;
+                return Err(e);
+            }
+        };
         if let Some(old) = old {
             self.drop_identifier(user, old).await?;
         }

@@ -263,14 +263,48 @@ impl Identity {
         channel: Channel,
         address: Option<IpAddr>,
     ) -> Result<(), IdentityError> {
+        self.admit_requests(&[identifier], channel, address)
+    }
+
+    /// `admit_request` for a request counted against several identifiers
+    /// at once (a number and the account asking for it).
+    pub(crate) fn admit_requests(
+        &self,
+        identifiers: &[[u8; 32]],
+        channel: Channel,
+        address: Option<IpAddr>,
+    ) -> Result<(), IdentityError> {
         let a = &self.topology.accounts;
-        let mut keys = vec![(Counted::Identifier(identifier), a.requests_per_identifier)];
+        let mut keys: Vec<(Counted, u32)> = identifiers
+            .iter()
+            .map(|i| (Counted::Identifier(*i), a.requests_per_identifier))
+            .collect();
         if let Some(ip) = address {
             keys.push((Counted::Address(prefix(ip)), a.requests_per_address));
         }
         self.throttle
             .admit(&keys, a.request_window_seconds, self.now())
             .inspect_err(|_| self.meter.message("request", channel.as_str(), "refused"))
+    }
+
+    /// What an account's own requests (verification mails, numbers asked
+    /// for) are counted under: the SHA-256 of its user id, which no
+    /// identifier key can equal.
+    pub(crate) fn account_counter(&self, user_id: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(user_id.as_bytes()).into()
+    }
+
+    /// Whether any region of the federation texts. A region without an
+    /// SMS sender of a federation that texts answers a code request by
+    /// number as one for a number nobody here has (a user homed here
+    /// cannot have one), so that which region the edge's default sends an
+    /// unknown number to does not tell it from a known one.
+    fn federation_texts(&self) -> bool {
+        self.topology
+            .regions
+            .values()
+            .any(|r| r.messaging.sms.is_some())
     }
 
     /// The link of a one-time code: the hosted pages' `/link` with the
@@ -318,6 +352,11 @@ impl Identity {
                 Channel::Sms => "text messaging",
             }));
         }
+        self.offered_by_policy(kind, channel)
+    }
+
+    /// The federation's policy part of `offered`.
+    fn offered_by_policy(&self, kind: MessageKind, channel: Channel) -> Result<(), IdentityError> {
         let policy = &self.topology.accounts;
         match (kind, channel) {
             (MessageKind::SignInCode, Channel::Email) if !policy.passwordless_email => {
@@ -348,7 +387,17 @@ impl Identity {
         asked: &Asked,
     ) -> Result<(), IdentityError> {
         let (key, channel) = self.resolve(login)?;
-        self.offered(kind, channel)?;
+        match self.offered(kind, channel) {
+            Err(IdentityError::NotOffered(_))
+                if channel == Channel::Sms
+                    && self.federation_texts()
+                    && !self.courier.offers(Channel::Sms) =>
+            {
+                // Policy allows it; only this region has no sender.
+                self.offered_by_policy(kind, channel)?;
+            }
+            other => other?,
+        }
         self.admit_request(key.0, channel, asked.address)?;
         let local = self.store.get_identifier(&key).await?;
         let indexed = self.index.lookup(&key).await?;
@@ -447,8 +496,13 @@ impl Identity {
                 MessageKind::VerifyPhone => user
                     .pending_phone
                     .as_deref()
-                    .and_then(|p| Phone::parse(p).ok())
-                    .map(|p| self.secret.phone_key(&p).0),
+                    .map(|p| self.secret.phone_key_e164(p).0),
+                // A texted code is bound to the number it went to: after
+                // the number changes, it no longer signs in.
+                _ if channel == Channel::Sms => user
+                    .phone
+                    .as_deref()
+                    .map(|p| self.secret.phone_key_e164(p).0),
                 _ => None,
             };
             let (code, link, minutes) = match kind.purpose() {

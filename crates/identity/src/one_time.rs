@@ -268,6 +268,16 @@ impl Identity {
                 let holder = self.store.get_identifier(&key).await?;
                 let checked = holder.clone().unwrap_or_else(|| self.nobody());
                 match self.spend_code(&checked, purpose, channel, code).await? {
+                    // A texted sign-in or reset code serves only the number
+                    // it was sent to (a number replaced since names no one
+                    // or someone else).
+                    Ok(r)
+                        if channel == Channel::Sms
+                            && purpose != Purpose::VerifyPhone
+                            && r.subject != Some(key.0) =>
+                    {
+                        return Err(IdentityError::CodeRefused(CodeRefused::Dead));
+                    }
                     Ok(r) => r,
                     Err(CodeRefused::Malformed) => {
                         return Err(IdentityError::CodeRefused(CodeRefused::Malformed));

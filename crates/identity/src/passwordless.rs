@@ -50,9 +50,16 @@ impl Identity {
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
         self.offered(MessageKind::SignInCode, proof.channel())?;
-        self.client(&req.client_id)?;
+        let client = self.client(&req.client_id)?;
         let user = self.spend_proof(proof, Purpose::SignIn).await?;
         let user = self.mark_verified(user, proof).await?;
+        // A texted code proves the number only: an app that needs a
+        // verified email still waits for one.
+        if !user.email_verified && self.verification_required(client) {
+            return Err(IdentityError::VerificationRequired {
+                user_id: user.user_id,
+            });
+        }
         let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
         self.audit_event(&user.user_id, AuditKind::SignInByCode, &session_id);
         Ok(signed_in)

@@ -3,10 +3,14 @@
 //! identifier (its keyed hash in the home-region index and in the
 //! region's identifier rows, like an email address), so codes for a
 //! sign-in or a password reset can go to it. A number waiting for its code
-//! is claimed in the index (no other account can take it meanwhile) and
-//! kept as `pending_phone`; nothing about the account's number changes
-//! until the code is spent (`identifiers` has the order of the steps).
-//! Every change is audited and told to the account's email address.
+//! is kept as `pending_phone` only: it is claimed in the index when the
+//! code is spent (`identifiers` has the order of the steps), so asking for
+//! a number neither tells whether another account has it nor holds it
+//! against its owner; whoever proves the number first gets it, and a
+//! number another account has is refused only to the one who proved they
+//! receive its texts. Nothing about the account's number changes until
+//! the code is spent. Every change is audited and told to the account's
+//! email address.
 //!
 //! Not here: re-authentication before a change (issue 15's step-up); for
 //! now the bearer token is the authority, as for an email change.
@@ -30,9 +34,11 @@ impl Identity {
             .ok_or_else(|| Unauthenticated::UserGone.into())
     }
 
-    /// Asks to make `phone` the bearer's number: validated, claimed, kept
-    /// pending and sent a code by text message (within the limits). The
-    /// number, masked, for the app to show where the code went.
+    /// Asks to make `phone` the bearer's number: validated, kept pending
+    /// and sent a code by text message, within the limits (per number, per
+    /// account and per client address: one account cannot text numbers
+    /// without bound). The number, masked, for the app to show where the
+    /// code went.
     pub async fn request_phone(
         self: &Arc<Self>,
         bearer: &str,
@@ -49,20 +55,13 @@ impl Identity {
             ));
         }
         let key = self.secret.phone_key(&phone);
-        self.admit_request(key.0, Channel::Sms, asked.address)?;
-        self.claim_for_change(&user, &key, || IdentityError::PhoneTaken)
+        self.admit_requests(
+            &[key.0, self.account_counter(&user.user_id)],
+            Channel::Sms,
+            asked.address,
+        )?;
+        self.save_user(&user, |u| u.pending_phone = Some(phone.as_str().to_owned()))
             .await?;
-        let earlier = user.pending_phone.clone();
-        let saved = self
-            .save_user(&user, |u| u.pending_phone = Some(phone.as_str().to_owned()))
-            .await?;
-        // A number asked for earlier and never confirmed is let go.
-        if let Some(earlier) = earlier.as_deref().and_then(|p| Phone::parse(p).ok())
-            && earlier != phone
-        {
-            self.drop_identifier(&saved, &self.secret.phone_key(&earlier))
-                .await?;
-        }
         // The code is bound to this number when it is issued.
         self.send_in_background(&user.user_id, MessageKind::VerifyPhone, asked)?;
         Ok(phone.masked())
@@ -79,21 +78,17 @@ impl Identity {
         let Some(pending) = user.pending_phone.as_deref() else {
             return Err(IdentityError::CodeRefused(CodeRefused::Dead));
         };
-        let new = Phone::parse(pending).map_err(|e| IdentityError::internal("phone change", e))?;
+        let new_key = self.secret.phone_key_e164(pending);
         let record = self
             .spend_code(&user.user_id, Purpose::VerifyPhone, Channel::Sms, code)
             .await?
             .map_err(IdentityError::CodeRefused)?;
-        let new_key = self.secret.phone_key(&new);
         // The code must be the one sent to this pending number.
         if record.subject != Some(new_key.0) {
             return Err(IdentityError::CodeRefused(CodeRefused::Dead));
         }
-        let old_key = user
-            .phone
-            .as_deref()
-            .and_then(|p| Phone::parse(p).ok())
-            .map(|p| self.secret.phone_key(&p));
+        let old_key = user.phone.as_deref().map(|p| self.secret.phone_key_e164(p));
+        let new = pending.to_owned();
         let updated = self
             .switch_identifier(
                 &user,
@@ -101,23 +96,26 @@ impl Identity {
                 old_key.as_ref(),
                 || IdentityError::PhoneTaken,
                 |u| {
-                    u.phone = Some(new.as_str().to_owned());
+                    u.phone = Some(new.clone());
                     u.pending_phone = None;
                 },
             )
             .await?;
+        let country = Phone::parse(&new).map_or(0, |p| p.country_code());
         self.audit.record(
             &user.user_id,
             AuditKind::PhoneVerified,
             None,
-            format!("country_code={}", new.country_code()),
+            format!("country_code={country}"),
         );
         self.notify(&user.user_id, MessageKind::PhoneChanged, None);
         Ok(self.profile(&updated))
     }
 
     /// Removes the bearer's number (and any number waiting for its code):
-    /// codes by text message no longer reach the account.
+    /// codes by text message no longer reach the account. The number's row
+    /// and index entry go first, so a failure after them leaves a record
+    /// that a retry finishes, never a number held by nobody's record.
     pub async fn remove_phone(self: &Arc<Self>, bearer: &str) -> Result<Profile, IdentityError> {
         let user = self.bearer_user(bearer).await?;
         if user.phone.is_none() && user.pending_phone.is_none() {
@@ -126,18 +124,16 @@ impl Identity {
                 "the account has no phone number",
             ));
         }
+        if let Some(number) = &user.phone {
+            self.drop_identifier(&user, &self.secret.phone_key_e164(number))
+                .await?;
+        }
         let updated = self
             .save_user(&user, |u| {
                 u.phone = None;
                 u.pending_phone = None;
             })
             .await?;
-        for number in [&user.phone, &user.pending_phone].into_iter().flatten() {
-            if let Ok(p) = Phone::parse(number) {
-                self.drop_identifier(&updated, &self.secret.phone_key(&p))
-                    .await?;
-            }
-        }
         if user.phone.is_some() {
             self.audit
                 .record(&user.user_id, AuditKind::PhoneRemoved, None, String::new());

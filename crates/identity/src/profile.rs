@@ -178,8 +178,7 @@ impl Identity {
             pending_phone: u
                 .pending_phone
                 .as_deref()
-                .and_then(|p| domicile_core::phone::Phone::parse(p).ok())
-                .map(|p| p.masked()),
+                .map(domicile_core::phone::mask_stored),
             given_name: u.given_name.clone(),
             family_name: u.family_name.clone(),
             display_name: u.display_name.clone(),

@@ -54,9 +54,7 @@ impl Identity {
         asked: &Asked,
     ) -> Result<Reset, IdentityError> {
         password::check_policy(&new_password).map_err(|e| IdentityError::invalid("password", e))?;
-        if let Some(r) = req {
-            self.client(&r.client_id)?;
-        }
+        let client = req.map(|r| self.client(&r.client_id)).transpose()?;
         // Hashed before the code is spent, so that a full hashing pool
         // (`Busy`) leaves the code usable.
         let salt = random::<16>(self.entropy.as_ref());
@@ -92,7 +90,11 @@ impl Identity {
         {
             tracing::warn!(user_id = %user.user_id, error = %e, "password-changed notice not sent");
         }
+        // A reset by a texted code does not verify the email: an app that
+        // needs a verified one gets no sign-in from it (the reset stands).
+        let verified = user.email_verified || by_email;
         let signed_in = match req {
+            Some(_) if !verified && client.is_some_and(|c| self.verification_required(c)) => None,
             Some(r) => {
                 let (signed_in, session_id) = self.sign_in_browser(&user.user_id, r).await?;
                 self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);

@@ -15,7 +15,6 @@ use crate::{
 use domicile_core::{clients::Client, ids::UserId};
 use domicile_oidc::authorize::AuthorizationRequest;
 use domicile_store::{AuditKind, Purpose};
-use sha2::Digest;
 use std::sync::Arc;
 
 impl Identity {
@@ -35,8 +34,7 @@ impl Identity {
     ) -> Result<(), IdentityError> {
         let user = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
         self.check_home(user.region(), "user_id")?;
-        let counted: [u8; 32] = sha2::Sha256::digest(user_id.as_bytes()).into();
-        self.admit_request(counted, Channel::Email, asked.address)?;
+        self.admit_request(self.account_counter(user_id), Channel::Email, asked.address)?;
         self.send_in_background(user_id, MessageKind::VerifyEmail, asked)
     }
 

@@ -20,6 +20,23 @@ use http_body_util::{BodyExt, Empty, Full};
 use std::net::SocketAddr;
 use tonic::{Request, metadata::MetadataMap};
 
+/// Polls `found` every 20 ms until it gives something or `timeout` passes.
+pub async fn poll<T>(
+    timeout: std::time::Duration,
+    mut found: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(t) = found() {
+            return Some(t);
+        }
+        if std::time::Instant::now() > until {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The password the builders use.
 pub const PASSWORD: &str = "correct horse battery";
 

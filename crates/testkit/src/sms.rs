@@ -14,7 +14,7 @@ use hmac::Mac;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// One POST as the receiver saw it.
@@ -156,16 +156,7 @@ impl SmsSink {
 
     /// Waits (up to `timeout`) for the `n`-th message (1-based) to `to`.
     pub async fn wait_for(&self, to: &str, n: usize, timeout: Duration) -> Option<Texted> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(m) = self.messages_to(to).into_iter().nth(n - 1) {
-                return Some(m);
-            }
-            if Instant::now() > until {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::poll(timeout, || self.messages_to(to).into_iter().nth(n - 1)).await
     }
 }
 

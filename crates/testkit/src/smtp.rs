@@ -6,7 +6,7 @@
 use std::{
     net::{SocketAddr, TcpListener},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// One message as the server received it.
@@ -173,34 +173,17 @@ impl SmtpSink {
         skip: usize,
         timeout: Duration,
     ) -> Option<Delivered> {
-        let until = Instant::now() + timeout;
-        loop {
-            let found = self
-                .messages_to(to)
+        crate::poll(timeout, || {
+            self.messages_to(to)
                 .into_iter()
                 .skip(skip)
-                .rfind(|m| m.subject().starts_with(prefix));
-            if found.is_some() {
-                return found;
-            }
-            if Instant::now() > until {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .rfind(|m| m.subject().starts_with(prefix))
+        })
+        .await
     }
 
     /// Waits (up to `timeout`) for the `n`-th message (1-based) to `to`.
     pub async fn wait_for(&self, to: &str, n: usize, timeout: Duration) -> Option<Delivered> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(m) = self.messages_to(to).into_iter().nth(n - 1) {
-                return Some(m);
-            }
-            if Instant::now() > until {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::poll(timeout, || self.messages_to(to).into_iter().nth(n - 1)).await
     }
 }

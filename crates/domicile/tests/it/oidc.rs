@@ -1086,3 +1086,143 @@ async fn code_requests_through_the_edge_carry_no_routing_headers() {
         .unwrap();
     assert!(mail.from.contains("us.id.test"), "{}", mail.from);
 }
+
+/// Phone numbers through the edge: a user homed in ap adds a number (the
+/// bearer routes it home), and every text comes from ap to a real webhook
+/// receiver that checks its signature; a code asked for by the number,
+/// over gRPC and on the hosted recovery form, is routed home by the index
+/// and answered without routing headers, alike for an unknown number; the
+/// texted code signs in through the edge; the number is in no log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_go_from_the_home_region_through_the_edge() {
+    use domicile_proto::v1 as pb;
+    use domicile_testkit::{bearer, sms::SmsSink};
+    const SECRET: &str = "the e2e webhook secret, thirty-two bytes or more";
+    const NUMBER: &str = "+61 412 345 678";
+    const E164: &str = "+61412345678";
+    let wait = std::time::Duration::from_secs(10);
+    let smtp = domicile_testkit::smtp::SmtpSink::start().unwrap();
+    let sms = SmsSink::start(SECRET, Vec::new()).await;
+    let fed = Federation::start_with(Options {
+        smtp: Some(smtp.addr),
+        sms: Some((sms.url("{region}"), SECRET.into())),
+        ..Options::default()
+    });
+    let mut edge = fed.client().await;
+    let reg = edge
+        .register(domicile_testkit::register("chiyo@example.jp"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reg.region, "ap");
+    edge.set_phone(bearer(
+        pb::SetPhoneRequest {
+            phone: NUMBER.into(),
+        },
+        &reg.access_token,
+    ))
+    .await
+    .unwrap();
+    let text = sms.wait_for(E164, 1, wait).await.unwrap();
+    assert!(text.signature_ok && text.region == "ap", "{text:?}");
+    let profile = edge
+        .confirm_phone(bearer(
+            pb::ConfirmPhoneRequest {
+                code: text.code().unwrap(),
+            },
+            &reg.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(profile.phone_number, E164);
+
+    // Over gRPC: routed home by the index, no routing headers, alike.
+    let mut headers = Vec::new();
+    for number in [E164, "+33 6 12 34 56 78"] {
+        let r = edge
+            .request_code(pb::RequestCodeRequest {
+                phone: number.into(),
+                purpose: pb::CodePurpose::SignIn as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for h in ["domicile-route", "domicile-region"] {
+            assert!(r.metadata().get(h).is_none(), "{number}: {h}");
+        }
+        headers.push(
+            r.metadata()
+                .keys()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        headers[0], headers[1],
+        "the same headers for a number and none"
+    );
+    let text = sms.wait_for(E164, 2, wait).await.unwrap();
+    assert_eq!((text.region.as_str(), text.kind()), ("ap", "sign_in_code"));
+    let auth = edge
+        .sign_in_with_code(pb::SignInWithCodeRequest {
+            phone: NUMBER.into(),
+            code: text.code().unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(auth.user_id, reg.user_id);
+
+    // The hosted recovery form takes the number in its one field.
+    let http = browser();
+    let edge_url = format!("http://{}", fed.edge_addr);
+    let page = http
+        .get(authorize_url(&edge_url, "demo", ""))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let recover = http
+        .get(format!("{edge_url}/recover?req={}", hidden(&page, "req")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        recover.contains("phone number"),
+        "the field says it takes a number"
+    );
+    let r = http
+        .post(format!("{edge_url}/recover"))
+        .form(&[
+            ("req", hidden(&page, "req").as_str()),
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("email", NUMBER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("domicile-route"));
+    let text = sms.wait_for(E164, 3, wait).await.unwrap();
+    assert_eq!(
+        (text.region.as_str(), text.kind()),
+        ("ap", "reset_password")
+    );
+    assert!(
+        sms.all().iter().all(|t| t.region == "ap" && t.to() == E164),
+        "only ap texted, only the account's number: {:?}",
+        sms.all()
+    );
+
+    let logs = fed.logs();
+    for kept_out in [E164, &E164[1..], "412 345 678"] {
+        assert!(!logs.contains(kept_out), "{kept_out} is in a log");
+    }
+}

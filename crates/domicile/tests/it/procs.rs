@@ -122,6 +122,9 @@ pub struct Options {
     pub passwords: Option<&'static str>,
     /// Every region's email through this SMTP server (plain text, loopback).
     pub smtp: Option<SocketAddr>,
+    /// Every region's text messages to this webhook (`{region}` in the URL
+    /// is the region), signed with this secret (kept in a file).
+    pub sms: Option<(String, String)>,
 }
 
 pub struct Federation {
@@ -177,10 +180,16 @@ impl Federation {
             c.passwords = p.into();
         }
         if let Some(smtp) = opts.smtp {
-            c.region_settings = vec![format!(
+            c.region_settings.push(format!(
                 "email = {{ from = \"E2E ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
                 smtp.port()
-            )];
+            ));
+        }
+        if let Some((url, secret)) = &opts.sms {
+            std::fs::write(dir.path().join("sms.secret"), secret).unwrap();
+            c.region_settings.push(format!(
+                "sms = {{ webhook = \"{url}\", secret_file = \"sms.secret\", timeout_ms = 2000 }}"
+            ));
         }
         let text = c.render();
         let config = dir.path().join("regions.toml");

@@ -178,6 +178,11 @@ impl OidcState {
                 r
             }
             IdentityError::NotOffered(_) => again(StatusCode::NOT_FOUND, |t| t.not_offered),
+            // A texted code proved the number, not the address this app
+            // wants verified.
+            IdentityError::VerificationRequired { .. } => {
+                again(StatusCode::FORBIDDEN, |t| t.verify_email_first)
+            }
             IdentityError::Busy => again(StatusCode::SERVICE_UNAVAILABLE, |t| t.busy),
             IdentityError::WrongRegion { home } => {
                 tracing::warn!(%home, "a code journey's form reached a region that does not home its email");

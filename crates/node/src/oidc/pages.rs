@@ -22,6 +22,8 @@ pub struct Texts {
     pub email: &'static str,
     /// The recovery page's field where codes can also go by text.
     pub email_or_phone: &'static str,
+    /// A texted code cannot complete a sign-in that needs a verified email.
+    pub verify_email_first: &'static str,
     pub password: &'static str,
     pub sign_in_button: &'static str,
     pub residency_note: &'static str,
@@ -89,6 +91,7 @@ pub const EN: Texts = Texts {
     sign_in_heading: "Sign in to",
     email: "Email address",
     email_or_phone: "Email address or phone number (+country code)",
+    verify_email_first: "This app needs a verified email address. Sign in with your email address to confirm it.",
     password: "Password",
     sign_in_button: "Sign in",
     residency_note: "Your account is kept in the region where it was created; signing in here does not move it.",
@@ -156,6 +159,7 @@ pub const DE: Texts = Texts {
     sign_in_heading: "Anmelden bei",
     email: "E-Mail-Adresse",
     email_or_phone: "E-Mail-Adresse oder Telefonnummer (+Ländervorwahl)",
+    verify_email_first: "Diese App braucht eine bestätigte E-Mail-Adresse. Melden Sie sich mit Ihrer E-Mail-Adresse an, um sie zu bestätigen.",
     password: "Passwort",
     sign_in_button: "Anmelden",
     residency_note: "Ihr Konto bleibt in der Region, in der es angelegt wurde; die Anmeldung hier verschiebt es nicht.",

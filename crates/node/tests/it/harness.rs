@@ -244,3 +244,25 @@ pub async fn jwks(fed: &Fed, region: &str) -> domicile_core::token::KeySet {
     assert_eq!(status, 200);
     key_set(&body)
 }
+
+/// Whether `user_id`'s audit trail in eu gets an event of `kind` within
+/// five seconds (audit is written in the background).
+pub async fn audited(fed: &Fed, user_id: &str, kind: domicile_store::AuditKind) -> bool {
+    for _ in 0..100 {
+        let (_, events) = fed.nodes["eu"]
+            .identity()
+            .user_audit(user_id, 0)
+            .await
+            .unwrap();
+        if events.iter().any(|e| e.kind == kind) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Whether `needle` occurs in `hay` (a store file read as bytes).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -15,7 +15,7 @@ const REDIRECT: &str = "http://127.0.0.1:5000/callback";
 const NEW_PASSWORD: &str = "a brand new passphrase";
 const WAIT: Duration = Duration::from_secs(10);
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -28,7 +28,7 @@ fn base(fed: &Fed, region: &str) -> String {
 }
 
 /// eu's sign-in page for `demo`: its HTML.
-async fn sign_in_page(fed: &Fed, http: &reqwest::Client) -> String {
+pub(crate) async fn sign_in_page(fed: &Fed, http: &reqwest::Client) -> String {
     let url = format!(
         "{}/authorize?client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcallback&response_type=code&scope=openid%20email&code_challenge={CHALLENGE}&code_challenge_method=S256",
         base(fed, "eu")
@@ -39,7 +39,7 @@ async fn sign_in_page(fed: &Fed, http: &reqwest::Client) -> String {
 }
 
 /// Posts `fields` with the page's sealed request and CSRF token to `path`.
-async fn post(
+pub(crate) async fn post(
     fed: &Fed,
     http: &reqwest::Client,
     path: &str,
@@ -64,21 +64,6 @@ fn callback_code(r: &reqwest::Response) -> String {
     assert!(location.as_str().starts_with(REDIRECT), "{location}");
     let q: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
     q["code"].clone()
-}
-
-async fn audited(fed: &Fed, user_id: &str, kind: AuditKind) -> bool {
-    for _ in 0..100 {
-        let (_, events) = fed.nodes["eu"]
-            .identity()
-            .user_audit(user_id, 0)
-            .await
-            .unwrap();
-        if events.iter().any(|e| e.kind == kind) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// The reset journey: the sign-in page offers it; the request's page says

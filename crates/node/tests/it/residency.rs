@@ -455,7 +455,3 @@ async fn the_index_holds_no_personal_data() {
         }
     }
 }
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
