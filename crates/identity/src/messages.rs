@@ -295,11 +295,7 @@ impl Identity {
         sha2::Sha256::digest(user_id.as_bytes()).into()
     }
 
-    /// Whether any region of the federation texts. A region without an
-    /// SMS sender of a federation that texts answers a code request by
-    /// number as one for a number nobody here has (a user homed here
-    /// cannot have one), so that which region the edge's default sends an
-    /// unknown number to does not tell it from a known one.
+    /// Whether any region of the federation texts (`answerable`).
     fn federation_texts(&self) -> bool {
         self.topology
             .regions
@@ -355,6 +351,23 @@ impl Identity {
         self.offered_by_policy(kind, channel)
     }
 
+    /// Whether a request naming its user by `channel`'s identifier is
+    /// answered here: `offered`, except that a region without an SMS
+    /// sender in a federation that texts answers requests by number (as
+    /// for a number nobody here has: none of its users can have one), so
+    /// that where the edge's default sends an unknown number does not tell
+    /// it from a known one.
+    pub(crate) fn answerable(
+        &self,
+        kind: MessageKind,
+        channel: Channel,
+    ) -> Result<(), IdentityError> {
+        if channel == Channel::Sms && !self.courier.offers(channel) && self.federation_texts() {
+            return self.offered_by_policy(kind, channel);
+        }
+        self.offered(kind, channel)
+    }
+
     /// The federation's policy part of `offered`.
     fn offered_by_policy(&self, kind: MessageKind, channel: Channel) -> Result<(), IdentityError> {
         let policy = &self.topology.accounts;
@@ -387,17 +400,7 @@ impl Identity {
         asked: &Asked,
     ) -> Result<(), IdentityError> {
         let (key, channel) = self.resolve(login)?;
-        match self.offered(kind, channel) {
-            Err(IdentityError::NotOffered(_))
-                if channel == Channel::Sms
-                    && self.federation_texts()
-                    && !self.courier.offers(Channel::Sms) =>
-            {
-                // Policy allows it; only this region has no sender.
-                self.offered_by_policy(kind, channel)?;
-            }
-            other => other?,
-        }
+        self.answerable(kind, channel)?;
         self.admit_request(key.0, channel, asked.address)?;
         let local = self.store.get_identifier(&key).await?;
         let indexed = self.index.lookup(&key).await?;

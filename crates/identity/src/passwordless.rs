@@ -34,7 +34,7 @@ impl Identity {
         &self,
         proof: &Proof<'_>,
     ) -> Result<crate::sessions::Authenticated, IdentityError> {
-        self.offered(MessageKind::SignInCode, proof.channel())?;
+        self.answerable(MessageKind::SignInCode, proof.channel())?;
         let user = self.spend_proof(proof, Purpose::SignIn).await?;
         let user = self.mark_verified(user, proof).await?;
         let r = self.start_session(&user).await?;
@@ -49,7 +49,7 @@ impl Identity {
         proof: &Proof<'_>,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
-        self.offered(MessageKind::SignInCode, proof.channel())?;
+        self.answerable(MessageKind::SignInCode, proof.channel())?;
         let client = self.client(&req.client_id)?;
         let user = self.spend_proof(proof, Purpose::SignIn).await?;
         let user = self.mark_verified(user, proof).await?;

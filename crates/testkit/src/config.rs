@@ -240,6 +240,8 @@ pub struct FederationConfig {
     /// More lines for every `[regions.<r>]` table, with `{region}`
     /// replaced by the region's code (e.g. its `email` sender).
     pub region_settings: Vec<String>,
+    /// More lines for one region's table only (region code, line).
+    pub region_lines: Vec<(String, String)>,
     /// The `[accounts]` table's body, if any.
     pub accounts: Option<String>,
 }
@@ -260,6 +262,7 @@ impl FederationConfig {
             nodes: BTreeMap::new(),
             cql: None,
             region_settings: Vec::new(),
+            region_lines: Vec::new(),
             accounts: None,
         }
     }
@@ -337,6 +340,9 @@ impl FederationConfig {
             );
             for line in &self.region_settings {
                 let _ = writeln!(t, "{}", line.replace("{region}", region));
+            }
+            for (_, line) in self.region_lines.iter().filter(|(r, _)| r == region) {
+                let _ = writeln!(t, "{line}");
             }
         }
         if let Some(a) = &self.accounts {

@@ -23,6 +23,8 @@ pub struct Fed {
     allow_preference: bool,
     /// `FederationConfig::region_settings` and `accounts`.
     extra: (Vec<String>, Option<String>),
+    /// `FederationConfig::region_lines`.
+    region_lines: Vec<(String, String)>,
 }
 
 fn config(
@@ -30,9 +32,11 @@ fn config(
     passwords: &str,
     allow_preference: bool,
     extra: &(Vec<String>, Option<String>),
+    region_lines: &[(String, String)],
 ) -> String {
     let mut c = FederationConfig::new("test");
     c.region_settings = extra.0.clone();
+    c.region_lines = region_lines.to_vec();
     c.accounts = extra.1.clone();
     c.allow_region_preference = allow_preference;
     c.claim_ttl_seconds = Some(60);
@@ -81,6 +85,17 @@ impl Fed {
         sms_secret: &str,
         accounts: Option<&str>,
     ) -> Self {
+        Self::with_mail_and_sms_in(smtp, sms, sms_secret, accounts, &["eu", "us", "ap"]).await
+    }
+
+    /// `with_mail_and_sms`, with an SMS sender in `texting` regions only.
+    pub async fn with_mail_and_sms_in(
+        smtp: std::net::SocketAddr,
+        sms: &domicile_testkit::sms::SmsSink,
+        sms_secret: &str,
+        accounts: Option<&str>,
+        texting: &[&str],
+    ) -> Self {
         let email = format!(
             "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
             smtp.port()
@@ -91,17 +106,27 @@ impl Fed {
             sms.addr.port()
         ));
         std::fs::write(&secret_file, format!("{sms_secret}\n")).unwrap();
-        let texts = format!(
-            "sms = {{ webhook = \"{}\", secret_file = \"{}\", timeout_ms = 2000, attempts = 3 }}",
-            sms.url("{region}"),
-            secret_file.display()
-        );
-        Self::configured(
+        let lines = texting
+            .iter()
+            .map(|r| {
+                (
+                    (*r).to_owned(),
+                    format!(
+                        "sms = {{ webhook = \"{}\", secret_file = \"{}\", timeout_ms = 2000, attempts = 3 }}",
+                        sms.url(r),
+                        secret_file.display()
+                    ),
+                )
+            })
+            .collect();
+        let mut fed = Self::unstarted(
             CHEAP_PASSWORDS,
             true,
-            (vec![email, texts], accounts.map(str::to_owned)),
-        )
-        .await
+            (vec![email], accounts.map(str::to_owned)),
+        );
+        fed.region_lines = lines;
+        fed.boot(&["eu", "us", "ap"], BTreeMap::new()).await;
+        fed
     }
 
     async fn configured(
@@ -109,19 +134,26 @@ impl Fed {
         allow_preference: bool,
         extra: (Vec<String>, Option<String>),
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::at(START);
-        let mut fed = Fed {
-            dir,
-            clock,
+        let mut fed = Self::unstarted(passwords, allow_preference, extra);
+        fed.boot(&["eu", "us", "ap"], BTreeMap::new()).await;
+        fed
+    }
+
+    fn unstarted(
+        passwords: &str,
+        allow_preference: bool,
+        extra: (Vec<String>, Option<String>),
+    ) -> Self {
+        Fed {
+            dir: tempfile::tempdir().unwrap(),
+            clock: ManualClock::at(START),
             topology: Arc::new(placeholder()),
             nodes: BTreeMap::new(),
             passwords: passwords.into(),
             allow_preference,
             extra,
-        };
-        fed.boot(&["eu", "us", "ap"], BTreeMap::new()).await;
-        fed
+            region_lines: Vec::new(),
+        }
     }
 
     /// (Re)starts `regions`, keeping the others' addresses.
@@ -136,7 +168,13 @@ impl Fed {
             addrs.insert((*r).to_owned(), l.local_addr().unwrap());
             listeners.insert((*r).to_owned(), l);
         }
-        let text = config(&addrs, &self.passwords, self.allow_preference, &self.extra);
+        let text = config(
+            &addrs,
+            &self.passwords,
+            self.allow_preference,
+            &self.extra,
+            &self.region_lines,
+        );
         let path = self.dir.path().join("regions.toml");
         std::fs::write(&path, &text).unwrap();
         self.topology = Arc::new(Topology::parse(&path, &text).unwrap());
@@ -199,6 +237,7 @@ fn placeholder() -> Topology {
         CHEAP_PASSWORDS,
         true,
         &(Vec::new(), None),
+        &[],
     );
     Topology::parse(std::path::Path::new("placeholder.toml"), &text).unwrap()
 }

@@ -565,3 +565,51 @@ async fn a_texted_code_does_not_stand_in_for_a_verified_email() {
     let body = r.text().await.unwrap();
     assert!(body.contains("verified email address"), "{body}");
 }
+
+/// A federation that texts from eu only: us, without a sender, answers a
+/// code request or a texted code for an unknown number as eu answers one
+/// (not "not offered", which would tell it from a known number homed in
+/// eu), and sends a known number home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_without_a_sender_answers_numbers_alike() {
+    let smtp = SmtpSink::start().unwrap();
+    let sms = SmsSink::start(SECRET, Vec::new()).await;
+    let fed = Fed::with_mail_and_sms_in(smtp.addr, &sms, SECRET, None, &["eu"]).await;
+    let mut eu = fed.client("eu").await;
+    let ada = eu
+        .register(register_req("ada@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    eu.set_phone(set_phone(NUMBER, &ada.access_token))
+        .await
+        .unwrap();
+    confirm(&mut eu, &sms, &ada.access_token, E164, 1).await;
+
+    let mut us = fed.client("us").await;
+    let unknown = "+33 6 12 34 56 78";
+    us.request_code(ask(pb::CodePurpose::SignIn, unknown))
+        .await
+        .unwrap();
+    let s = us
+        .sign_in_with_code(sign_in(unknown, "123456"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    expect_wrong_region(
+        us.request_code(ask(pb::CodePurpose::SignIn, E164)).await,
+        "eu",
+    );
+    // A us user cannot add a number: us does not text.
+    let bo = us
+        .register(register_req("bo@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    let s = us
+        .set_phone(set_phone(unknown, &bo.access_token))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unimplemented, "{s:?}");
+    assert_eq!(sms.all().len(), 1, "only eu's one verification text");
+}
