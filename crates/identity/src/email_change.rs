@@ -12,7 +12,7 @@
 //! never a side effect.
 
 use crate::{
-    Identity, IdentityError, Unauthenticated,
+    Identity, IdentityError,
     messages::{Asked, Channel, Login, MessageKind},
     one_time::{CodeRefused, Proof},
     profile::Profile,
@@ -31,12 +31,7 @@ impl Identity {
         asked: &Asked,
     ) -> Result<(), IdentityError> {
         let email = Email::parse(new_email).map_err(|e| IdentityError::invalid("email", e))?;
-        let claims = self.authorize(bearer).await?;
-        let user = self
-            .store
-            .get_user(&claims.sub)
-            .await?
-            .ok_or(Unauthenticated::UserGone)?;
+        let user = self.bearer_user(bearer).await?;
         if user.email == email.as_str() {
             return Err(IdentityError::invalid(
                 "email",
@@ -119,12 +114,7 @@ impl Identity {
         bearer: &str,
         code: &str,
     ) -> Result<Profile, IdentityError> {
-        let claims = self.authorize(bearer).await?;
-        let user = self
-            .store
-            .get_user(&claims.sub)
-            .await?
-            .ok_or(Unauthenticated::UserGone)?;
+        let user = self.bearer_user(bearer).await?;
         self.confirm_email_change(&Proof::Code {
             login: Login::Email(&user.email),
             code,

@@ -16,24 +16,16 @@
 //! now the bearer token is the authority, as for an email change.
 
 use crate::{
-    Identity, IdentityError, Unauthenticated,
+    Identity, IdentityError,
     messages::{Asked, Channel, MessageKind},
     one_time::CodeRefused,
     profile::Profile,
 };
 use domicile_core::phone::Phone;
-use domicile_store::{AuditKind, Purpose, UserRecord};
+use domicile_store::{AuditKind, Purpose};
 use std::sync::Arc;
 
 impl Identity {
-    async fn bearer_user(&self, bearer: &str) -> Result<UserRecord, IdentityError> {
-        let claims = self.authorize(bearer).await?;
-        self.store
-            .get_user(&claims.sub)
-            .await?
-            .ok_or_else(|| Unauthenticated::UserGone.into())
-    }
-
     /// Asks to make `phone` the bearer's number: validated, kept pending
     /// and sent a code by text message, within the limits (per number, per
     /// account and per client address: one account cannot text numbers

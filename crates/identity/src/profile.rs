@@ -144,6 +144,11 @@ impl Identity {
             .ok_or_else(|| Unauthenticated::UserGone.into())
     }
 
+    /// The user record of the bearer token's user.
+    pub(crate) async fn bearer_user(&self, bearer: &str) -> Result<UserRecord, IdentityError> {
+        self.user(&self.authorize(bearer).await?).await
+    }
+
     /// Writes `user` with `change` applied as its next version, unless it
     /// changed since it was read: the user as now stored, or
     /// `Conflict::ProfileChanged` (nothing written).

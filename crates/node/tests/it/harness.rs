@@ -27,6 +27,14 @@ pub struct Fed {
     region_lines: Vec<(String, String)>,
 }
 
+/// Every region's email through the plain-text SMTP server at `smtp`.
+fn email_line(smtp: std::net::SocketAddr) -> String {
+    format!(
+        "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
+        smtp.port()
+    )
+}
+
 fn config(
     addrs: &BTreeMap<String, std::net::SocketAddr>,
     passwords: &str,
@@ -65,10 +73,7 @@ impl Fed {
     /// email through the SMTP server at `smtp` (plain text on loopback),
     /// under the `[accounts]` table `accounts` if any.
     pub async fn with_mail(smtp: std::net::SocketAddr, accounts: Option<&str>) -> Self {
-        let email = format!(
-            "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
-            smtp.port()
-        );
+        let email = email_line(smtp);
         Self::configured(
             CHEAP_PASSWORDS,
             true,
@@ -96,10 +101,7 @@ impl Fed {
         accounts: Option<&str>,
         texting: &[&str],
     ) -> Self {
-        let email = format!(
-            "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
-            smtp.port()
-        );
+        let email = email_line(smtp);
         let secret_file = std::env::temp_dir().join(format!(
             "domicile-test-sms-secret-{}-{}",
             std::process::id(),

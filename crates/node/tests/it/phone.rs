@@ -384,6 +384,17 @@ async fn confirm(eu: &mut Client, sms: &SmsSink, token: &str, number: &str, n: u
 
 type Client = domicile_proto::v1::identity_client::IdentityClient<tonic::transport::Channel>;
 
+/// Registers `email` in eu and gives the account `NUMBER`, confirmed with
+/// the first text to it.
+async fn with_number(eu: &mut Client, sms: &SmsSink, email: &str) -> pb::AuthResponse {
+    let user = eu.register(register_req(email)).await.unwrap().into_inner();
+    eu.set_phone(set_phone(NUMBER, &user.access_token))
+        .await
+        .unwrap();
+    confirm(eu, sms, &user.access_token, E164, 1).await;
+    user
+}
+
 /// Replacing a number lets the old one go only once the new one is
 /// proved; codes texted to the old number stop working (with either
 /// number); an emailed code does not serve with a number.
@@ -486,18 +497,7 @@ async fn a_replaced_number_lets_the_old_one_go() {
 async fn a_number_is_stored_only_in_its_home_region() {
     let (_smtp, sms, fed) = texting(Vec::new(), None).await;
     let mut eu = fed.client("eu").await;
-    let reg = eu
-        .register(register_req("dora@example.de"))
-        .await
-        .unwrap()
-        .into_inner();
-    eu.set_phone(set_phone(NUMBER, &reg.access_token))
-        .await
-        .unwrap();
-    let code = sms.wait_for(E164, 1, WAIT).await.unwrap().code().unwrap();
-    eu.confirm_phone(bearer(pb::ConfirmPhoneRequest { code }, &reg.access_token))
-        .await
-        .unwrap();
+    with_number(&mut eu, &sms, "dora@example.de").await;
     // Asked of the other regions too: they look it up, and keep nothing.
     for region in ["us", "ap"] {
         let _ = fed
@@ -536,15 +536,7 @@ async fn a_texted_code_does_not_stand_in_for_a_verified_email() {
     use crate::messages::{browser, post, sign_in_page};
     let (_smtp, sms, fed) = texting(Vec::new(), Some("require_verified_email = true")).await;
     let mut eu = fed.client("eu").await;
-    let ada = eu
-        .register(register_req("ada@example.de"))
-        .await
-        .unwrap()
-        .into_inner();
-    eu.set_phone(set_phone(NUMBER, &ada.access_token))
-        .await
-        .unwrap();
-    confirm(&mut eu, &sms, &ada.access_token, E164, 1).await;
+    with_number(&mut eu, &sms, "ada@example.de").await;
 
     let http = browser();
     let page = sign_in_page(&fed, &http).await;
@@ -576,15 +568,7 @@ async fn a_region_without_a_sender_answers_numbers_alike() {
     let sms = SmsSink::start(SECRET, Vec::new()).await;
     let fed = Fed::with_mail_and_sms_in(smtp.addr, &sms, SECRET, None, &["eu"]).await;
     let mut eu = fed.client("eu").await;
-    let ada = eu
-        .register(register_req("ada@example.de"))
-        .await
-        .unwrap()
-        .into_inner();
-    eu.set_phone(set_phone(NUMBER, &ada.access_token))
-        .await
-        .unwrap();
-    confirm(&mut eu, &sms, &ada.access_token, E164, 1).await;
+    with_number(&mut eu, &sms, "ada@example.de").await;
 
     let mut us = fed.client("us").await;
     let unknown = "+33 6 12 34 56 78";
