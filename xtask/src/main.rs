@@ -98,7 +98,7 @@ fn has_tool(tool: &str) -> bool {
 /// Installs (with apt-get, as root) or reports each system tool that
 /// `Cargo.lock` shows the build needs, and grpcio for the tests.
 fn prerequisites(root: &Path, install: bool) -> Result<()> {
-    grpcio(install);
+    python_peers(install);
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
     let missing: Vec<&Prerequisite> = PREREQUISITES
         .iter()
@@ -173,50 +173,69 @@ fn browser(install: bool) {
     );
 }
 
-/// The gRPC C-core client (PyPI) the edge's tests drive the edge with.
-const GRPCIO: &str = "grpcio==1.85.1";
+/// Python packages (PyPI) the tests use as third-party peers: (module to
+/// import, pip requirement, what needs it). Without one, its tests say
+/// SKIPPED (never fail the build).
+const PYTHON_PEERS: &[(&str, &str, &str)] = &[
+    (
+        "grpc",
+        "grpcio==1.85.1",
+        "the edge's gRPC C-core client test",
+    ),
+    (
+        "pyotp",
+        "pyotp==2.12.0",
+        "the TOTP tests' third-party code generator",
+    ),
+    (
+        "zxingcpp",
+        "zxing-cpp==3.1.1",
+        "the account page test's third-party QR code decoder",
+    ),
+];
 
-fn has_grpcio() -> bool {
+fn has_module(module: &str) -> bool {
     Command::new("python3")
-        .args(["-c", "import grpc"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-/// Installs grpcio with pip when python3 is there, or says how; without it
-/// the edge's C-core client test says SKIPPED (never fails the build).
-fn grpcio(install: bool) {
-    if has_grpcio() {
-        return;
+/// Installs each Python peer with pip when python3 is there, or says how.
+fn python_peers(install: bool) {
+    for (module, spec, what) in PYTHON_PEERS {
+        if has_module(module) {
+            continue;
+        }
+        let command = format!("python3 -m pip install --quiet {spec}");
+        if install && has_tool("python3") {
+            println!("xtask: installing {spec} ({what})");
+            let pip = |extra: &[&str]| {
+                Command::new("python3")
+                    .args(["-m", "pip", "install", "--quiet", spec])
+                    .args(extra)
+                    .output()
+            };
+            let mut out = pip(&[]);
+            // PEP 668: pip refuses a distribution-managed Python without this flag.
+            if out.as_ref().is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stderr).contains("externally-managed-environment")
+            }) {
+                out = pip(&["--break-system-packages"]);
+            }
+            match out {
+                Ok(o) if !o.status.success() => eprint!("{}", String::from_utf8_lossy(&o.stderr)),
+                Err(e) => eprintln!("xtask: cannot run pip: {e}"),
+                Ok(_) => {}
+            }
+            if has_module(module) {
+                continue;
+            }
+        }
+        eprintln!(
+            "xtask: {module} is missing: {what} will be SKIPPED; install it with `{command}`"
+        );
     }
-    let command = format!("python3 -m pip install --quiet {GRPCIO}");
-    if install && has_tool("python3") {
-        println!("xtask: installing {GRPCIO} (the edge's gRPC C-core client test)");
-        let pip = |extra: &[&str]| {
-            Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", GRPCIO])
-                .args(extra)
-                .output()
-        };
-        let mut out = pip(&[]);
-        // PEP 668: pip refuses a distribution-managed Python without this flag.
-        if out.as_ref().is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stderr).contains("externally-managed-environment")
-        }) {
-            out = pip(&["--break-system-packages"]);
-        }
-        match out {
-            Ok(o) if !o.status.success() => eprint!("{}", String::from_utf8_lossy(&o.stderr)),
-            Err(e) => eprintln!("xtask: cannot run pip: {e}"),
-            Ok(_) => {}
-        }
-        if has_grpcio() {
-            return;
-        }
-    }
-    eprintln!(
-        "xtask: grpcio is missing: the edge's gRPC C-core client test will be SKIPPED; install it with `{command}`"
-    );
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

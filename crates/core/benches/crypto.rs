@@ -22,6 +22,8 @@ fn claims() -> AccessClaims {
         scope: "openid profile email".into(),
         rgn: "eu".into(),
         sid: "ses_eu_01JD0000000000000000000000".into(),
+        amr: vec![],
+        acr: String::new(),
     }
 }
 

@@ -59,6 +59,14 @@ pub(crate) struct RawClient {
     /// email is verified (default: `accounts.require_verified_email`).
     #[serde(default)]
     require_verified_email: Option<bool>,
+    /// `optional` (a second factor when the user has one, or the app asks
+    /// with `acr_values`) or `required` (every sign-in for this client).
+    #[serde(default = "default_mfa")]
+    mfa: String,
+}
+
+fn default_mfa() -> String {
+    "optional".into()
 }
 
 #[derive(Deserialize, Default)]
@@ -128,6 +136,17 @@ pub struct Client {
     pub branding: Branding,
     /// `None`: the federation's `accounts.require_verified_email`.
     pub require_verified_email: Option<bool>,
+    pub mfa: MfaPolicy,
+}
+
+/// When sign-in for a client takes a second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfaPolicy {
+    /// When the user has one (or the request asks for it).
+    Optional,
+    /// Always: a user without a second factor cannot sign in to the client
+    /// until they add one.
+    Required,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,6 +415,16 @@ pub(crate) fn build(
                 ));
             }
         };
+        let mfa = match r.mfa.as_str() {
+            "optional" => MfaPolicy::Optional,
+            "required" => MfaPolicy::Required,
+            other => {
+                return Err(e(
+                    "mfa",
+                    format!("must be \"optional\" or \"required\", got {other:?}"),
+                ));
+            }
+        };
         let access_ttl_seconds = match r.access_ttl_seconds {
             None => None,
             Some(s @ 60..=86_400) => Some(s as i64),
@@ -463,6 +492,7 @@ pub(crate) fn build(
                 access_ttl_seconds,
                 branding,
                 require_verified_email: r.require_verified_email,
+                mfa,
             },
         );
     }
@@ -531,6 +561,7 @@ redirect_uris = ["https://app.example.com/cb", "http://127.0.0.1/callback", "com
             ["email", "openid", "profile"]
         );
         assert_eq!(c.refresh_tokens, RefreshPolicy::OfflineAccess);
+        assert_eq!(c.mfa, MfaPolicy::Optional);
         assert_eq!(c.branding.display_name, "App");
         assert_eq!(c.branding.default_locale, "en");
         assert!(!c.secret_matches(""), "a public client has no secret");
@@ -574,10 +605,11 @@ redirect_uris = ["https://app.example.com/cb", "http://127.0.0.1/callback", "com
     fn a_confidential_client_proves_its_secret() {
         let hash = secret_sha256_hex("s3cret-s3cret-s3cret-s3cret-s3cret");
         let t = parse(&format!(
-            "[clients.srv]\nname = \"Server\"\nclient_type = \"confidential\"\nsecret_sha256 = \"{hash}\"\nredirect_uris = [\"https://srv.example.com/cb\"]\nscopes = [\"openid\", \"offline_access\"]\nrefresh_tokens = \"always\"\n"
+            "[clients.srv]\nname = \"Server\"\nclient_type = \"confidential\"\nsecret_sha256 = \"{hash}\"\nredirect_uris = [\"https://srv.example.com/cb\"]\nscopes = [\"openid\", \"offline_access\"]\nrefresh_tokens = \"always\"\nmfa = \"required\"\n"
         ))
         .unwrap();
         let c = t.clients.get("srv").unwrap();
+        assert_eq!(c.mfa, MfaPolicy::Required);
         assert!(!c.is_public());
         assert!(c.secret_matches("s3cret-s3cret-s3cret-s3cret-s3cret"));
         assert!(!c.secret_matches("s3cret-s3cret-s3cret-s3cret-s3creT"));
@@ -666,6 +698,11 @@ redirect_uris = ["https://app.example.com/cb", "http://127.0.0.1/callback", "com
                 "[clients.a]\nname = \"x\"\nclient_type = \"public\"\nredirect_uris = [\"https://a.example/cb\"]\nrefresh_tokens = \"never\"",
                 "clients.a.refresh_tokens",
                 "offline_access",
+            ),
+            (
+                "[clients.a]\nname = \"x\"\nclient_type = \"public\"\nredirect_uris = [\"https://a.example/cb\"]\nmfa = \"sometimes\"",
+                "clients.a.mfa",
+                "optional",
             ),
             (
                 "[clients.a]\nname = \"x\"\nclient_type = \"public\"\nredirect_uris = [\"https://a.example/cb\"]\naccess_ttl_seconds = 5",

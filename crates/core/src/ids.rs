@@ -23,6 +23,8 @@ pub enum ArtifactKind {
     BrowserSession,
     /// An emailed one-time link (`OneTimeLink`).
     OneTimeLink,
+    /// A sign-in waiting for its second factor (`PendingSignIn`).
+    PendingSignIn,
 }
 
 impl ArtifactKind {
@@ -34,6 +36,7 @@ impl ArtifactKind {
             ArtifactKind::AuthorizationCode => "ac",
             ArtifactKind::BrowserSession => "bs",
             ArtifactKind::OneTimeLink => "ol",
+            ArtifactKind::PendingSignIn => "mfa",
         }
     }
 
@@ -45,6 +48,7 @@ impl ArtifactKind {
             "ac" => Some(ArtifactKind::AuthorizationCode),
             "bs" => Some(ArtifactKind::BrowserSession),
             "ol" => Some(ArtifactKind::OneTimeLink),
+            "mfa" => Some(ArtifactKind::PendingSignIn),
             _ => None,
         }
     }
@@ -281,6 +285,19 @@ owned_secret!(
     OneTimeLink,
     ArtifactKind::OneTimeLink,
     "one-time link",
+    UserId,
+    ArtifactKind::User,
+    user
+);
+
+owned_secret!(
+    /// A sign-in whose first factor passed, waiting for its second:
+    /// `mfa_<region>_<user ULID>_<43 chars base64url>`. Whoever completes
+    /// it presents it with the second factor; the edge routes it to the
+    /// region it names, whose pending sign-ins hold its hash.
+    PendingSignIn,
+    ArtifactKind::PendingSignIn,
+    "pending sign-in",
     UserId,
     ArtifactKind::User,
     user

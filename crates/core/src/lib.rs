@@ -13,10 +13,12 @@ pub mod email;
 pub mod ids;
 pub mod index;
 pub mod messaging;
+pub mod mfa;
 pub mod password;
 pub mod phone;
 pub mod region;
 pub mod residency;
+pub mod risk;
 pub mod token;
 pub mod topology;
 

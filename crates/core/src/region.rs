@@ -12,6 +12,15 @@ pub const HOME_REGION_HEADER: &str = "domicile-home-region";
 /// the client sent. Nodes use it for per-address limits; they are reached
 /// only through the edge.
 pub const CLIENT_ADDRESS_HEADER: &str = "domicile-client-address";
+/// The ISO country of the client's address (the edge's GeoIP), set or
+/// removed by the edge beside `CLIENT_ADDRESS_HEADER`.
+pub const CLIENT_COUNTRY_HEADER: &str = "domicile-client-country";
+/// The place of the client's address (`latitude,longitude`, the edge's
+/// GeoIP), set or removed by the edge beside `CLIENT_ADDRESS_HEADER`.
+pub const CLIENT_LOCATION_HEADER: &str = "domicile-client-location";
+/// Request metadata an app with its own UI may send on sign-in: its own
+/// stable id of the device (an install id), for the new-device signal.
+pub const DEVICE_ID_METADATA: &str = "domicile-device-id";
 /// Response header naming the region the edge chose for a request.
 pub const REGION_HEADER: &str = "domicile-region";
 /// Response header naming why the edge chose it (`docs/routing.md`).

@@ -163,6 +163,14 @@ pub struct AccessClaims {
     pub rgn: String,
     /// Session the token belongs to.
     pub sid: String,
+    /// How the session's user authenticated (RFC 8176 values); absent in
+    /// tokens minted before it was carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The assurance the session's sign-in reached
+    /// (`urn:domicile:loa:1` or `:2`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub acr: String,
 }
 
 /// OpenID Connect ID token claims (Core §2), plus the region's `sid`.
@@ -364,6 +372,8 @@ mod tests {
             scope: "openid profile".into(),
             rgn: "eu".into(),
             sid: "ses_eu_01JD0000000000000000000000".into(),
+            amr: vec![],
+            acr: String::new(),
         }
     }
 

@@ -53,6 +53,18 @@ enum ClientCommand {
         /// The password (or set DOMICILE_PASSWORD).
         #[arg(long, env = "DOMICILE_PASSWORD", hide_env_values = true)]
         password: String,
+        /// The authenticator app's current code, or a recovery code, for
+        /// an account with two-step sign-in.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Start setting up an authenticator app: prints its otpauth URI and key.
+    MfaEnroll,
+    /// Turn two-step sign-in on with the app's current code: prints the
+    /// recovery codes (shown once).
+    MfaConfirm {
+        #[arg(long)]
+        code: String,
     },
     /// Exchange the saved refresh token for new tokens.
     Refresh,
@@ -200,13 +212,84 @@ pub async fn run(args: ClientArgs) -> Result<()> {
             save(&args.session, resp.get_ref())?;
             print_auth(resp.metadata(), resp.get_ref(), &args.session);
         }
-        ClientCommand::Login { email, password } => {
-            let resp = c
+        ClientCommand::Login {
+            email,
+            password,
+            code,
+        } => {
+            let resp = match c
                 .login(request(pb::LoginRequest { email, password }, from, None)?)
                 .await
-                .map_err(fail)?;
+            {
+                Ok(r) => r,
+                Err(s) => {
+                    let Some(token) = s
+                        .metadata()
+                        .get("domicile-mfa-token")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                    else {
+                        return Err(fail(s));
+                    };
+                    let Some(code) = code else {
+                        anyhow::bail!(
+                            "this account uses two-step sign-in: run again with --code <the authenticator app's code, or a recovery code>"
+                        );
+                    };
+                    let digits = code.chars().filter(|c| !c.is_whitespace()).count() == 6
+                        && code.trim().bytes().all(|b| b.is_ascii_digit() || b == b' ');
+                    let msg = pb::CompleteSignInRequest {
+                        mfa_token: token,
+                        totp_code: if digits { code.clone() } else { String::new() },
+                        recovery_code: if digits { String::new() } else { code },
+                        passkey_credential: String::new(),
+                    };
+                    c.complete_sign_in(request(msg, from, None)?)
+                        .await
+                        .map_err(fail)?
+                }
+            };
             save(&args.session, resp.get_ref())?;
             print_auth(resp.metadata(), resp.get_ref(), &args.session);
+        }
+        ClientCommand::MfaEnroll => {
+            let saved = load(&args.session)?;
+            let resp = c
+                .enroll_totp(request(
+                    pb::EnrollTotpRequest::default(),
+                    from,
+                    Some(&saved.access_token),
+                )?)
+                .await
+                .map_err(fail)?;
+            let e = resp.get_ref();
+            println!("{}", placement(resp.metadata()));
+            println!("otpauth URI (for a QR code): {}", e.otpauth_uri);
+            println!("key (to type into the app): {}", e.secret);
+            println!(
+                "confirm within {} s: domicile client mfa-confirm --code <the app's code>",
+                e.expires_in
+            );
+        }
+        ClientCommand::MfaConfirm { code } => {
+            let saved = load(&args.session)?;
+            let resp = c
+                .confirm_totp(request(
+                    pb::ConfirmTotpRequest { code },
+                    from,
+                    Some(&saved.access_token),
+                )?)
+                .await
+                .map_err(fail)?;
+            println!("{}", placement(resp.metadata()));
+            println!("two-step sign-in is on");
+            let codes = &resp.get_ref().recovery_codes;
+            if !codes.is_empty() {
+                println!("recovery codes (each works once; shown only now):");
+                for c in codes {
+                    println!("  {c}");
+                }
+            }
         }
         ClientCommand::Refresh => {
             let saved = load(&args.session)?;

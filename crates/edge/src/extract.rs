@@ -22,6 +22,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub enum Rpc {
     Register,
     Login,
+    /// Refresh, and CompleteSignIn: an artifact (a refresh token, a pending
+    /// sign-in's `mfa_` token) in tag 1.
     Refresh,
     Logout,
     /// Authorized by the bearer token only (GetProfile, UpdateProfile,
@@ -54,6 +56,24 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
     ("/domicile.v1.Identity/SetPhone", Rpc::Bearer),
     ("/domicile.v1.Identity/ConfirmPhone", Rpc::Bearer),
     ("/domicile.v1.Identity/RemovePhone", Rpc::Bearer),
+    // The pending sign-in token is tag 1, like a refresh token.
+    ("/domicile.v1.Identity/CompleteSignIn", Rpc::Refresh),
+    ("/domicile.v1.Identity/GetFactors", Rpc::Bearer),
+    ("/domicile.v1.Identity/EnrollTotp", Rpc::Bearer),
+    ("/domicile.v1.Identity/ConfirmTotp", Rpc::Bearer),
+    ("/domicile.v1.Identity/RemoveTotp", Rpc::Bearer),
+    ("/domicile.v1.Identity/RegenerateRecoveryCodes", Rpc::Bearer),
+    (
+        "/domicile.v1.Identity/StartPasskeyRegistration",
+        Rpc::Bearer,
+    ),
+    (
+        "/domicile.v1.Identity/FinishPasskeyRegistration",
+        Rpc::Bearer,
+    ),
+    ("/domicile.v1.Identity/ListPasskeys", Rpc::Bearer),
+    ("/domicile.v1.Identity/RenamePasskey", Rpc::Bearer),
+    ("/domicile.v1.Identity/RemovePasskey", Rpc::Bearer),
 ];
 
 /// The OpenID Connect endpoints the edge proxies, and how each names its
@@ -86,6 +106,12 @@ pub enum Web {
     /// `GET` or `POST /link`: a one-time link from an email (`t`, a
     /// region-tagged `ol_` artifact).
     Link,
+    /// `POST /mfa`: a sign-in's second factor, with its pending sign-in
+    /// (`mfa_token`, a region-tagged `mfa_` artifact).
+    SecondFactor,
+    /// `GET /account` and its forms (`POST /account/…`): the browser
+    /// session cookie's region; the forms carry no identifier.
+    Account,
 }
 
 impl Web {
@@ -101,6 +127,8 @@ impl Web {
                 | Web::SignUpForm
                 | Web::Logout
                 | Web::Link
+                | Web::SecondFactor
+                | Web::Account
         )
     }
 }
@@ -133,6 +161,19 @@ pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
         ("POST", "/revoke" | "/introspect") => Some(Web::TokenAbout),
         ("GET", "/signup" | "/signin" | "/recover") => Some(Web::Page),
         ("GET" | "POST", domicile_oidc::LINK_PATH) => Some(Web::Link),
+        ("POST", "/mfa") => Some(Web::SecondFactor),
+        ("GET", "/account") => Some(Web::Account),
+        (
+            "POST",
+            "/account/totp"
+            | "/account/totp/confirm"
+            | "/account/totp/remove"
+            | "/account/recovery-codes"
+            | "/account/passkeys"
+            | "/account/passkeys/options"
+            | "/account/passkeys/rename"
+            | "/account/passkeys/remove",
+        ) => Some(Web::Account),
         ("POST", "/signup") => Some(Web::SignUpForm),
         ("GET" | "POST", "/logout") => Some(Web::Logout),
         _ => None,
@@ -196,7 +237,14 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
             }),
             ..Identity::default()
         },
-        Web::UserInfo | Web::Page => Identity::default(),
+        Web::SecondFactor => Identity {
+            artifact: field("mfa_token").and_then(|t| match parse_artifact(&t) {
+                Some((ArtifactKind::PendingSignIn, region, _)) => Some(region),
+                _ => None,
+            }),
+            ..Identity::default()
+        },
+        Web::UserInfo | Web::Page | Web::Account => Identity::default(),
     }
 }
 
@@ -486,6 +534,18 @@ mod tests {
             ),
             // Another artifact kind in `t` is not a link.
             (Web::Link, "t=rt_us_01JD_x&p=sign_in", None, None),
+            (
+                Web::SecondFactor,
+                "mfa_token=mfa_ap_01JD0000000000000000000000_c2VjcmV0&code=123456",
+                None,
+                Some("ap"),
+            ),
+            (
+                Web::SecondFactor,
+                "mfa_token=ol_us_01JD_x&code=1",
+                None,
+                None,
+            ),
             (Web::Link, "p=sign_in", None, None),
             (
                 Web::SignUpForm,
@@ -518,6 +578,11 @@ mod tests {
         assert_eq!(web_endpoint("GET", "/recover"), Some(Web::Page));
         assert_eq!(web_endpoint("GET", "/link"), Some(Web::Link));
         assert_eq!(web_endpoint("POST", "/link"), Some(Web::Link));
+        assert_eq!(web_endpoint("POST", "/mfa"), Some(Web::SecondFactor));
+        assert_eq!(web_endpoint("GET", "/mfa"), None);
+        assert_eq!(web_endpoint("GET", "/account"), Some(Web::Account));
+        assert_eq!(web_endpoint("POST", "/account/totp"), Some(Web::Account));
+        assert_eq!(web_endpoint("POST", "/account/other"), None);
         assert_eq!(web_endpoint("GET", "/code"), None);
         assert_eq!(web_endpoint("DELETE", "/token"), None);
         assert_eq!(web_endpoint("GET", "/token"), None);

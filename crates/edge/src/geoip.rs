@@ -1,11 +1,14 @@
-//! GeoIP: client address → ISO country, from a MaxMind-format database.
+//! GeoIP: client address → ISO country, and place where the database has
+//! one, from a MaxMind-format database.
 //!
 //! Both schemas in the wild are read: GeoIP2/GeoLite2 and DB-IP
-//! (`country.iso_code`) and databases with a top-level `country_code`.
+//! (`country.iso_code`, and `location.latitude`/`longitude` in the City
+//! editions) and databases with a top-level `country_code`.
 //! [`build_database`] writes a small database from a readable source (one
-//! `CIDR COUNTRY` per line): the repo ships one for the local federation and
-//! tests, so nothing is downloaded.
+//! `CIDR COUNTRY [LATITUDE,LONGITUDE]` per line): the repo ships one for
+//! the local federation and tests, so nothing is downloaded.
 
+use domicile_core::risk::Location;
 use maxminddb::{Reader, path};
 use std::{net::IpAddr, path::Path};
 
@@ -70,9 +73,29 @@ impl GeoIp {
         (code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()))
             .then(|| code.to_ascii_uppercase())
     }
+
+    /// The place of an address (`location.latitude`/`longitude`), if the
+    /// database has one for it (City editions; a Country database has
+    /// none).
+    pub fn location(&self, ip: IpAddr) -> Option<Location> {
+        let found = self.reader.lookup(ip).ok()?;
+        if !found.has_data() {
+            return None;
+        }
+        let lat: f64 = found
+            .decode_path(&path!["location", "latitude"])
+            .ok()
+            .flatten()?;
+        let lon: f64 = found
+            .decode_path(&path!["location", "longitude"])
+            .ok()
+            .flatten()?;
+        Location::new(lat, lon).ok()
+    }
 }
 
-/// Builds a database from `CIDR COUNTRY` lines (`#` starts a comment).
+/// Builds a database from `CIDR COUNTRY [LATITUDE,LONGITUDE]` lines (`#`
+/// starts a comment; a place is written in the GeoIP2 schema only).
 /// `build_epoch` (Unix seconds) goes into the metadata; the same source and
 /// epoch always give the same bytes.
 pub fn build_database(
@@ -97,10 +120,18 @@ pub fn build_database(
             reason,
         };
         let mut fields = line.split_whitespace();
-        let (Some(cidr), Some(country), None) = (fields.next(), fields.next(), fields.next())
+        let (Some(cidr), Some(country), place, None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Err(err(format!("expected `CIDR COUNTRY`, got {line:?}")));
+            return Err(err(format!(
+                "expected `CIDR COUNTRY [LATITUDE,LONGITUDE]`, got {line:?}"
+            )));
         };
+        let place = place
+            .map(|p| {
+                Location::parse(p).map_err(|_| err(format!("{p:?} is not LATITUDE,LONGITUDE")))
+            })
+            .transpose()?;
         let net: ipnet::IpNet = cidr
             .parse()
             .map_err(|_| err(format!("{cidr:?} is not a CIDR")))?;
@@ -110,10 +141,14 @@ pub fn build_database(
             )));
         }
         let written = match schema {
-            Schema::GeoIp2 => writer.insert(
-                net,
-                &serde_json::json!({ "country": { "iso_code": country } }),
-            ),
+            Schema::GeoIp2 => {
+                let mut record = serde_json::json!({ "country": { "iso_code": country } });
+                if let Some(p) = place {
+                    record["location"] =
+                        serde_json::json!({ "latitude": p.latitude, "longitude": p.longitude });
+                }
+                writer.insert(net, &record)
+            }
             Schema::CountryCode => {
                 writer.insert(net, &serde_json::json!({ "country_code": country }))
             }
@@ -149,6 +184,17 @@ mod tests {
     }
 
     #[test]
+    fn places_are_read_where_the_database_has_them() {
+        let src = "192.0.2.0/24 DE 52.52,13.40\n198.51.100.0/24 US\n";
+        let db = GeoIp::from_bytes(build_database(src, Schema::GeoIp2, 1).unwrap()).unwrap();
+        let berlin = db.location("192.0.2.1".parse().unwrap()).unwrap();
+        assert!((berlin.latitude - 52.52).abs() < 1e-9 && (berlin.longitude - 13.40).abs() < 1e-9);
+        assert_eq!(db.location("198.51.100.1".parse().unwrap()), None);
+        assert_eq!(db.location("203.0.113.1".parse().unwrap()), None);
+        check(&db, "192.0.2.1", Some("DE"));
+    }
+
+    #[test]
     fn the_shipped_database_is_built_from_its_source() {
         let source = include_str!("../../../deploy/geoip/local.txt");
         let shipped = include_bytes!("../../../deploy/geoip/local.mmdb");
@@ -161,6 +207,7 @@ mod tests {
         check(&db, "203.0.113.7", Some("JP"));
         check(&db, "100.64.1.1", Some("FR"));
         check(&db, "2001:db8:1::9", Some("US"));
+        assert!(db.location("192.0.2.7".parse().unwrap()).is_some());
     }
 
     #[test]
@@ -172,10 +219,12 @@ mod tests {
                 }
                 other => panic!("expected a source error, got {:?}", other.map(|b| b.len())),
             };
-        check_err("192.0.2.0/24\n", 1, "expected `CIDR COUNTRY`");
+        check_err("192.0.2.0/24\n", 1, "expected `CIDR COUNTRY");
         check_err("\n192.0.2.0/33 DE\n", 2, "not a CIDR");
         check_err("192.0.2.0/24 Germany\n", 1, "alpha-2");
-        check_err("192.0.2.0/24 DE extra\n", 1, "expected");
+        check_err("192.0.2.0/24 DE extra\n", 1, "LATITUDE,LONGITUDE");
+        check_err("192.0.2.0/24 DE 91,0\n", 1, "LATITUDE,LONGITUDE");
+        check_err("192.0.2.0/24 DE 52.5,13.4 extra\n", 1, "expected");
         assert!(GeoIp::from_bytes(b"not a database".to_vec()).is_err());
     }
 }

@@ -15,7 +15,8 @@ use domicile_core::{
     RegionCode,
     index::IdentifierKey,
     region::{
-        CLIENT_ADDRESS_HEADER, HOME_REGION_HEADER, REGION_HEADER, ROUTE_HEADER, TRACE_ID_HEADER,
+        CLIENT_ADDRESS_HEADER, CLIENT_COUNTRY_HEADER, CLIENT_LOCATION_HEADER, HOME_REGION_HEADER,
+        REGION_HEADER, ROUTE_HEADER, TRACE_ID_HEADER,
     },
 };
 use pingora_core::{protocols::http::HttpTask, upstreams::peer::HttpPeer};
@@ -334,7 +335,9 @@ impl EdgeProxy {
                 }
                 extract::read_web(web, query.as_bytes())
             }
-            extract::Web::UserInfo | extract::Web::Page => extract::Identity::default(),
+            extract::Web::UserInfo | extract::Web::Page | extract::Web::Account => {
+                extract::Identity::default()
+            }
             extract::Web::AuthorizePage
             | extract::Web::SignInForm
             | extract::Web::CodeForm
@@ -342,15 +345,19 @@ impl EdgeProxy {
             | extract::Web::Token
             | extract::Web::TokenAbout
             | extract::Web::Logout
-            | extract::Web::Link => {
+            | extract::Web::Link
+            | extract::Web::SecondFactor => {
                 let body = self.read_body(session).await?;
                 extract::read_web(web, &body)
             }
         };
-        // The sign-in page without a `login_hint`, and a logout without an
-        // `id_token_hint`, go where the browser's session lives.
-        if matches!(web, extract::Web::AuthorizePage | extract::Web::Logout)
-            && identity.email.is_none()
+        // The sign-in page without a `login_hint`, a logout without an
+        // `id_token_hint`, and the account page go where the browser's
+        // session lives.
+        if matches!(
+            web,
+            extract::Web::AuthorizePage | extract::Web::Logout | extract::Web::Account
+        ) && identity.email.is_none()
             && identity.artifact.is_none()
         {
             identity.artifact = extract::browser_region(
@@ -527,26 +534,37 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         // The node's per-address limits count the client's address as the
-        // edge saw it (after trusted proxies); whatever the client sent in
-        // this header is replaced, or removed. Only the requests that may
-        // ask for a message carry it (the hosted pages and the code RPCs),
-        // not the hot RPCs (refresh, profile reads).
+        // edge saw it (after trusted proxies), and its sign-in risk the
+        // address's GeoIP country and place; whatever the client sent in
+        // these headers is replaced, or removed. Only the requests that
+        // may ask for a message or sign in carry them (the hosted pages,
+        // the code RPCs and Login), not the hot RPCs (refresh, profile
+        // reads).
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
-            .filter(|_| ctx.web.is_some() || ctx.may_send);
-        match peer {
-            Some(peer) => {
-                let ip = client_ip(
-                    peer,
-                    &session.req_header().headers,
-                    &ctx.live(&self.state).topology.federation.trusted_proxies,
-                );
-                upstream.insert_header(CLIENT_ADDRESS_HEADER, ip.to_string())?;
-            }
-            None => {
-                upstream.remove_header(CLIENT_ADDRESS_HEADER);
+            .filter(|_| ctx.web.is_some() || ctx.may_send || ctx.rpc == Some(Rpc::Login));
+        let ip = peer.map(|peer| {
+            client_ip(
+                peer,
+                &session.req_header().headers,
+                &ctx.live(&self.state).topology.federation.trusted_proxies,
+            )
+        });
+        let geo = self.state.geoip.as_ref();
+        let country = ip.zip(geo).and_then(|(ip, g)| g.country(ip));
+        let location = ip.zip(geo).and_then(|(ip, g)| g.location(ip));
+        for (name, value) in [
+            (CLIENT_ADDRESS_HEADER, ip.map(|ip| ip.to_string())),
+            (CLIENT_COUNTRY_HEADER, country),
+            (CLIENT_LOCATION_HEADER, location.map(|l| l.header_value())),
+        ] {
+            match value {
+                Some(v) => upstream.insert_header(name, v)?,
+                None => {
+                    upstream.remove_header(name);
+                }
             }
         }
         // The node continues this request's trace (any traceparent the

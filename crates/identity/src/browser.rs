@@ -43,8 +43,17 @@ impl std::fmt::Debug for BrowserCookie {
 pub struct BrowserSession {
     pub session_id: String,
     pub user_id: String,
-    /// When the user entered their password.
+    /// When the user signed in.
     pub auth_time: UnixSeconds,
+    /// How they signed in (`amr`).
+    pub amr: Vec<String>,
+}
+
+impl BrowserSession {
+    /// Whether its sign-in took two factors.
+    pub fn two_factors(&self) -> bool {
+        self.amr.iter().any(|m| m == domicile_core::mfa::AMR_MFA)
+    }
 }
 
 /// Whether a browser session may answer an authorization request without
@@ -59,12 +68,14 @@ impl Identity {
     pub(crate) async fn open_browser_session(
         &self,
         user_id: &str,
+        amr: &[String],
     ) -> Result<(SessionRecord, BrowserCookie), IdentityError> {
         let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
         let secret = BrowserSecret::new(&id, random::<32>(self.entropy.as_ref()));
         let session = self
             .insert_session(&id, user_id, |s| {
                 s.browser_hash = Some(secret.storage_hash());
+                s.amr = amr.to_vec();
             })
             .await?;
         let cookie = BrowserCookie {
@@ -104,6 +115,7 @@ impl Identity {
                 session_id: s.session_id,
                 user_id: s.user_id,
                 auth_time: s.created_at,
+                amr: crate::second_factor::amr_or_password(&s.amr),
             }),
         )
     }
@@ -210,6 +222,7 @@ mod tests {
             session_id: "ses_eu_01JD0000000000000000000001".into(),
             user_id: "usr_eu_01JD0000000000000000000001".into(),
             auth_time: 1_000,
+            amr: vec![],
         };
         for (max_age, now, fresh) in [
             (None, 1_000_000, true),

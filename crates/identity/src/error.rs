@@ -55,6 +55,24 @@ pub enum IdentityError {
     /// or the federation turned the journey off).
     #[error("{0} is not offered here")]
     NotOffered(&'static str),
+    /// Not a failure: the first factor passed, and the sign-in waits for a
+    /// second one. Nothing was issued; the transport asks for it and
+    /// presents it with the challenge's token.
+    #[error("a second factor is required to finish signing in")]
+    SecondFactorRequired(crate::second_factor::Challenge),
+    /// A second factor (or its pending sign-in) was refused.
+    #[error("{0}")]
+    SecondFactorRefused(crate::second_factor::FactorRefused),
+    /// The app requires two-step sign-in and the user has no second factor
+    /// set up. Nothing was issued to the app. On the hosted pages the
+    /// browser gets a session of the one factor that passed (`Some`), for
+    /// the account page where the user sets one up and then signs in again.
+    /// A change to the second factor asked by a sign-in that did not pass
+    /// it. Nothing was changed.
+    #[error("this change needs a sign-in with your second factor: sign in again with it")]
+    StepUpRequired,
+    #[error("this app requires two-step sign-in: add an authenticator app to your account first")]
+    SecondFactorUnavailable(Option<crate::browser::BrowserCookie>),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A fault of ours (`op` names what was being done).

@@ -8,6 +8,9 @@
 //! `passwordless` (sign-in by a code by email or text message),
 //! `email_change`, `phone` (the account's phone number), `identifiers`
 //! (the index steps both changes share),
+//! `mfa` (setting up an authenticator app and recovery codes),
+//! `second_factor` (the gate after a first factor, and finishing a sign-in
+//! with a second),
 //! `audit` (recording and reading a user's trail) and `residency` (the
 //! node's enforcement of the residency rule and the compliance reports).
 //!
@@ -38,8 +41,10 @@ pub mod index;
 pub mod keys;
 pub mod login;
 pub mod messages;
+pub mod mfa;
 pub mod oidc;
 pub mod one_time;
+pub mod passkeys;
 pub mod passwordless;
 pub mod phone;
 pub mod ports;
@@ -47,6 +52,8 @@ pub mod profile;
 pub mod recovery;
 pub mod registration;
 pub mod residency;
+pub mod risk;
+pub mod second_factor;
 pub mod sessions;
 pub mod verification;
 

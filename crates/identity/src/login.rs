@@ -3,15 +3,24 @@
 //! there (the index says so); stored hashes weaker than policy are
 //! replaced on a successful login.
 
-use crate::{Identity, IdentityError, Unauthenticated, env::random, sessions::Authenticated};
-use domicile_core::{email::Email, index::IndexState, password};
+use crate::{
+    Identity, IdentityError, Unauthenticated,
+    env::random,
+    risk::Context,
+    second_factor::{Concluded, End},
+    sessions::Authenticated,
+};
+use domicile_core::{email::Email, index::IndexState, mfa::AMR_PASSWORD, password};
 use domicile_store::{AuditKind, UserRecord};
+use std::sync::Arc;
 
-/// Validated login credentials. `Debug` hides the password and the
+/// Validated login credentials, and where they come from (for the risk
+/// of the sign-in; unknown by default). `Debug` hides the password and the
 /// email's local part.
 pub struct Credentials {
     pub email: Email,
     password: String,
+    pub context: Context,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -35,17 +44,53 @@ impl Credentials {
                 password::PasswordError::TooLong,
             ));
         }
-        Ok(Self { email, password })
+        Ok(Self {
+            email,
+            password,
+            context: Context::default(),
+        })
     }
 }
 
 impl Identity {
     /// Signs a user in and starts a session.
-    pub async fn login(&self, input: Credentials) -> Result<Authenticated, IdentityError> {
+    /// A user with a second factor gets `SecondFactorRequired` instead,
+    /// and finishes with `complete_sign_in`.
+    pub async fn login(
+        self: &Arc<Self>,
+        input: Credentials,
+    ) -> Result<Authenticated, IdentityError> {
+        let context = input.context.clone();
         let user = self.authenticate(input).await?;
-        let r = self.start_session(&user).await?;
-        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &r.session_id);
-        Ok(r)
+        self.conclude_first_party(&user, AMR_PASSWORD, AuditKind::LoginSucceeded, &context)
+            .await
+    }
+
+    /// `conclude` for the first-party API: a session, or the wait for a
+    /// second factor.
+    pub(crate) async fn conclude_first_party(
+        self: &Arc<Self>,
+        user: &UserRecord,
+        method: &str,
+        audit: AuditKind,
+        context: &Context,
+    ) -> Result<Authenticated, IdentityError> {
+        match self
+            .conclude(
+                user,
+                vec![method.to_owned()],
+                End::FirstParty,
+                audit,
+                context,
+            )
+            .await?
+        {
+            Concluded::Session(a) => Ok(a),
+            Concluded::Code(..) => Err(IdentityError::internal(
+                "sign in",
+                "a first-party sign-in ended without a session",
+            )),
+        }
     }
 
     /// Checks an email and password against this region's accounts: the

@@ -61,6 +61,14 @@ pub enum MessageKind {
     /// A notice by email: the account's phone number was added, replaced
     /// or removed.
     PhoneChanged,
+    /// A notice by email: an authenticator app was added or removed, or
+    /// the recovery codes were replaced.
+    SecondFactorChanged,
+    /// A notice by email: a recovery code was used to sign in.
+    RecoveryCodeUsed,
+    /// A code by email (no link) confirming a password sign-in that looks
+    /// unlike the user's others, bound to that sign-in.
+    SignInCheck,
 }
 
 impl MessageKind {
@@ -74,6 +82,9 @@ impl MessageKind {
             MessageKind::EmailChanged => "email_changed",
             MessageKind::VerifyPhone => "verify_phone",
             MessageKind::PhoneChanged => "phone_changed",
+            MessageKind::SecondFactorChanged => "second_factor_changed",
+            MessageKind::RecoveryCodeUsed => "recovery_code_used",
+            MessageKind::SignInCheck => "sign_in_check",
         }
     }
 
@@ -85,10 +96,20 @@ impl MessageKind {
             MessageKind::SignInCode => Some(Purpose::SignIn),
             MessageKind::ConfirmNewEmail => Some(Purpose::ChangeEmail),
             MessageKind::VerifyPhone => Some(Purpose::VerifyPhone),
+            MessageKind::SignInCheck => Some(Purpose::SignInCheck),
             MessageKind::PasswordChanged
             | MessageKind::EmailChanged
-            | MessageKind::PhoneChanged => None,
+            | MessageKind::PhoneChanged
+            | MessageKind::SecondFactorChanged
+            | MessageKind::RecoveryCodeUsed => None,
         }
+    }
+
+    /// Whether an email of this kind carries a link beside its code. A
+    /// sign-in check does not: it confirms a sign-in in the browser (or
+    /// app) that started it, not in whatever the mail opens.
+    pub fn carries_link(self) -> bool {
+        self != MessageKind::SignInCheck
     }
 
     /// The one channel a kind goes by, for kinds tied to one: a phone's
@@ -102,7 +123,10 @@ impl MessageKind {
             | MessageKind::ConfirmNewEmail
             | MessageKind::PasswordChanged
             | MessageKind::EmailChanged
-            | MessageKind::PhoneChanged => Some(Channel::Email),
+            | MessageKind::PhoneChanged
+            | MessageKind::SecondFactorChanged
+            | MessageKind::RecoveryCodeUsed
+            | MessageKind::SignInCheck => Some(Channel::Email),
             MessageKind::ResetPassword | MessageKind::SignInCode => None,
         }
     }
@@ -172,13 +196,16 @@ impl std::fmt::Debug for Message {
 
 /// Who asked, from where, and how the message should look: the app
 /// (branding), the language, the client's address (limits), and the
-/// continuation the link carries back (the hosted pages' sealed request).
+/// continuation the link carries back (the hosted pages' sealed request),
+/// and what the code is bound to besides its user (a sign-in check's
+/// pending sign-in).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Asked {
     pub client_id: Option<String>,
     pub locale: Option<String>,
     pub address: Option<IpAddr>,
     pub continuation: Option<String>,
+    pub bound_to: Option<[u8; 32]>,
 }
 
 /// What a limit counts.
@@ -500,6 +527,7 @@ impl Identity {
                     .pending_phone
                     .as_deref()
                     .map(|p| self.secret.phone_key_e164(p).0),
+                MessageKind::SignInCheck => asked.bound_to,
                 // A texted code is bound to the number it went to: after
                 // the number changes, it no longer signs in.
                 _ if channel == Channel::Sms => user
@@ -513,7 +541,7 @@ impl Identity {
                     let issued = self
                         .issue_one_time_for(user_id, purpose, channel, subject)
                         .await?;
-                    let link = (channel == Channel::Email).then(|| {
+                    let link = (channel == Channel::Email && kind.carries_link()).then(|| {
                         self.link_url(&issued.link, purpose, asked.continuation.as_deref())
                     });
                     (Some(issued.code), link, issued.expires_in / 60)

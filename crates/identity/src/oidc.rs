@@ -7,14 +7,17 @@
 //! `sessions`'; no HTTP here (client authentication is the transport's:
 //! these take the authenticated client).
 
+use crate::risk::Context;
 use crate::{
     GrantError, Identity, IdentityError,
     browser::{BrowserCookie, BrowserSession},
     env::random,
     login::Credentials,
     registration::{Finish, Finished, Registration},
+    second_factor::{Concluded, End},
     sessions::Minted,
 };
+use domicile_core::mfa::AMR_PASSWORD;
 use domicile_core::{
     clients::{Client, RefreshPolicy},
     ids::{AuthorizationCode, RefreshToken, SessionId},
@@ -24,6 +27,7 @@ use domicile_oidc::{authorize::AuthorizationRequest, pkce};
 use domicile_store::{
     AuditKind, CodeRecord, Redemption, RevokeReason, SessionClient, SessionRecord,
 };
+use std::sync::Arc;
 
 /// An authorization code is refused this many seconds after it was issued.
 pub const CODE_TTL_SECONDS: i64 = 60;
@@ -143,27 +147,55 @@ impl Identity {
     /// sign-on), a session for the client with the granted scopes started
     /// from it, and a single-use authorization code for that.
     pub async fn sign_in_for(
-        &self,
+        self: &Arc<Self>,
         input: Credentials,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
         let client = self.client(&req.client_id)?;
+        let context = input.context.clone();
         let user = self.authenticate(input).await?;
         if !user.email_verified && self.verification_required(client) {
             return Err(IdentityError::VerificationRequired {
                 user_id: user.user_id,
             });
         }
-        let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
-        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
-        Ok(signed_in)
+        self.conclude_for(
+            &user,
+            vec![AMR_PASSWORD.into()],
+            req,
+            AuditKind::LoginSucceeded,
+            &context,
+        )
+        .await
+    }
+
+    /// `conclude` for an authorization request: its code, or the wait for
+    /// a second factor.
+    pub(crate) async fn conclude_for(
+        self: &Arc<Self>,
+        user: &domicile_store::UserRecord,
+        amr: Vec<String>,
+        req: &AuthorizationRequest,
+        audit: AuditKind,
+        context: &Context,
+    ) -> Result<SignedIn, IdentityError> {
+        match self
+            .conclude(user, amr, End::Oidc(Box::new(req.clone())), audit, context)
+            .await?
+        {
+            Concluded::Code(signed_in, _) => Ok(signed_in),
+            Concluded::Session(_) => Err(IdentityError::internal(
+                "sign in",
+                "an OpenID Connect sign-in ended without a code",
+            )),
+        }
     }
 
     /// Registers a new user homed in this region (the rules of
     /// `register`, including the retry of a cut-off registration) for
     /// `req`: signed in as by `sign_in_for`.
     pub async fn sign_up_for(
-        &self,
+        self: &Arc<Self>,
         input: Registration,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
@@ -195,12 +227,16 @@ impl Identity {
         req: &AuthorizationRequest,
     ) -> Result<String, IdentityError> {
         self.client(&req.client_id)?;
+        if !self.session_suffices(browser, req).await? {
+            return Err(IdentityError::StepUpRequired);
+        }
         let (code, session_id) = self
             .issue_code(
                 &browser.user_id,
                 req,
                 &browser.session_id,
                 browser.auth_time,
+                &browser.amr,
             )
             .await?;
         self.audit_event(&browser.user_id, AuditKind::SingleSignOn, &session_id);
@@ -214,10 +250,11 @@ impl Identity {
         &self,
         user_id: &str,
         req: &AuthorizationRequest,
+        amr: &[String],
     ) -> Result<(SignedIn, String), IdentityError> {
-        let (browser, cookie) = self.open_browser_session(user_id).await?;
+        let (browser, cookie) = self.open_browser_session(user_id, amr).await?;
         let (code, session_id) = self
-            .issue_code(user_id, req, &browser.session_id, browser.created_at)
+            .issue_code(user_id, req, &browser.session_id, browser.created_at, amr)
             .await?;
         Ok((
             SignedIn {
@@ -239,6 +276,7 @@ impl Identity {
         req: &AuthorizationRequest,
         browser: &str,
         auth_time: domicile_core::UnixSeconds,
+        amr: &[String],
     ) -> Result<(String, String), IdentityError> {
         let client = self.client(&req.client_id)?;
         let grant = SessionClient {
@@ -248,7 +286,7 @@ impl Identity {
                 || client.refresh_tokens == RefreshPolicy::Always,
         };
         let (_, session) = self
-            .open_session(user_id, Some(grant), Some(browser))
+            .open_session(user_id, Some(grant), Some(browser), amr)
             .await?;
         let now = self.now();
         let code = AuthorizationCode::new(&self.region, random::<32>(self.entropy.as_ref()));
@@ -534,6 +572,7 @@ impl Identity {
         let phone = user.phone.clone().filter(|_| scopes.contains(&"phone"));
         let now = self.now();
         let fed = &self.topology.federation;
+        let amr = crate::second_factor::amr_or_password(&session.amr);
         let claims = IdClaims {
             iss: fed.issuer.clone(),
             sub: user.user_id.clone(),
@@ -543,8 +582,8 @@ impl Identity {
             auth_time,
             nonce,
             at_hash: Some(domicile_oidc::at_hash(&minted.access_token)),
-            amr: vec!["pwd".into()],
-            acr: "0".into(),
+            acr: domicile_core::mfa::acr_of(&amr).to_owned(),
+            amr,
             sid: session.session_id.clone(),
             email: email.then(|| user.email.clone()),
             email_verified: email.then_some(user.email_verified),

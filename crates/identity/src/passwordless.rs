@@ -12,7 +12,9 @@ use crate::{
     messages::{Asked, Login, MessageKind},
     oidc::SignedIn,
     one_time::Proof,
+    risk::Context,
 };
+use domicile_core::mfa::AMR_OTP;
 use domicile_oidc::authorize::AuthorizationRequest;
 use domicile_store::{AuditKind, Purpose};
 use std::sync::Arc;
@@ -31,23 +33,24 @@ impl Identity {
     /// Signs in with a sign-in code or link (an app with its own UI, over
     /// the API): a first-party session, as `login` gives.
     pub async fn login_with_code(
-        &self,
+        self: &Arc<Self>,
         proof: &Proof<'_>,
+        context: &Context,
     ) -> Result<crate::sessions::Authenticated, IdentityError> {
         self.answerable(MessageKind::SignInCode, proof.channel())?;
         let user = self.spend_proof(proof, Purpose::SignIn).await?;
         let user = self.mark_verified(user, proof).await?;
-        let r = self.start_session(&user).await?;
-        self.audit_event(&user.user_id, AuditKind::SignInByCode, &r.session_id);
-        Ok(r)
+        self.conclude_first_party(&user, AMR_OTP, AuditKind::SignInByCode, context)
+            .await
     }
 
     /// Signs in with a sign-in code or link for `req`: a browser session
     /// and an authorization code, as a password sign-in gives.
     pub async fn sign_in_with_code(
-        &self,
+        self: &Arc<Self>,
         proof: &Proof<'_>,
         req: &AuthorizationRequest,
+        context: &Context,
     ) -> Result<SignedIn, IdentityError> {
         self.answerable(MessageKind::SignInCode, proof.channel())?;
         let client = self.client(&req.client_id)?;
@@ -60,8 +63,13 @@ impl Identity {
                 user_id: user.user_id,
             });
         }
-        let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
-        self.audit_event(&user.user_id, AuditKind::SignInByCode, &session_id);
-        Ok(signed_in)
+        self.conclude_for(
+            &user,
+            vec![AMR_OTP.into()],
+            req,
+            AuditKind::SignInByCode,
+            context,
+        )
+        .await
     }
 }

@@ -29,6 +29,9 @@ pub struct Reset {
     pub sessions_ended: usize,
     /// The sign-in for the pending request, when there was one.
     pub signed_in: Option<SignedIn>,
+    /// The sign-in for the pending request waits for a second factor (the
+    /// reset stands either way).
+    pub second_factor: Option<crate::second_factor::Challenge>,
 }
 
 impl Identity {
@@ -66,6 +69,9 @@ impl Identity {
             u.email_verified |= by_email;
         })
         .await?;
+        // A sign-in begun with the old password waits for its second step
+        // no more.
+        self.store.end_pending_sign_ins(&user.user_id).await?;
         let mut sessions_ended = 0;
         if self.topology.accounts.reset_revokes_sessions {
             let now = self.now();
@@ -93,19 +99,36 @@ impl Identity {
         // A reset by a texted code does not verify the email: an app that
         // needs a verified one gets no sign-in from it (the reset stands).
         let verified = user.email_verified || by_email;
-        let signed_in = match req {
-            Some(_) if !verified && client.is_some_and(|c| self.verification_required(c)) => None,
+        // A reset proves a code, not a second factor: a user who has one
+        // still gives it before the app gets a sign-in.
+        let (mut signed_in, mut second_factor) = (None, None);
+        match req {
+            Some(_) if !verified && client.is_some_and(|c| self.verification_required(c)) => {}
             Some(r) => {
-                let (signed_in, session_id) = self.sign_in_browser(&user.user_id, r).await?;
-                self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
-                Some(signed_in)
+                let amr = vec![domicile_core::mfa::AMR_OTP.to_owned()];
+                match self
+                    .conclude_for(
+                        &user,
+                        amr,
+                        r,
+                        AuditKind::LoginSucceeded,
+                        &crate::risk::Context::default(),
+                    )
+                    .await
+                {
+                    Ok(s) => signed_in = Some(s),
+                    Err(IdentityError::SecondFactorRequired(c)) => second_factor = Some(c),
+                    Err(IdentityError::SecondFactorUnavailable(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            None => None,
-        };
+            None => {}
+        }
         Ok(Reset {
             user_id: user.user_id,
             sessions_ended,
             signed_in,
+            second_factor,
         })
     }
 }

@@ -10,7 +10,11 @@
 //! cross-partition transactions").
 
 use crate::{
-    Conflict, Identity, IdentityError, env::random, profile::ProfileChange, sessions::Authenticated,
+    Conflict, Identity, IdentityError,
+    env::random,
+    profile::ProfileChange,
+    second_factor::{Concluded, End},
+    sessions::Authenticated,
 };
 use domicile_core::{
     RegionCode,
@@ -20,7 +24,10 @@ use domicile_core::{
     password,
 };
 use domicile_store::{Applied, AuditKind, Claim, UserRecord};
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 /// A validated registration. The password is a secret: `Debug` hides it
 /// and the email's local part.
@@ -84,18 +91,21 @@ impl InFlight {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `user_id`'s registration of `key` runs in this process.
-    fn runs(&self, key: &IdentifierKey, user_id: &UserId) -> bool {
-        self.lock().get(&key.0) == Some(user_id)
-    }
-
-    fn start<'a>(&'a self, key: &IdentifierKey, user_id: &UserId) -> Running<'a> {
-        self.lock().insert(key.0, user_id.clone());
-        Running {
+    /// Enters `user_id`'s registration of `key`, or `None` when another
+    /// registration of the same identifier already runs in this process.
+    /// Entered before the claim, so that a claim of this process is never
+    /// seen without its entry (which would make it look cut off).
+    fn start<'a>(&'a self, key: &IdentifierKey, user_id: &UserId) -> Option<Running<'a>> {
+        let mut map = self.lock();
+        if map.contains_key(&key.0) {
+            return None;
+        }
+        map.insert(key.0, user_id.clone());
+        Some(Running {
             set: self,
             key: key.0,
             user_id: user_id.clone(),
-        }
+        })
     }
 }
 
@@ -136,6 +146,11 @@ pub(crate) enum Finished {
     },
 }
 
+/// A new account's first sign-in: its password (it has no other factor).
+fn password_amr() -> Vec<String> {
+    vec![domicile_core::mfa::AMR_PASSWORD.to_owned()]
+}
+
 /// What a retry finds when a pending claim of this region holds its email.
 enum CutOff {
     /// The claim's registration created its account and was cut off before
@@ -165,7 +180,10 @@ impl Identity {
     }
 
     /// Registers a new user homed in this region and starts a session.
-    pub async fn register(&self, input: Registration) -> Result<Authenticated, IdentityError> {
+    pub async fn register(
+        self: &Arc<Self>,
+        input: Registration,
+    ) -> Result<Authenticated, IdentityError> {
         match self.register_as(input, Finish::FirstParty).await? {
             Finished::Session(a) => Ok(a),
             Finished::Code(_) | Finished::Unverified { .. } => Err(IdentityError::internal(
@@ -175,32 +193,47 @@ impl Identity {
         }
     }
 
-    /// Ends a registration whose account exists (audited as `registered`).
-    async fn finish(&self, user: &UserRecord, how: &Finish<'_>) -> Result<Finished, IdentityError> {
-        match how {
-            Finish::FirstParty => {
-                let r = self.start_session(user).await?;
-                self.audit_event(&user.user_id, AuditKind::Registered, &r.session_id);
-                Ok(Finished::Session(r))
-            }
-            Finish::Oidc(req) => {
-                let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
-                self.audit_event(&user.user_id, AuditKind::Registered, &session_id);
-                Ok(Finished::Code(signed_in))
-            }
+    /// Ends a registration whose account exists (audited as `registered`)
+    /// through the gate every sign-in passes: an app that requires two
+    /// factors does not get a one-factor sign-in from a registration, and
+    /// the retry of a cut-off registration whose account has a factor by
+    /// now is asked for it.
+    async fn finish(
+        self: &Arc<Self>,
+        user: &UserRecord,
+        how: &Finish<'_>,
+    ) -> Result<Finished, IdentityError> {
+        let end = match how {
+            Finish::FirstParty => End::FirstParty,
+            Finish::Oidc(req) => End::Oidc(Box::new((*req).clone())),
             Finish::Unverified => {
                 self.audit
                     .record(&user.user_id, AuditKind::Registered, None, String::new());
-                Ok(Finished::Unverified {
+                return Ok(Finished::Unverified {
                     user_id: user.user_id.clone(),
-                })
+                });
             }
-        }
+        };
+        Ok(
+            match self
+                .conclude(
+                    user,
+                    password_amr(),
+                    end,
+                    AuditKind::Registered,
+                    &crate::risk::Context::default(),
+                )
+                .await?
+            {
+                Concluded::Session(a) => Finished::Session(a),
+                Concluded::Code(signed_in, _) => Finished::Code(signed_in),
+            },
+        )
     }
 
     /// Registers a new user homed in this region and ends `how`.
     pub(crate) async fn register_as(
-        &self,
+        self: &Arc<Self>,
         input: Registration,
         how: Finish<'_>,
     ) -> Result<Finished, IdentityError> {
@@ -212,15 +245,18 @@ impl Identity {
         //    A pending claim of this region may be a registration that was
         //    cut off (a node killed, an index unreachable before confirming):
         //    look at what it left before refusing.
+        //    A registration of this email that runs in this process is not
+        //    cut off: this one is refused before it claims anything.
+        let Some(_running) = self.registering.start(&key, &user_id) else {
+            return Err(IdentityError::EmailTaken);
+        };
         let mut taken_from = None;
         if let Claim::Held(holder) = self.index.claim(&key, &pending).await? {
             if let Some(refusal) = Self::refusal(&holder, &self.region) {
                 return Err(refusal);
             }
-            // A registration of this email runs here: not cut off.
-            if self.registering.runs(&key, &holder.user_id) {
-                return Err(IdentityError::EmailTaken);
-            }
+            // No registration of this email runs here (this one holds the
+            // entry): the pending claim is another process's or cut off.
             match self
                 .resume_cut_off(&key, &holder.user_id, &pending, &input, &how)
                 .await?
@@ -229,7 +265,6 @@ impl Identity {
                 CutOff::TakenOver(from) => taken_from = Some(from),
             }
         }
-        let _running = self.registering.start(&key, &user_id);
         match self
             .create_user(&key, &user_id, taken_from.as_ref(), input)
             .await
@@ -279,7 +314,7 @@ impl Identity {
     ///   another process of this region, which the caller cannot see, then
     ///   loses at its confirmation and answers ABORTED.)
     async fn resume_cut_off(
-        &self,
+        self: &Arc<Self>,
         key: &IdentifierKey,
         holder: &UserId,
         pending: &IndexEntry,
@@ -384,5 +419,30 @@ impl Identity {
             return Err(IdentityError::internal("register", "user id collision"));
         }
         Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: u128) -> UserId {
+        UserId::new(&RegionCode::parse("eu").unwrap(), 1, n)
+    }
+
+    #[test]
+    fn one_registration_of_an_identifier_runs_per_process() {
+        let set = InFlight::default();
+        let (a, b) = (IdentifierKey([1; 32]), IdentifierKey([2; 32]));
+        let first = set.start(&a, &user(1)).expect("a free identifier");
+        assert!(set.start(&a, &user(2)).is_none(), "a second one is refused");
+        let other = set.start(&b, &user(3)).expect("another identifier is free");
+        drop(first);
+        assert!(
+            set.start(&a, &user(4)).is_some(),
+            "free again once it ended"
+        );
+        drop(other);
+        assert!(set.lock().is_empty());
     }
 }

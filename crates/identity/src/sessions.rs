@@ -9,9 +9,7 @@ use domicile_core::{
     ids::{RefreshToken, SessionId, ulid_ms},
     token::{AccessClaims, Expectations, TokenError},
 };
-use domicile_store::{
-    AuditKind, RefreshRecord, RevokeReason, SessionClient, SessionRecord, UserRecord,
-};
+use domicile_store::{AuditKind, RefreshRecord, RevokeReason, SessionClient, SessionRecord};
 
 /// Scope of first-party access tokens.
 pub(crate) const SCOPE: &str = "openid profile email";
@@ -79,12 +77,14 @@ impl Identity {
         user_id: &str,
         client: Option<SessionClient>,
         browser: Option<&str>,
+        amr: &[String],
     ) -> Result<(SessionId, SessionRecord), IdentityError> {
         let id = SessionId::new(&self.region, self.clock.now_ms(), self.random_u128());
         let session = self
             .insert_session(&id, user_id, |s| {
                 s.client = client;
                 s.browser_session = browser.map(str::to_owned);
+                s.amr = amr.to_vec();
             })
             .await?;
         Ok((id, session))
@@ -109,6 +109,7 @@ impl Identity {
             client: None,
             browser_hash: None,
             browser_session: None,
+            amr: Vec::new(),
         };
         shape(&mut session);
         if !self.store.insert_session(&session, now).await?.is_applied() {
@@ -120,13 +121,15 @@ impl Identity {
         Ok(session)
     }
 
-    /// A new first-party session for `user`, with its first tokens.
+    /// A new first-party session for `user_id`, who authenticated by
+    /// `amr`, with its first tokens.
     pub(crate) async fn start_session(
         &self,
-        user: &UserRecord,
+        user_id: &str,
+        amr: &[String],
     ) -> Result<Authenticated, IdentityError> {
-        let (id, session) = self.open_session(&user.user_id, None, None).await?;
-        self.issue(user.user_id.clone(), &id, &session).await
+        let (id, session) = self.open_session(user_id, None, None, amr).await?;
+        self.issue(user_id.to_owned(), &id, &session).await
     }
 
     /// An access token of `session` (whose id is `id`), and a new refresh
@@ -174,6 +177,7 @@ impl Identity {
             .and_then(|c| c.access_ttl_seconds)
             .unwrap_or(self.topology.tokens.access_ttl_seconds);
         let fed = &self.topology.federation;
+        let amr = crate::second_factor::amr_or_password(&session.amr);
         let jti = ulid::Ulid::from_parts(ulid_ms(now, 0), self.random_u128());
         let claims = AccessClaims {
             iss: fed.issuer.clone(),
@@ -187,6 +191,8 @@ impl Identity {
             scope: scope.into(),
             rgn: self.region.to_string(),
             sid: session.session_id.clone(),
+            acr: domicile_core::mfa::acr_of(&amr).to_owned(),
+            amr,
         };
         Ok(Minted {
             access_token: self.sign(&claims)?,

@@ -50,7 +50,7 @@ impl Identity {
     /// Spends a verification code or link and signs the user in for
     /// `req`: how a sign-in that waited for verification ends.
     pub async fn verify_and_sign_in(
-        &self,
+        self: &Arc<Self>,
         proof: &Proof<'_>,
         req: &AuthorizationRequest,
     ) -> Result<SignedIn, IdentityError> {
@@ -65,8 +65,20 @@ impl Identity {
             ));
         }
         let user = self.mark_verified(user, proof).await?;
-        let (signed_in, session_id) = self.sign_in_browser(&user.user_id, req).await?;
-        self.audit_event(&user.user_id, AuditKind::LoginSucceeded, &session_id);
-        Ok(signed_in)
+        // The password was entered before the sign-in waited for this code.
+        let amr = vec![
+            domicile_core::mfa::AMR_PASSWORD.to_owned(),
+            domicile_core::mfa::AMR_OTP.to_owned(),
+        ];
+        // The address was just proven: a sign-in check would ask for it
+        // again.
+        self.conclude_for(
+            &user,
+            amr,
+            req,
+            AuditKind::LoginSucceeded,
+            &crate::risk::Context::default(),
+        )
+        .await
     }
 }

@@ -37,6 +37,13 @@ pub struct Texts {
     pub email_changed_intro: &'static str,
     pub phone_changed_subject: &'static str,
     pub phone_changed_intro: &'static str,
+    pub factor_changed_subject: &'static str,
+    pub factor_changed_intro: &'static str,
+    pub recovery_used_subject: &'static str,
+    pub recovery_used_intro: &'static str,
+    pub check_subject: &'static str,
+    pub check_intro: &'static str,
+    pub check_ignore: &'static str,
     pub sms_code: &'static str,
 }
 
@@ -67,6 +74,13 @@ pub const EN: Texts = Texts {
     email_changed_intro: "The email address of your account was changed to another one. This address no longer signs in to it.",
     phone_changed_subject: "The phone number of your account was changed for",
     phone_changed_intro: "A phone number was just added to your account, replaced or removed. Codes by text message go only to the account's current number.",
+    factor_changed_subject: "Two-step sign-in of your account was changed for",
+    factor_changed_intro: "An authenticator app was just added to or removed from your account, or its recovery codes were replaced. If this was not you, reset your password now.",
+    recovery_used_subject: "A recovery code was used to sign in to",
+    check_subject: "Confirm your sign-in to",
+    check_intro: "Someone signed in to your account with its password, from a device or place you have not signed in from before. Enter this code where you are signing in to confirm it is you.",
+    check_ignore: "If this was not you, give the code to no one and change your password now: someone else knows it.",
+    recovery_used_intro: "Someone just signed in to your account with one of its recovery codes instead of the authenticator app. Each code works once. If this was not you, reset your password and replace your recovery codes.",
     sms_code: "is your code for",
 };
 
@@ -97,6 +111,13 @@ pub const DE: Texts = Texts {
     email_changed_intro: "Die E-Mail-Adresse Ihres Kontos wurde durch eine andere ersetzt. Mit dieser Adresse melden Sie sich dort nicht mehr an.",
     phone_changed_subject: "Die Telefonnummer Ihres Kontos wurde geändert für",
     phone_changed_intro: "Soeben wurde Ihrem Konto eine Telefonnummer hinzugefügt, ersetzt oder entfernt. Codes per SMS gehen nur an die aktuelle Nummer des Kontos.",
+    factor_changed_subject: "Die Anmeldung in zwei Schritten Ihres Kontos wurde geändert für",
+    factor_changed_intro: "Soeben wurde Ihrem Konto eine Authenticator-App hinzugefügt oder entfernt, oder seine Wiederherstellungscodes wurden ersetzt. Falls Sie das nicht waren, setzen Sie jetzt Ihr Passwort zurück.",
+    recovery_used_subject: "Ein Wiederherstellungscode wurde zur Anmeldung verwendet bei",
+    check_subject: "Bestätigen Sie Ihre Anmeldung bei",
+    check_intro: "Jemand hat sich mit Ihrem Passwort angemeldet, von einem Gerät oder Ort, von dem aus Sie sich bisher nicht angemeldet haben. Geben Sie diesen Code dort ein, wo Sie sich gerade anmelden, um zu bestätigen, dass Sie es sind.",
+    check_ignore: "Falls Sie das nicht waren, geben Sie den Code niemandem und ändern Sie jetzt Ihr Passwort: Es ist jemand anderem bekannt.",
+    recovery_used_intro: "Soeben hat sich jemand mit einem Wiederherstellungscode statt der Authenticator-App bei Ihrem Konto angemeldet. Jeder Code gilt einmal. Falls Sie das nicht waren, setzen Sie Ihr Passwort zurück und ersetzen Sie Ihre Wiederherstellungscodes.",
     sms_code: "ist Ihr Code für",
 };
 
@@ -193,6 +214,18 @@ pub fn email(
             "",
             t.ignore_notice,
         ),
+        MessageKind::SecondFactorChanged => (
+            t.factor_changed_subject,
+            t.factor_changed_intro,
+            "",
+            t.ignore_notice,
+        ),
+        MessageKind::RecoveryCodeUsed => (
+            t.recovery_used_subject,
+            t.recovery_used_intro,
+            "",
+            t.ignore_notice,
+        ),
         MessageKind::VerifyEmail => (
             t.verify_subject,
             t.verify_intro,
@@ -211,6 +244,7 @@ pub fn email(
             t.sign_in_action,
             t.ignore_request,
         ),
+        MessageKind::SignInCheck => (t.check_subject, t.check_intro, "", t.check_ignore),
         MessageKind::PasswordChanged => (t.changed_subject, t.changed_intro, "", t.ignore_notice),
         MessageKind::ConfirmNewEmail => (
             t.new_email_subject,
@@ -301,6 +335,7 @@ mod tests {
             code: kind.purpose().map(|_| "042137".into()),
             link: kind
                 .purpose()
+                .filter(|_| kind.carries_link())
                 .map(|_| "https://id.example/link?t=ol_eu_x&p=reset_password".into()),
             expires_in_minutes: if kind.purpose().is_some() { 15 } else { 0 },
         }
@@ -365,6 +400,34 @@ mod tests {
             "Telefonnummer Ihres Kontos",
             "de",
         ),
+        (
+            MessageKind::SecondFactorChanged,
+            None,
+            "en",
+            "Two-step sign-in",
+            "en",
+        ),
+        (
+            MessageKind::RecoveryCodeUsed,
+            Some("de"),
+            "en",
+            "Wiederherstellungscode",
+            "de",
+        ),
+        (
+            MessageKind::SignInCheck,
+            None,
+            "en",
+            "Confirm your sign-in",
+            "en",
+        ),
+        (
+            MessageKind::SignInCheck,
+            Some("de"),
+            "en",
+            "Bestätigen Sie Ihre Anmeldung",
+            "de",
+        ),
     ];
 
     #[test]
@@ -391,7 +454,7 @@ mod tests {
             );
             assert_eq!(
                 r.html.contains("#123456"),
-                kind.purpose().is_some(),
+                m.link.is_some(),
                 "the button has the brand colour"
             );
             assert!(r.text.contains("EU") && r.html.contains("EU"));
@@ -400,6 +463,10 @@ mod tests {
                     for body in [&r.text, &r.html] {
                         assert!(body.contains("042137"), "{body}");
                         assert!(body.contains("15"), "{body}");
+                    }
+                    if m.link.is_none() {
+                        assert!(!r.html.contains("<a href"), "a code only: {}", r.html);
+                        continue;
                     }
                     assert!(
                         r.text

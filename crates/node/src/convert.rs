@@ -9,6 +9,7 @@ use domicile_identity::{
     messages::Login,
     profile::{Profile, ProfileChange},
     registration::Registration,
+    risk::Context,
     sessions::Authenticated,
 };
 use domicile_proto::v1 as pb;
@@ -25,9 +26,37 @@ pub fn registration(r: pb::RegisterRequest) -> Result<Registration, IdentityErro
     Registration::new(&r.email, r.password, profile, &r.region_preference)
 }
 
-/// Converts a `LoginRequest`; errors name the field.
-pub fn credentials(r: pb::LoginRequest) -> Result<Credentials, IdentityError> {
-    Credentials::new(&r.email, r.password)
+/// Converts a `LoginRequest` and where it comes from; errors name the
+/// field.
+pub fn credentials(
+    md: &tonic::metadata::MetadataMap,
+    r: pb::LoginRequest,
+) -> Result<Credentials, IdentityError> {
+    let mut c = Credentials::new(&r.email, r.password)?;
+    c.context = context(md)?;
+    Ok(c)
+}
+
+/// Where a sign-in over the API comes from: the edge's GeoIP headers and
+/// the app's device id (`domicile-device-id`).
+pub fn context(md: &tonic::metadata::MetadataMap) -> Result<Context, IdentityError> {
+    sign_in_context(|name| md.get(name).and_then(|v| v.to_str().ok()), None)
+}
+
+/// Where a sign-in comes from, from its headers (`get`): the edge's GeoIP
+/// country and place, and the device id (`device`, else the
+/// `domicile-device-id` header). A malformed value is refused, naming the
+/// header.
+pub fn sign_in_context<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    device: Option<&str>,
+) -> Result<Context, IdentityError> {
+    use domicile_core::region;
+    Context::parse(
+        get(region::CLIENT_COUNTRY_HEADER),
+        get(region::CLIENT_LOCATION_HEADER),
+        device.or_else(|| get(region::DEVICE_ID_METADATA)),
+    )
 }
 
 /// Converts an `UpdateProfileRequest`: at least one field.
@@ -58,6 +87,15 @@ pub fn auth_response(a: Authenticated) -> pb::AuthResponse {
         refresh_token: a.refresh_token,
         refresh_expires_in: a.refresh_expires_in,
         session_id: a.session_id,
+    }
+}
+
+pub fn factors(f: domicile_identity::mfa::FactorStatus) -> pb::Factors {
+    pb::Factors {
+        totp: f.totp,
+        totp_enrolled_at: f.totp_enrolled_at.unwrap_or_default(),
+        totp_pending: f.totp_pending,
+        recovery_codes_left: u32::try_from(f.recovery_codes_left).unwrap_or(u32::MAX),
     }
 }
 
@@ -160,6 +198,22 @@ pub fn proof<'a>(
             field: "link",
             reason: "give the email or phone number and its code, or the link".into(),
         }),
+    }
+}
+
+/// A passkey as the API shows it (no key material).
+pub fn passkey(k: domicile_identity::passkeys::PasskeyInfo) -> pb::Passkey {
+    pb::Passkey {
+        id: k.id,
+        name: k.name,
+        created_at: k.created_at,
+        last_used_at: k.last_used_at.unwrap_or(0),
+    }
+}
+
+pub fn passkeys(list: Vec<domicile_identity::passkeys::PasskeyInfo>) -> pb::Passkeys {
+    pb::Passkeys {
+        passkeys: list.into_iter().map(passkey).collect(),
     }
 }
 

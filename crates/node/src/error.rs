@@ -10,6 +10,14 @@ use tonic::{Code, Status, metadata::MetadataMap};
 
 /// Response metadata naming the user's home region on FAILED_PRECONDITION.
 pub const HOME_REGION_METADATA: &str = HOME_REGION_HEADER;
+/// Response metadata of a sign-in that waits for a second factor
+/// (UNAUTHENTICATED): the pending token to present with it
+/// (`CompleteSignIn`), and the factors the user can give.
+pub const MFA_TOKEN_METADATA: &str = "domicile-mfa-token";
+pub const MFA_METHODS_METADATA: &str = "domicile-mfa-methods";
+/// Error metadata: with the `passkey` method, the options for
+/// `navigator.credentials.get` (JSON).
+pub const MFA_PASSKEY_METADATA: &str = "domicile-mfa-passkey-options";
 
 /// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +67,22 @@ pub fn status(e: IdentityError) -> Status {
         }
         IdentityError::CodeRefused(_) => Status::permission_denied(text),
         IdentityError::VerificationRequired { .. } => Status::failed_precondition(text),
+        IdentityError::SecondFactorRequired(c) => {
+            let mut md = MetadataMap::new();
+            if let Ok(v) = c.token.parse() {
+                md.insert(MFA_TOKEN_METADATA, v);
+            }
+            if let Ok(v) = c.methods.join(",").parse() {
+                md.insert(MFA_METHODS_METADATA, v);
+            }
+            if let Some(Ok(v)) = c.passkey_options.as_deref().map(str::parse) {
+                md.insert(MFA_PASSKEY_METADATA, v);
+            }
+            Status::with_metadata(Code::Unauthenticated, text, md)
+        }
+        IdentityError::SecondFactorRefused(_)
+        | IdentityError::SecondFactorUnavailable(_)
+        | IdentityError::StepUpRequired => Status::permission_denied(text),
         IdentityError::NotOffered(_) => Status::unimplemented(text),
         IdentityError::Conflict(_) => Status::aborted(text),
         // Grants are the token endpoint's (HTTP); no RPC makes one.

@@ -28,5 +28,7 @@ mod server;
 mod service;
 
 pub use domicile_identity::{Clock, Entropy, ManualClock, OsEntropy, SystemClock};
-pub use error::{HOME_REGION_METADATA, NodeError};
+pub use error::{
+    HOME_REGION_METADATA, MFA_METHODS_METADATA, MFA_PASSKEY_METADATA, MFA_TOKEN_METADATA, NodeError,
+};
 pub use server::{Node, NodeOptions, RunningNode, load_or_create_secret};

@@ -7,6 +7,8 @@
 use crate::{convert, error::status};
 use domicile_identity::{
     Identity, IdentityError,
+    mfa::{Caller, Reauthentication},
+    second_factor::{Concluded, Factor, Surface},
     sessions::{self, LogoutBy},
 };
 use domicile_proto::v1 as pb;
@@ -31,7 +33,8 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         req: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::AuthResponse>, Status> {
-        let input = convert::credentials(req.into_inner()).map_err(status)?;
+        let (md, _, r) = req.into_parts();
+        let input = convert::credentials(&md, r).map_err(status)?;
         let out = self.0.login(input).await.map_err(status)?;
         Ok(Response::new(convert::auth_response(out)))
     }
@@ -128,9 +131,14 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         req: Request<pb::SignInWithCodeRequest>,
     ) -> Result<Response<pb::AuthResponse>, Status> {
+        let context = convert::context(req.metadata()).map_err(status)?;
         let m = req.into_inner();
         let proof = convert::proof(&m.email, &m.phone, &m.link, &m.code).map_err(status)?;
-        let out = self.0.login_with_code(&proof).await.map_err(status)?;
+        let out = self
+            .0
+            .login_with_code(&proof, &context)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::auth_response(out)))
     }
 
@@ -231,5 +239,172 @@ impl pb::identity_server::Identity for IdentityService {
         let bearer = convert::bearer(req.metadata()).map_err(status)?;
         let profile = self.0.remove_phone(&bearer).await.map_err(status)?;
         Ok(Response::new(convert::profile(profile)))
+    }
+
+    async fn complete_sign_in(
+        &self,
+        req: Request<pb::CompleteSignInRequest>,
+    ) -> Result<Response<pb::AuthResponse>, Status> {
+        let m = req.into_inner();
+        let factor = Factor::from_fields(&m.totp_code, &m.recovery_code, &m.passkey_credential)
+            .map_err(status)?;
+        match self
+            .0
+            .complete_sign_in(&m.mfa_token, &factor, Surface::Api)
+            .await
+            .map_err(status)?
+        {
+            Concluded::Session(out) => Ok(Response::new(convert::auth_response(out))),
+            Concluded::Code(..) => Err(Status::internal("an API sign-in ended without a session")),
+        }
+    }
+
+    async fn get_factors(
+        &self,
+        req: Request<pb::GetFactorsRequest>,
+    ) -> Result<Response<pb::Factors>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let f = self
+            .0
+            .factor_status(Caller::Bearer(&bearer))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::factors(f)))
+    }
+
+    async fn enroll_totp(
+        &self,
+        req: Request<pb::EnrollTotpRequest>,
+    ) -> Result<Response<pb::EnrollTotpResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let client_id = Some(req.get_ref().client_id.trim()).filter(|c| !c.is_empty());
+        let e = self
+            .0
+            .enroll_totp(Caller::Bearer(&bearer), client_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EnrollTotpResponse {
+            secret: e.secret,
+            otpauth_uri: e.otpauth_uri,
+            expires_in: e.expires_in,
+        }))
+    }
+
+    async fn confirm_totp(
+        &self,
+        req: Request<pb::ConfirmTotpRequest>,
+    ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let codes = self
+            .0
+            .confirm_totp(Caller::Bearer(&bearer), &req.get_ref().code)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConfirmTotpResponse {
+            recovery_codes: codes.map(|c| c.0).unwrap_or_default(),
+        }))
+    }
+
+    async fn remove_totp(
+        &self,
+        req: Request<pb::RemoveTotpRequest>,
+    ) -> Result<Response<pb::Factors>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let password = Reauthentication::new(req.into_inner().password).map_err(status)?;
+        let f = self
+            .0
+            .remove_totp(Caller::Bearer(&bearer), password)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::factors(f)))
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        req: Request<pb::RegenerateRecoveryCodesRequest>,
+    ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let password = Reauthentication::new(req.into_inner().password).map_err(status)?;
+        let codes = self
+            .0
+            .regenerate_recovery_codes(Caller::Bearer(&bearer), password)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConfirmTotpResponse {
+            recovery_codes: codes.0,
+        }))
+    }
+
+    async fn start_passkey_registration(
+        &self,
+        req: Request<pb::StartPasskeyRegistrationRequest>,
+    ) -> Result<Response<pb::StartPasskeyRegistrationResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let options_json = self
+            .0
+            .start_passkey_registration(Caller::Bearer(&bearer), &req.get_ref().name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::StartPasskeyRegistrationResponse {
+            options_json,
+        }))
+    }
+
+    async fn finish_passkey_registration(
+        &self,
+        req: Request<pb::FinishPasskeyRegistrationRequest>,
+    ) -> Result<Response<pb::FinishPasskeyRegistrationResponse>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let (passkey, codes) = self
+            .0
+            .finish_passkey_registration(Caller::Bearer(&bearer), &req.get_ref().credential_json)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::FinishPasskeyRegistrationResponse {
+            passkey: Some(convert::passkey(passkey)),
+            recovery_codes: codes.map(|c| c.0).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_passkeys(
+        &self,
+        req: Request<pb::ListPasskeysRequest>,
+    ) -> Result<Response<pb::Passkeys>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let list = self
+            .0
+            .list_passkeys(Caller::Bearer(&bearer))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::passkeys(list)))
+    }
+
+    async fn rename_passkey(
+        &self,
+        req: Request<pb::RenamePasskeyRequest>,
+    ) -> Result<Response<pb::Passkeys>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let m = req.get_ref();
+        let list = self
+            .0
+            .rename_passkey(Caller::Bearer(&bearer), &m.id, &m.name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::passkeys(list)))
+    }
+
+    async fn remove_passkey(
+        &self,
+        req: Request<pb::RemovePasskeyRequest>,
+    ) -> Result<Response<pb::Passkeys>, Status> {
+        let bearer = convert::bearer(req.metadata()).map_err(status)?;
+        let m = req.into_inner();
+        let password = Reauthentication::new(m.password).map_err(status)?;
+        let list = self
+            .0
+            .remove_passkey(Caller::Bearer(&bearer), &m.id, password)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::passkeys(list)))
     }
 }

@@ -54,6 +54,11 @@ pub fn document(issuer: &str) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": domicile_core::clients::LOCALES,
+        "acr_values_supported": [
+            domicile_core::mfa::ACR_ONE_FACTOR,
+            domicile_core::mfa::ACR_TWO_FACTORS,
+            domicile_core::mfa::ACR_PAPE_MULTI_FACTOR,
+        ],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

@@ -126,6 +126,7 @@ mod tests {
             prompt: Prompt::Default,
             max_age: None,
             ui_locales: vec![],
+            acr_values: vec![],
         }
     }
 

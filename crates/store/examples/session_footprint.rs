@@ -51,6 +51,7 @@ async fn main() {
                         client: None,
                         browser_hash: None,
                         browser_session: None,
+                        amr: Vec::new(),
                     };
                     s.insert_session(&session, now).await.unwrap();
                     let mut hash = [0u8; 32];

@@ -9,6 +9,7 @@ use domicile_core::{
     RegionCode, UnixSeconds,
     ids::UserId,
     index::{IdentifierKey, IndexEntry, IndexState},
+    risk::{Location, Seen},
 };
 use std::sync::{Arc, Mutex};
 
@@ -58,6 +59,7 @@ fn session(id: &str, expires_at: UnixSeconds) -> SessionRecord {
         client: None,
         browser_hash: None,
         browser_session: None,
+        amr: Vec::new(),
     }
 }
 
@@ -83,6 +85,10 @@ pub async fn region_store(store: &RegionStore) {
     audit(store).await;
     codes(store).await;
     one_time(store).await;
+    factors(store).await;
+    pending_sign_ins(store).await;
+    history(store).await;
+    passkeys(store).await;
     purge(store).await;
     foreign_records(store).await;
     export_and_erase(store).await;
@@ -979,13 +985,447 @@ async fn populate(s: &RegionStore, n: u32) -> UserExport {
         event(&id, 3, AuditKind::Logout, NOW + 1000),
     ];
     s.append_audit(&events).await.unwrap();
+    let sealed = domicile_core::mfa::Sealed {
+        nonce: [n as u8; 12],
+        ciphertext: vec![n as u8; 36],
+    };
+    s.put_pending_totp(&id, &pending_totp(&sealed), NOW)
+        .await
+        .unwrap();
+    s.activate_totp(&id, &sealed, 7, &[[n as u8; 32]], NOW)
+        .await
+        .unwrap();
+    let pending = pending_sign_in(&id, n as u8);
+    s.insert_pending_sign_in(&pending, NOW).await.unwrap();
+    s.record_sign_in(&id, &seen(Some("DE"), None, Some(n as u8)), NOW)
+        .await
+        .unwrap();
     UserExport {
         user: Some(u),
         identifiers: keys.to_vec(),
         sessions,
         refresh_tokens: tokens,
         audit: events.into_iter().rev().collect(),
+        factors: s.get_factors(&id).await.unwrap(),
+        pending_sign_ins: vec![pending],
+        history: s.get_history(&id).await.unwrap(),
     }
+}
+
+fn pending_totp(sealed: &domicile_core::mfa::Sealed) -> crate::PendingTotp {
+    crate::PendingTotp {
+        sealed: sealed.clone(),
+        created_at: NOW,
+        expires_at: NOW + 600,
+    }
+}
+
+fn pending_sign_in(user: &str, n: u8) -> crate::PendingSignInRecord {
+    crate::PendingSignInRecord {
+        user_id: user.into(),
+        token_hash: [n; 32],
+        amr: vec!["pwd".into()],
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at: NOW + 300,
+        attempts_left: 2,
+        target: "{}".into(),
+        reasons: vec!["factor_enrolled".into()],
+        finished_at: None,
+    }
+}
+
+/// Second factors: an enrolment is confirmed only as the secret it was
+/// shown with and before it expires; a TOTP step is accepted once, never
+/// an older one; recovery codes are spent once, replaced as a set, and go
+/// with the last factor.
+async fn factors(s: &RegionStore) {
+    use crate::{Activation, RecoveryUse, StepUse};
+    use domicile_core::mfa::Sealed;
+    let user = uid(96);
+    let sealed = |n: u8| Sealed {
+        nonce: [n; 12],
+        ciphertext: vec![n; 36],
+    };
+    assert_eq!(s.get_factors(&user).await.unwrap(), None);
+    assert_eq!(
+        s.use_totp_step(&user, 5, NOW).await.unwrap(),
+        StepUse::NoFactor
+    );
+    assert_eq!(
+        s.activate_totp(&user, &sealed(1), 5, &[], NOW)
+            .await
+            .unwrap(),
+        Activation::NoEnrolment,
+        "nothing enrolled"
+    );
+    s.put_pending_totp(&user, &pending_totp(&sealed(1)), NOW)
+        .await
+        .unwrap();
+    s.put_pending_totp(&user, &pending_totp(&sealed(2)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.activate_totp(&user, &sealed(1), 5, &[], NOW)
+            .await
+            .unwrap(),
+        Activation::NoEnrolment,
+        "a replaced enrolment"
+    );
+    assert_eq!(
+        s.activate_totp(&user, &sealed(2), 5, &[], NOW + 600)
+            .await
+            .unwrap(),
+        Activation::NoEnrolment,
+        "an expired enrolment"
+    );
+    let codes = [[1u8; 32], [2u8; 32]];
+    assert_eq!(
+        s.activate_totp(&user, &sealed(2), 5, &codes, NOW)
+            .await
+            .unwrap(),
+        Activation::Activated {
+            recovery_installed: true
+        }
+    );
+    let f = s.get_factors(&user).await.unwrap().unwrap();
+    assert!(f.has_second_factor() && f.pending_totp.is_none());
+    assert_eq!((f.recovery_left(), f.totp.unwrap().last_step), (2, 5));
+    for (step, want) in [
+        (5, StepUse::Replayed),
+        (4, StepUse::Replayed),
+        (6, StepUse::Accepted),
+        (6, StepUse::Replayed),
+        (8, StepUse::Accepted),
+        (7, StepUse::Replayed),
+    ] {
+        assert_eq!(
+            s.use_totp_step(&user, step, NOW).await.unwrap(),
+            want,
+            "step {step}"
+        );
+    }
+    assert_eq!(
+        s.use_recovery_code(&user, &[1; 32], NOW).await.unwrap(),
+        RecoveryUse::Accepted { left: 1 }
+    );
+    assert_eq!(
+        s.use_recovery_code(&user, &[1; 32], NOW).await.unwrap(),
+        RecoveryUse::Refused,
+        "single use"
+    );
+    assert_eq!(
+        s.use_recovery_code(&user, &[9; 32], NOW).await.unwrap(),
+        RecoveryUse::Refused
+    );
+    assert!(s.replace_recovery(&user, &[[3; 32]], NOW).await.unwrap());
+    assert_eq!(
+        s.use_recovery_code(&user, &[2; 32], NOW).await.unwrap(),
+        RecoveryUse::Refused,
+        "the old set died"
+    );
+    // A second enrolment (a new phone) keeps the live recovery set.
+    s.put_pending_totp(&user, &pending_totp(&sealed(3)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.activate_totp(&user, &sealed(3), 9, &[[4; 32]], NOW)
+            .await
+            .unwrap(),
+        Activation::Activated {
+            recovery_installed: false
+        }
+    );
+    // Attempts count in a window across sign-ins, up to the limit; a right
+    // factor, or a new window, starts again.
+    use crate::FactorAttempt::{Refused, Taken};
+    let take = |at: UnixSeconds| s.take_factor_attempt(&user, 3, 900, at);
+    for n in 1..=3 {
+        assert_eq!(take(NOW).await.unwrap(), Taken { taken: n });
+    }
+    assert_eq!(
+        take(NOW + 100).await.unwrap(),
+        Refused { retry_after: 800 },
+        "the window is full"
+    );
+    s.clear_factor_failures(&user, NOW).await.unwrap();
+    assert_eq!(take(NOW + 1).await.unwrap(), Taken { taken: 1 });
+    assert_eq!(take(NOW + 500).await.unwrap(), Taken { taken: 2 });
+    assert_eq!(
+        take(NOW + 901).await.unwrap(),
+        Taken { taken: 1 },
+        "a new window"
+    );
+    let f = s.get_factors(&user).await.unwrap().unwrap();
+    assert_eq!((f.failures, f.failures_since), (1, NOW + 901));
+    assert!(s.remove_totp(&user, NOW).await.unwrap());
+    assert!(!s.remove_totp(&user, NOW).await.unwrap());
+    let f = s.get_factors(&user).await.unwrap().unwrap();
+    assert_eq!((f.has_second_factor(), f.recovery_left()), (false, 0));
+    assert_eq!(
+        s.use_recovery_code(&user, &[3; 32], NOW).await.unwrap(),
+        RecoveryUse::Refused,
+        "recovery codes go with the last factor"
+    );
+    assert!(
+        !s.replace_recovery(&user, &[[5; 32]], NOW).await.unwrap(),
+        "no codes without a factor"
+    );
+    assert!(
+        s.put_pending_totp(
+            "usr_us_01JD00000000000000000000F1",
+            &pending_totp(&sealed(1)),
+            NOW
+        )
+        .await
+        .is_err(),
+        "another region's user"
+    );
+}
+
+/// Passkeys: a registration answers its own waiting state once; names,
+/// uses and removal; recovery codes go with the last factor.
+async fn passkeys(s: &RegionStore) {
+    use crate::{Activation, PasskeyFactor, PendingPasskey};
+    let user = uid(93);
+    let pending = |state: &str, expires_at| PendingPasskey {
+        name: "Laptop".into(),
+        state: state.into(),
+        created_at: NOW,
+        expires_at,
+    };
+    let key = |id: &str| PasskeyFactor {
+        id: id.into(),
+        name: "Laptop".into(),
+        credential: format!("{{\"cred\":\"{id}\"}}"),
+        created_at: NOW,
+        last_used_at: None,
+    };
+    let add = |state: &'static str, id: &'static str, at| async move {
+        s.add_passkey(&uid(93), state, &key(id), &[[8; 32]], 2, at)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        add("s1", "k1", NOW).await,
+        Activation::NoEnrolment,
+        "none waiting"
+    );
+    s.put_pending_passkey(&user, &pending("s1", NOW + 300), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        add("other", "k1", NOW).await,
+        Activation::NoEnrolment,
+        "another state"
+    );
+    assert_eq!(
+        add("s1", "k1", NOW).await,
+        Activation::Activated {
+            recovery_installed: true
+        }
+    );
+    assert_eq!(
+        add("s1", "k1", NOW).await,
+        Activation::NoEnrolment,
+        "answered once"
+    );
+    s.put_pending_passkey(&user, &pending("s2", NOW + 300), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        add("s2", "k1", NOW).await,
+        Activation::NoEnrolment,
+        "registered already"
+    );
+    assert_eq!(
+        add("s2", "k2", NOW + 300).await,
+        Activation::NoEnrolment,
+        "expired"
+    );
+    assert_eq!(
+        add("s2", "k2", NOW).await,
+        Activation::Activated {
+            recovery_installed: false
+        }
+    );
+    s.put_pending_passkey(&user, &pending("s3", NOW + 300), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        add("s3", "k3", NOW).await,
+        Activation::NoEnrolment,
+        "at most two"
+    );
+    assert!(s.rename_passkey(&user, "k1", "Phone", NOW).await.unwrap());
+    assert!(!s.rename_passkey(&user, "nope", "Phone", NOW).await.unwrap());
+    assert!(
+        s.touch_passkey(&user, "k1", "{\"counter\":2}", NOW + 5)
+            .await
+            .unwrap()
+    );
+    let f = s.get_factors(&user).await.unwrap().unwrap();
+    assert!(f.has_second_factor());
+    assert_eq!(
+        (
+            f.passkeys[0].name.as_str(),
+            f.passkeys[0].credential.as_str()
+        ),
+        ("Phone", "{\"counter\":2}")
+    );
+    assert_eq!(f.passkeys[0].last_used_at, Some(NOW + 5));
+    assert!(s.remove_passkey(&user, "k1", NOW).await.unwrap());
+    assert_eq!(
+        s.get_factors(&user).await.unwrap().unwrap().recovery_left(),
+        1
+    );
+    assert!(s.remove_passkey(&user, "k2", NOW).await.unwrap());
+    assert!(!s.remove_passkey(&user, "k2", NOW).await.unwrap());
+    let f = s.get_factors(&user).await.unwrap().unwrap();
+    assert_eq!((f.has_second_factor(), f.recovery_left()), (false, 0));
+}
+
+fn seen(country: Option<&str>, place: Option<(f64, f64)>, device: Option<u8>) -> Seen {
+    Seen {
+        country: country.map(str::to_owned),
+        location: place.map(|(lat, lon)| Location::new(lat, lon).unwrap()),
+        device: device.map(|d| [d; 32]),
+    }
+}
+
+/// The sign-in history remembers countries and devices once each, newest
+/// last, the coarse place of the last located sign-in, and counts
+/// sign-ins.
+async fn history(s: &RegionStore) {
+    let user = uid(99);
+    assert_eq!(s.get_history(&user).await.unwrap(), None);
+    for (i, seen) in [
+        seen(Some("DE"), Some((52.5219, 13.4132)), None),
+        seen(Some("JP"), None, Some(1)),
+        seen(Some("DE"), None, Some(1)),
+        seen(None, None, None),
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.record_sign_in(&user, seen, NOW + i as i64).await.unwrap();
+    }
+    let h = s.get_history(&user).await.unwrap().unwrap();
+    assert_eq!(h.countries, ["JP", "DE"]);
+    assert_eq!((h.devices.len(), h.sign_ins, h.updated_at), (1, 4, NOW + 3));
+    let (place, at) = h.past().last.unwrap();
+    assert_eq!(at, NOW, "the last sign-in whose place was known");
+    assert!((place.latitude - 52.5).abs() < 1e-9 && (place.longitude - 13.4).abs() < 1e-9);
+    assert!(
+        s.record_sign_in(
+            "usr_us_01JD00000000000000000000F1",
+            &seen(Some("US"), None, None),
+            NOW
+        )
+        .await
+        .is_err(),
+        "another region's user"
+    );
+}
+
+/// A pending sign-in finishes once, dies after its wrong attempts and at
+/// its expiry.
+async fn pending_sign_ins(s: &RegionStore) {
+    use crate::PendingOutcome;
+    let user = uid(97);
+    let p = pending_sign_in(&user, 1);
+    assert_eq!(
+        s.insert_pending_sign_in(&p, NOW).await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(
+        s.insert_pending_sign_in(&p, NOW).await.unwrap(),
+        Applied::No(())
+    );
+    assert_eq!(
+        s.get_pending_sign_in(&user, &[1; 32], NOW).await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        s.get_pending_sign_in(&user, &[1; 32], NOW + 300)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        s.get_pending_sign_in(&uid(98), &[1; 32], NOW)
+            .await
+            .unwrap(),
+        None,
+        "another user's partition"
+    );
+    assert_eq!(
+        s.settle_pending_sign_in(&user, &[1; 32], false, NOW)
+            .await
+            .unwrap(),
+        PendingOutcome::Counted { attempts_left: 1 }
+    );
+    match s
+        .settle_pending_sign_in(&user, &[1; 32], true, NOW + 1)
+        .await
+        .unwrap()
+    {
+        PendingOutcome::Finished(r) => assert_eq!(r.finished_at, Some(NOW + 1)),
+        other => panic!("finishes: {other:?}"),
+    }
+    assert_eq!(
+        s.settle_pending_sign_in(&user, &[1; 32], true, NOW + 2)
+            .await
+            .unwrap(),
+        PendingOutcome::Dead,
+        "single use"
+    );
+    assert_eq!(
+        s.get_pending_sign_in(&user, &[1; 32], NOW).await.unwrap(),
+        None
+    );
+    let q = pending_sign_in(&user, 2);
+    s.insert_pending_sign_in(&q, NOW).await.unwrap();
+    for left in [1, 0] {
+        assert_eq!(
+            s.settle_pending_sign_in(&user, &[2; 32], false, NOW)
+                .await
+                .unwrap(),
+            PendingOutcome::Counted {
+                attempts_left: left
+            }
+        );
+    }
+    assert_eq!(
+        s.settle_pending_sign_in(&user, &[2; 32], true, NOW)
+            .await
+            .unwrap(),
+        PendingOutcome::Dead,
+        "out of attempts, even when right"
+    );
+    assert_eq!(
+        s.settle_pending_sign_in(&user, &[3; 32], true, NOW)
+            .await
+            .unwrap(),
+        PendingOutcome::Dead,
+        "unknown"
+    );
+    // A reset ends every pending sign-in of the user, and no other's.
+    let (r, other) = (pending_sign_in(&user, 4), pending_sign_in(&uid(94), 5));
+    s.insert_pending_sign_in(&r, NOW).await.unwrap();
+    s.insert_pending_sign_in(&other, NOW).await.unwrap();
+    s.end_pending_sign_ins(&user).await.unwrap();
+    assert_eq!(
+        s.get_pending_sign_in(&user, &[4; 32], NOW).await.unwrap(),
+        None
+    );
+    assert!(
+        s.get_pending_sign_in(&uid(94), &[5; 32], NOW)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 fn sorted(mut e: UserExport) -> UserExport {
@@ -1051,6 +1491,9 @@ async fn export_and_erase(s: &RegionStore) {
         sessions: vec![],
         refresh_tokens: vec![],
         audit: vec![],
+        factors: None,
+        pending_sign_ins: vec![],
+        history: None,
     };
     assert_eq!(s.export_user(&a_id).await.unwrap(), empty);
     assert!(

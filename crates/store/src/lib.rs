@@ -26,6 +26,8 @@ mod codes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
+mod factors;
+mod history;
 mod identifiers;
 mod index;
 mod keys;
@@ -39,6 +41,7 @@ mod users;
 
 pub use backend::{Backend, Condition, Expiry, Key, Placement, Read, Row, Scope, Shape, Table};
 pub use codes::Redemption;
+pub use factors::{Activation, FactorAttempt, PendingOutcome, RecoveryUse, StepUse};
 pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
 pub use one_time::{Presented, Spend};

@@ -79,6 +79,10 @@ pub struct SessionRecord {
     /// browser session (logout) ends this one too.
     #[serde(default)]
     pub browser_session: Option<String>,
+    /// How the user authenticated (`amr` values); empty on sessions
+    /// stored before this was kept, which mean a password.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// The client of an OpenID Connect session and what it was granted.
@@ -114,15 +118,19 @@ pub enum Purpose {
     ChangeEmail,
     /// Proves the user receives text messages at a new phone number.
     VerifyPhone,
+    /// Confirms a password sign-in that looks unlike the user's others
+    /// (a code only, bound to its pending sign-in).
+    SignInCheck,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::VerifyEmail,
         Purpose::ResetPassword,
         Purpose::ChangeEmail,
         Purpose::SignIn,
         Purpose::VerifyPhone,
+        Purpose::SignInCheck,
     ];
 
     /// The purpose `as_str` names.
@@ -137,6 +145,7 @@ impl Purpose {
             Purpose::ChangeEmail => "change_email",
             Purpose::SignIn => "sign_in",
             Purpose::VerifyPhone => "verify_phone",
+            Purpose::SignInCheck => "sign_in_check",
         }
     }
 }
@@ -255,6 +264,160 @@ pub struct AuditRecord {
     pub expires_at: UnixSeconds,
 }
 
+/// A user's second factors: one row per user. Secrets are sealed
+/// (`core::mfa::seal`, bound to the user) or kept as keyed hashes; the
+/// record holds nothing an attacker with a copy of the store could sign
+/// in with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactorsRecord {
+    pub user_id: String,
+    /// The confirmed authenticator app.
+    #[serde(default)]
+    pub totp: Option<TotpFactor>,
+    /// An enrolment waiting for its first code.
+    #[serde(default)]
+    pub pending_totp: Option<PendingTotp>,
+    /// The live recovery codes' keyed hashes (a spent one keeps its slot,
+    /// marked used, so the count left is known).
+    #[serde(default)]
+    pub recovery: Vec<RecoverySlot>,
+    #[serde(default)]
+    pub recovery_generated_at: Option<UnixSeconds>,
+    /// Wrong second factors in the current window (across every pending
+    /// sign-in of the user), and when the window began.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub failures_since: UnixSeconds,
+    pub updated_at: UnixSeconds,
+    /// Registered passkeys (WebAuthn credentials: public keys only).
+    #[serde(default)]
+    pub passkeys: Vec<PasskeyFactor>,
+    /// A passkey registration waiting for the browser's answer.
+    #[serde(default)]
+    pub pending_passkey: Option<PendingPasskey>,
+}
+
+impl FactorsRecord {
+    /// Whether any second factor is set up (recovery codes alone are not
+    /// one: they back a factor up).
+    pub fn has_second_factor(&self) -> bool {
+        self.totp.is_some() || !self.passkeys.is_empty()
+    }
+
+    /// Recovery codes not yet used.
+    pub fn recovery_left(&self) -> usize {
+        self.recovery.iter().filter(|r| r.used_at.is_none()).count()
+    }
+}
+
+/// A registered passkey: its credential id (base64url), the name the user
+/// gave it, and the credential as the WebAuthn library keeps it (JSON: the
+/// public key, its algorithm, the signature counter and backup flags; no
+/// secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyFactor {
+    pub id: String,
+    pub name: String,
+    pub credential: String,
+    pub created_at: UnixSeconds,
+    #[serde(default)]
+    pub last_used_at: Option<UnixSeconds>,
+}
+
+/// A passkey registration waiting for the browser's answer: the name it
+/// will have and the ceremony's state (JSON: its challenge and policy),
+/// until `expires_at`. A new registration replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPasskey {
+    pub name: String,
+    pub state: String,
+    pub created_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpFactor {
+    pub sealed: domicile_core::mfa::Sealed,
+    pub enrolled_at: UnixSeconds,
+    /// The last TOTP step accepted: a code of this step or an earlier one
+    /// is a replay.
+    pub last_step: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTotp {
+    pub sealed: domicile_core::mfa::Sealed,
+    pub created_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverySlot {
+    /// Keyed hash of the normalized code.
+    pub hash: [u8; 32],
+    #[serde(default)]
+    pub used_at: Option<UnixSeconds>,
+}
+
+/// A sign-in whose first factor passed, waiting for its second: kept by the
+/// SHA-256 of its `mfa_<region>_…` token in the user's partition, for a
+/// few minutes. `target` is what the sign-in ends in (opaque here: the use
+/// cases' serialized form).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignInRecord {
+    pub user_id: String,
+    pub token_hash: [u8; 32],
+    /// The methods already passed (`amr` values).
+    pub amr: Vec<String>,
+    /// When the first factor passed.
+    pub auth_time: UnixSeconds,
+    pub created_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    /// Wrong second factors still allowed; at 0 the sign-in is dead.
+    pub attempts_left: u32,
+    /// What the sign-in ends in.
+    pub target: String,
+    /// Why a second factor was asked (reason names, no personal data).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub finished_at: Option<UnixSeconds>,
+}
+
+/// What the home region remembers of a user's sign-ins, to notice one
+/// unlike the others: the countries signed in from (ISO codes) and the
+/// devices (keyed hashes of their ids), newest last, each list bounded;
+/// and the coarse place (about 11 km) and time of the last sign-in whose
+/// place was known. Personal data: it lives only in the home region, like
+/// the user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignInHistory {
+    pub user_id: String,
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub devices: Vec<[u8; 32]>,
+    #[serde(default)]
+    pub last_location: Option<domicile_core::risk::Location>,
+    #[serde(default)]
+    pub last_located_at: Option<UnixSeconds>,
+    /// Sign-ins recorded.
+    pub sign_ins: u64,
+    pub updated_at: UnixSeconds,
+}
+
+impl SignInHistory {
+    /// The history as `risk::assess` compares a sign-in with it.
+    pub fn past(&self) -> domicile_core::risk::Past<'_> {
+        domicile_core::risk::Past {
+            countries: &self.countries,
+            devices: &self.devices,
+            last: self.last_location.zip(self.last_located_at),
+        }
+    }
+}
+
 /// What an audit event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -283,10 +446,32 @@ pub enum AuditKind {
     PhoneVerified,
     /// The account's phone number was removed.
     PhoneRemoved,
+    /// An authenticator app (TOTP) was confirmed as a second factor.
+    TotpEnrolled,
+    /// The authenticator app was removed (after the password was entered).
+    TotpRemoved,
+    /// A new set of recovery codes replaced the last.
+    RecoveryCodesGenerated,
+    /// A recovery code stood in for the second factor (detail: how many
+    /// are left).
+    RecoveryCodeUsed,
+    /// A sign-in's first factor passed and a second one is asked for
+    /// (detail: why, as reason names).
+    SecondFactorAsked,
+    /// A wrong or replayed second factor was presented.
+    SecondFactorFailed,
+    /// Too many wrong second factors: the account's second step refuses
+    /// every factor until its window ends (detail: the window's seconds).
+    SecondFactorLocked,
+    /// A sign-in looked unlike the user's others: the signals by name and
+    /// the step they led to, no places or devices.
+    SignInRisk,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 24] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -301,6 +486,16 @@ impl AuditKind {
         AuditKind::EmailChanged,
         AuditKind::PhoneVerified,
         AuditKind::PhoneRemoved,
+        AuditKind::TotpEnrolled,
+        AuditKind::TotpRemoved,
+        AuditKind::RecoveryCodesGenerated,
+        AuditKind::RecoveryCodeUsed,
+        AuditKind::SecondFactorAsked,
+        AuditKind::SecondFactorFailed,
+        AuditKind::SecondFactorLocked,
+        AuditKind::SignInRisk,
+        AuditKind::PasskeyAdded,
+        AuditKind::PasskeyRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -319,6 +514,16 @@ impl AuditKind {
             AuditKind::EmailChanged => "email_changed",
             AuditKind::PhoneVerified => "phone_verified",
             AuditKind::PhoneRemoved => "phone_removed",
+            AuditKind::TotpEnrolled => "totp_enrolled",
+            AuditKind::TotpRemoved => "totp_removed",
+            AuditKind::RecoveryCodesGenerated => "recovery_codes_generated",
+            AuditKind::RecoveryCodeUsed => "recovery_code_used",
+            AuditKind::SecondFactorAsked => "second_factor_asked",
+            AuditKind::SecondFactorFailed => "second_factor_failed",
+            AuditKind::SecondFactorLocked => "second_factor_locked",
+            AuditKind::SignInRisk => "sign_in_risk",
+            AuditKind::PasskeyAdded => "passkey_added",
+            AuditKind::PasskeyRemoved => "passkey_removed",
         }
     }
 }
@@ -374,6 +579,9 @@ mod tests {
             sessions: vec![],
             refresh_tokens: vec![],
             audit: vec![],
+            factors: None,
+            pending_sign_ins: vec![],
+            history: None,
         };
         check_redacted(&export, &secrets);
         check_redacted(

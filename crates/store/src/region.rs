@@ -42,6 +42,9 @@ pub const REGION_TABLES: &[&Table] = &[
     &crate::audit::AUDIT,
     &crate::codes::AUTHORIZATION_CODES,
     &crate::one_time::ONE_TIME_CODES,
+    &crate::factors::FACTORS,
+    &crate::factors::PENDING_SIGN_INS,
+    &crate::history::HISTORY,
 ];
 
 impl RegionStore {
@@ -95,7 +98,16 @@ impl RegionStore {
         self.instrument
             .run("export_user", async {
                 let (sessions, refresh_tokens) = self.export_sessions(user_id).await?;
+                let (factors, pending_sign_ins) = self.export_factors(user_id).await?;
                 Ok(UserExport {
+                    history: self
+                        .read(
+                            &crate::history::HISTORY,
+                            &crate::Key::row(user_id.as_bytes()),
+                        )
+                        .await?,
+                    factors,
+                    pending_sign_ins,
                     user: self.export_user_record(user_id).await?,
                     identifiers: self.export_identifiers(user_id).await?,
                     sessions,
@@ -107,14 +119,19 @@ impl RegionStore {
     }
 
     /// Erases one user from every aggregate: sessions and refresh tokens
-    /// first (nothing can act as them), one-time codes, then identifiers, audit trail, and
+    /// first (nothing can act as them), one-time codes, second factors and
+    /// pending sign-ins, then identifiers, audit trail, and
     /// the user row last. Idempotent: an interrupted erase is finished by
     /// running it again. (The index entry is the caller's to release.)
     pub async fn erase_user(&self, user_id: &str) -> Result<()> {
         self.instrument
             .run("erase_user", async {
-                self.erase_sessions(user_id).await?;
+                // What could still start a session goes first (pending
+                // sign-ins and codes), then the sessions.
+                self.erase_factors(user_id).await?;
                 self.erase_one_time(user_id).await?;
+                self.erase_sessions(user_id).await?;
+                self.erase_history(user_id).await?;
                 self.erase_identifiers(user_id).await?;
                 self.erase_audit(user_id).await?;
                 self.erase_user_record(user_id).await
@@ -231,7 +248,7 @@ impl RegionStore {
 
 /// Everything one region stores about one user (compliance export). It is
 /// personal data: `Debug` shows ids and counts only.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct UserExport {
     pub user: Option<UserRecord>,
     /// The identifier keys (keyed hashes) the user holds in this region.
@@ -241,6 +258,11 @@ pub struct UserExport {
     pub refresh_tokens: Vec<RefreshRecord>,
     /// Newest first.
     pub audit: Vec<AuditRecord>,
+    /// Second factors (sealed secrets and keyed hashes only).
+    pub factors: Option<crate::FactorsRecord>,
+    pub pending_sign_ins: Vec<crate::PendingSignInRecord>,
+    /// Countries and devices signed in from.
+    pub history: Option<crate::SignInHistory>,
 }
 
 fn hex_keys<S: serde::Serializer>(keys: &[IdentifierKey], s: S) -> Result<S::Ok, S::Error> {
@@ -255,6 +277,9 @@ impl std::fmt::Debug for UserExport {
             .field("sessions", &self.sessions.len())
             .field("refresh_tokens", &self.refresh_tokens.len())
             .field("audit", &self.audit.len())
+            .field("factors", &self.factors.is_some())
+            .field("pending_sign_ins", &self.pending_sign_ins.len())
+            .field("history", &self.history.is_some())
             .finish()
     }
 }

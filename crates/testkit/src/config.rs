@@ -22,7 +22,7 @@ pub const WEB_CLIENT_SECRET: &str = "test-web-client-secret-0123456789abcdef";
 /// The OpenID Connect clients of every test federation: `demo`, public,
 /// with a loopback redirect (any port, RFC 8252 §7.3) and every scope;
 /// `web`, confidential ([`WEB_CLIENT_SECRET`]), without `offline_access`,
-/// German by default.
+/// German by default; `vault`, public, requiring two-step sign-in.
 fn test_clients() -> String {
     format!(
         r##"
@@ -48,6 +48,13 @@ scopes = ["openid", "email"]
 [clients.web.branding]
 default_locale = "de"
 terms_url = "https://web.example.com/terms"
+
+[clients.vault]
+name = "Vault"
+client_type = "public"
+redirect_uris = ["http://127.0.0.1/callback"]
+scopes = ["openid", "email"]
+mfa = "required"
 "##,
         domicile_core::clients::secret_sha256_hex(WEB_CLIENT_SECRET)
     )

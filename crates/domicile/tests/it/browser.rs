@@ -6,7 +6,10 @@
 //! sign-on), signs out through RP-initiated logout, fails and then
 //! succeeds at signing in, sees the German page, resets a forgotten
 //! password from the emailed link and signs in with an emailed code (a
-//! real SMTP server on loopback receives the mail). Every page is
+//! real SMTP server on loopback receives the mail), then sets up an
+//! authenticator app on the account page (its QR code and key; codes by
+//! the `totp-rs` crate from the page's `otpauth:` link), sees its recovery
+//! codes, and signs in with the password and the app. Every page is
 //! screenshotted into `target/tmp/browser-screenshots/`, whose path the
 //! test prints.
 //!
@@ -90,6 +93,12 @@ async fn start_driver() -> Driver {
 /// A headless Chromium session with a fresh profile, no JavaScript, and
 /// nothing reaching outside this machine.
 async fn open_browser(driver: &Driver) -> Client {
+    open_browser_in(driver, driver.profile.path(), false).await
+}
+
+/// A headless Chromium session with its profile in `profile`, JavaScript
+/// on or off.
+async fn open_browser_in(driver: &Driver, profile: &Path, javascript: bool) -> Client {
     let caps = serde_json::json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -105,9 +114,9 @@ async fn open_browser(driver: &Driver) -> Client {
                 "--disable-component-update",
                 "--disable-sync",
                 "--window-size=900,1000",
-                format!("--user-data-dir={}", driver.profile.path().display()),
+                format!("--user-data-dir={}", profile.display()),
             ],
-            "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+            "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
         },
     });
     let serde_json::Value::Object(caps) = caps else {
@@ -119,6 +128,36 @@ async fn open_browser(driver: &Driver) -> Client {
         .connect(&driver.url)
         .await
         .unwrap_or_else(|e| panic!("cannot start Chromium through chromedriver: {e}"))
+}
+
+/// WebDriver's `Add Virtual Authenticator` (WebAuthn Level 2 §11.3): a
+/// CTAP2 platform authenticator with resident keys and user verification
+/// that always succeeds.
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+        });
+        (http::Method::POST, Some(body.to_string()))
+    }
 }
 
 /// The test app: answers every request on a loopback port with a small
@@ -227,6 +266,36 @@ async fn back_at_app(
         .unwrap()
 }
 
+/// The claims of the ID token the app gets for `code` (its payload, read
+/// as JSON: the signature has its own tests).
+async fn id_token_claims(edge: &str, callback: &str, code: &str) -> serde_json::Value {
+    let tokens = reqwest::Client::new()
+        .post(format!("{edge}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "demo"),
+            ("code", code),
+            ("redirect_uri", callback),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), 200);
+    let tokens: serde_json::Value = serde_json::from_str(&tokens.text().await.unwrap()).unwrap();
+    let payload = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let _ = std::fs::remove_dir_all(&dir);
@@ -245,9 +314,10 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     let smtp = domicile_testkit::smtp::SmtpSink::start().unwrap();
     let fed = Federation::start_with(Options {
         smtp: Some(smtp.addr),
+        localhost: true,
         ..Options::default()
     });
-    let edge = format!("http://{}", fed.edge_addr);
+    let edge = format!("http://localhost:{}", fed.edge_addr.port());
     let (app_port, mut app) = start_app().await;
     let callback = format!("http://127.0.0.1:{app_port}/callback");
     let authorize = |extra: &str| {
@@ -489,15 +559,168 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     submit(&browser).await;
     assert!(back_at_app(&mut app).await["code"].starts_with("ac_ap_"));
 
+    // Two-step sign-in: the account page (the browser's session from the
+    // sign-in just made) sets up an authenticator app from its QR code.
+    browser.goto(&format!("{edge}/account")).await.unwrap();
+    assert!(
+        browser
+            .title()
+            .await
+            .unwrap()
+            .starts_with("Account security")
+    );
+    submit(&browser).await;
+    soon(&browser, "figure.qr svg").await;
+    let key = browser
+        .find(Locator::Id("secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let uri = browser
+        .find(Locator::Id("otpauth"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(uri.contains(&format!("secret={key}")), "{uri}");
+    shot(&browser, &dir, "11-authenticator-app").await;
+    let totp = totp_rs::Totp::from_url(&uri).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    fill(&browser, "code", &totp.generate(now()).to_string()).await;
+    submit(&browser).await;
+    soon(&browser, "ul.codes").await;
+    let shown = browser.find_all(Locator::Css("ul.codes li")).await.unwrap();
+    assert_eq!(shown.len(), 10, "ten recovery codes");
+    shot(&browser, &dir, "12-recovery-codes").await;
+    // The password is no longer enough: the page asks for the app.
+    browser.goto(&authorize("&prompt=login")).await.unwrap();
+    fill(&browser, "email", "mei@example.org").await;
+    fill(&browser, "password", "a brand new passphrase").await;
+    submit(&browser).await;
+    soon(&browser, "form[action=\"/mfa\"]").await;
+    shot(&browser, &dir, "13-second-step").await;
+    // The next step's code: the confirming one is spent.
+    fill(&browser, "code", &totp.generate(now() + 30).to_string()).await;
+    submit(&browser).await;
+    let back = back_at_app(&mut app).await;
+    let claims = id_token_claims(&edge, &callback, &back["code"]).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(claims["acr"], "urn:domicile:loa:2");
+
     // Neither the address nor a link ever reached a log, of the edge or of
     // any region's node. (Codes are six digits, which a log's timestamps
     // may hold by chance: their absence follows from `Message`'s `Debug`,
     // tested in identity.)
     let logs = fed.logs();
     let secret = link.split("t=").nth(1).unwrap().split('&').next().unwrap();
-    for kept_out in ["mei@example.org", secret] {
+    for kept_out in ["mei@example.org", secret, key.as_str()] {
         assert!(!logs.contains(kept_out), "{kept_out} is in a log");
     }
+
+    // Passkeys, in a second Chromium with JavaScript and a virtual
+    // authenticator, holding the two-step browser session just made: the
+    // account page adds one (the page's script, the browser's WebAuthn,
+    // the RP ID `localhost`), lists it, and renames it.
+    let profile = tempfile::tempdir().unwrap();
+    let js = open_browser_in(&driver, profile.path(), true).await;
+    js.issue_cmd(AddVirtualAuthenticator)
+        .await
+        .expect("a virtual authenticator");
+    js.goto(&format!("{edge}/account")).await.unwrap();
+    // (Cookies are read for the page shown: the hosted pages'.)
+    browser.goto(&format!("{edge}/account")).await.unwrap();
+    for cookie in browser.get_all_cookies().await.unwrap() {
+        js.add_cookie(cookie).await.unwrap();
+    }
+    js.goto(&format!("{edge}/account")).await.unwrap();
+    fill(&js, "passkey-name", "Test laptop").await;
+    js.find(Locator::Id("passkey-add-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let added = js
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("li.passkey"))
+        .await;
+    if added.is_err() {
+        let shown = js
+            .find(Locator::Id("passkey-error"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        shot(&js, &dir, "14-passkey-failed").await;
+        panic!("no passkey was added: {shown:?}");
+    }
+    let page = js.source().await.unwrap();
+    assert!(page.contains("The passkey was added."), "{page}");
+    assert!(page.contains("Test laptop"), "{page}");
+    shot(&js, &dir, "14-passkey-added").await;
+    let rename = js.find(Locator::Id("rename-1")).await.unwrap();
+    rename.clear().await.unwrap();
+    rename.send_keys("Work laptop").await.unwrap();
+    js.find(Locator::Css(
+        "li.passkey form[action=\"/account/passkeys/rename\"] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    // (The old page has a passkey too: wait for the new page's notice.)
+    js.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//p[@role='status'][contains(., 'The passkey was renamed.')]",
+        ))
+        .await
+        .expect("the renamed notice");
+    let page = js.source().await.unwrap();
+    assert!(page.contains("Work laptop"), "{page}");
+    shot(&js, &dir, "15-passkey-renamed").await;
+    // The passkey is a second factor: the password, then the passkey on
+    // the second step's page (its script, the authenticator's assertion).
+    js.goto(&authorize("&prompt=login")).await.unwrap();
+    fill(&js, "email", "mei@example.org").await;
+    fill(&js, "password", "a brand new passphrase").await;
+    submit(&js).await;
+    soon(&js, "#use-passkey").await;
+    shot(&js, &dir, "16-second-step-passkey").await;
+    js.find(Locator::Id("use-passkey"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(15), app.recv()).await;
+    let Ok(Some(back)) = back else {
+        let shown = js
+            .find(Locator::Id("passkey-error"))
+            .await
+            .map(|e| async move { e.text().await.unwrap_or_default() });
+        let shown = match shown {
+            Ok(f) => f.await,
+            Err(_) => js.source().await.unwrap_or_default(),
+        };
+        panic!("the passkey did not sign in: {shown}");
+    };
+    let claims = id_token_claims(&edge, &callback, &back["code"]).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "pop", "mfa"]));
+    assert_eq!(claims["acr"], "urn:domicile:loa:2");
+    js.close().await.unwrap();
 
     browser.close().await.unwrap();
     drop(driver);
@@ -506,7 +729,7 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     saved.sort();
-    assert_eq!(saved.len(), 10, "{saved:?}");
+    assert_eq!(saved.len(), 16, "{saved:?}");
     println!(
         "screenshots of the hosted pages: {}: {saved:?}",
         dir.display()

@@ -141,6 +141,45 @@ async fn the_client_command_shows_where_requests_go() {
         !ok && out.contains("Unauthenticated") && out.contains("region: ap"),
         "{out}"
     );
+    // Two-step sign-in from the command line (codes by totp-rs).
+    let (ok, out) = run(&["mfa-enroll"]);
+    assert!(ok && out.contains("region: ap (route: artifact)"), "{out}");
+    let uri = out
+        .lines()
+        .find_map(|l| l.strip_prefix("otpauth URI (for a QR code): "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let totp = totp_rs::Totp::from_url(&uri).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (ok, out) = run(&["mfa-confirm", "--code", &totp.generate(now).to_string()]);
+    assert!(ok && out.contains("two-step sign-in is on"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("  ")).count(),
+        10,
+        "{out}"
+    );
+    let password_only = [
+        "--from",
+        "192.0.2.7",
+        "login",
+        "--email",
+        "cli@example.org",
+        "--password",
+        "analytical engine",
+    ];
+    let (ok, out) = run(&password_only);
+    assert!(!ok && out.contains("--code"), "{out}");
+    let next = totp.generate(now + 30).to_string();
+    let with_code: Vec<&str> = password_only
+        .iter()
+        .copied()
+        .chain(["--code", next.as_str()])
+        .collect();
+    let (ok, out) = run(&with_code);
+    assert!(ok && out.contains("region: ap (route: artifact)"), "{out}");
     let (ok, out) = run(&["logout"]);
     assert!(ok && out.contains("ended session ses_ap_"), "{out}");
 }

@@ -125,6 +125,9 @@ pub struct Options {
     /// Every region's text messages to this webhook (`{region}` in the URL
     /// is the region), signed with this secret (kept in a file).
     pub sms: Option<(String, String)>,
+    /// The issuer is `http://localhost:<edge port>` rather than the edge's
+    /// address: a browser's WebAuthn needs a domain as the RP ID.
+    pub localhost: bool,
 }
 
 pub struct Federation {
@@ -165,7 +168,11 @@ impl Federation {
         let (edge_addr, admin_addr) = (free_addr(), free_addr());
         let geo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/geoip/local.mmdb");
         let mut c = FederationConfig::new("e2e");
-        c.issuer = format!("http://{edge_addr}");
+        c.issuer = if opts.localhost {
+            format!("http://localhost:{}", edge_addr.port())
+        } else {
+            format!("http://{edge_addr}")
+        };
         c.geoip_database = Some(geo.display().to_string());
         c.trusted_proxies = Some("[\"127.0.0.0/8\"]".into());
         c.edge = Some((edge_addr, admin_addr));

@@ -13,11 +13,11 @@ use tonic::{Code, Status, transport::Channel};
 
 /// Readable GeoIP source: documentation ranges, assigned for tests.
 pub const GEO_SOURCE: &str = "\
-192.0.2.0/25 DE      # eu
-192.0.2.128/25 FR    # eu
-198.51.100.0/24 US   # us
-203.0.113.0/24 JP    # ap
-2001:db8:a::/48 ZA   # nobody's country
+192.0.2.0/25 DE 52.52,13.40      # eu (Berlin)
+192.0.2.128/25 FR 48.86,2.35     # eu (Paris)
+198.51.100.0/24 US 40.71,-74.01  # us (New York)
+203.0.113.0/24 JP 35.68,139.69   # ap (Tokyo)
+2001:db8:a::/48 ZA               # nobody's country
 ";
 
 pub struct Fed {
@@ -34,6 +34,9 @@ pub struct Settings {
     pub trusted_proxies: &'static str,
     pub negative_ttl: u64,
     pub schema: Schema,
+    /// Every region's email through this SMTP server (plain text on
+    /// loopback); without one the regions send no email.
+    pub smtp: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             trusted_proxies: "[\"127.0.0.0/8\"]",
             negative_ttl: 5,
             schema: Schema::GeoIp2,
+            smtp: None,
         }
     }
 }
@@ -68,6 +72,12 @@ impl Fed {
         let mut config = FederationConfig::new("edge-test");
         config.geoip_database = Some("geo.mmdb".into());
         config.trusted_proxies = Some(s.trusted_proxies.into());
+        if let Some(smtp) = s.smtp {
+            config.region_settings = vec![format!(
+                "email = {{ from = \"Test ID <no-reply@{{region}}.id.test>\", smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }} }}",
+                smtp.port()
+            )];
+        }
         config.edge = Some((edge_l.local_addr().unwrap(), admin_l.local_addr().unwrap()));
         config.edge_settings = vec![
             format!("index_cache_negative_seconds = {}", s.negative_ttl),

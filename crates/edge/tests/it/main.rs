@@ -7,5 +7,6 @@ mod bad_input;
 mod grpcio;
 mod harness;
 mod operations;
+mod risk;
 mod routing;
 mod shift;

@@ -245,3 +245,68 @@ async fn one_email_from_two_regions_at_once_makes_one_account() {
         emails.len() as u64
     );
 }
+
+/// A two-step sign-in through the edge: the password goes home by the
+/// index, the second step by the pending sign-in's region tag, and the
+/// enrolment calls by the bearer's region (codes from `totp-rs` at the
+/// real clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_is_routed_home_by_its_pending_sign_in() {
+    let fed = Fed::start().await;
+    let mut edge = fed.client().await;
+    let reg = edge
+        .register(from("198.51.100.7", register("two@example.org")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reg.user_id.starts_with("usr_us_"));
+    let e = edge
+        .enroll_totp(bearer(pb::EnrollTotpRequest::default(), &reg.access_token))
+        .await
+        .unwrap()
+        .into_inner();
+    let totp = totp_rs::Totp::from_url(&e.otpauth_uri).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    edge.confirm_totp(bearer(
+        pb::ConfirmTotpRequest {
+            code: totp.generate(now()).to_string(),
+        },
+        &reg.access_token,
+    ))
+    .await
+    .unwrap();
+    // From Japan: the password reaches us by the index, and waits.
+    let s = edge
+        .login(from("203.0.113.5", login("two@example.org")))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    let token = s
+        .metadata()
+        .get("domicile-mfa-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap()
+        .to_owned();
+    assert!(token.starts_with("mfa_us_"), "{token}");
+    // The next step's code (the confirming one is spent).
+    let next = totp.generate(now() + 30).to_string();
+    let resp = edge
+        .complete_sign_in(from(
+            "203.0.113.5",
+            pb::CompleteSignInRequest {
+                mfa_token: token,
+                totp_code: next,
+                recovery_code: String::new(),
+                passkey_credential: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(route_of(resp.metadata()), ("us".into(), "artifact".into()));
+    assert_eq!(resp.get_ref().user_id, reg.user_id);
+}

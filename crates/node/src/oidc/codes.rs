@@ -46,7 +46,7 @@ struct CodePage<'a> {
 fn heading(t: &Texts, purpose: Purpose) -> &'static str {
     match purpose {
         Purpose::ResetPassword => t.code_heading_reset,
-        Purpose::SignIn => t.code_heading_sign_in,
+        Purpose::SignIn | Purpose::SignInCheck => t.code_heading_sign_in,
         // A phone's code is confirmed over the API only (`ConfirmPhone`);
         // no page asks for it.
         Purpose::VerifyEmail | Purpose::VerifyPhone => t.code_heading_verify,
@@ -70,6 +70,7 @@ impl OidcState {
             )
             .and_then(|a| a.trim().parse().ok()),
             continuation: Some(self.sealer.seal(req, self.now())),
+            bound_to: None,
         }
     }
 
@@ -398,17 +399,34 @@ async fn complete(
                 .identity
                 .reset_password(proof, password.to_owned(), req, &asked)
                 .await?;
-            Ok(match (reset.signed_in, req) {
-                (Some(signed_in), Some(r)) => redirect(signed_in, r),
+            Ok(match (reset.signed_in, reset.second_factor, req, client) {
+                (Some(signed_in), _, Some(r), _) => redirect(signed_in, r),
+                (None, Some(c), Some(r), Some(cl)) => s.second_factor_page(
+                    StatusCode::OK,
+                    r,
+                    cl,
+                    headers,
+                    &super::second_factor::Waiting::of(&c),
+                    None,
+                ),
                 _ => s.done_page(headers, client, |t| t.reset_done_heading),
             })
         }
         (Purpose::SignIn, Some(r)) => {
-            Ok(redirect(s.identity.sign_in_with_code(proof, r).await?, r))
+            let (context, _) = s.sign_in_context(headers, false);
+            let outcome = s.identity.sign_in_with_code(proof, r, &context).await;
+            if let Some(step) = client.and_then(|c| s.second_factor_step(&outcome, r, c, headers)) {
+                return Ok(step);
+            }
+            Ok(redirect(outcome?, r))
         }
         (Purpose::SignIn, None) => Err(IdentityError::CodeRefused(CodeRefused::Dead)),
         (Purpose::VerifyEmail, Some(r)) => {
-            Ok(redirect(s.identity.verify_and_sign_in(proof, r).await?, r))
+            let outcome = s.identity.verify_and_sign_in(proof, r).await;
+            if let Some(step) = client.and_then(|c| s.second_factor_step(&outcome, r, c, headers)) {
+                return Ok(step);
+            }
+            Ok(redirect(outcome?, r))
         }
         (Purpose::ChangeEmail, _) => {
             s.identity.confirm_email_change(proof).await?;
@@ -421,6 +439,9 @@ async fn complete(
         (Purpose::VerifyPhone, _) => Err(IdentityError::NotOffered(
             "confirming a phone number on the hosted pages",
         )),
+        // A sign-in check's code is typed on its sign-in's own page
+        // (`/mfa`), and it has no link.
+        (Purpose::SignInCheck, _) => Err(IdentityError::CodeRefused(CodeRefused::Dead)),
     }
 }
 

@@ -4,8 +4,10 @@
 //! sign-in page, both for a sealed request), `/token` (the `authorization_code` and `refresh_token` grants,
 //! with client authentication), `/userinfo`, `/revoke` (RFC 7009) and
 //! `/introspect` (RFC 7662, confidential clients) and `/logout`
-//! (RP-initiated logout), and the one-time code journeys (`codes`:
-//! `/recover`, `/passwordless`, `/code`, `/link`). Each parses its input,
+//! (RP-initiated logout), the one-time code journeys (`codes`:
+//! `/recover`, `/passwordless`, `/code`, `/link`), a sign-in's second
+//! step (`second_factor`: `/mfa`), and the account page where a signed-in
+//! browser sets up its second factors (`account`: `/account`). Each parses its input,
 //! calls one use case of `domicile-identity` (or a check of
 //! `domicile-oidc`) and answers one page, redirect or JSON document.
 //!
@@ -18,8 +20,10 @@
 //! email through the routing table, codes, tokens, the browser cookie and
 //! the `id_token_hint` by their region tag).
 
+mod account;
 mod codes;
 pub mod pages;
+mod second_factor;
 
 use axum::{
     Router,
@@ -47,6 +51,9 @@ use std::{collections::BTreeMap, sync::Arc};
 
 /// Largest query string or form body read.
 pub const MAX_INPUT: usize = 16 * 1024;
+/// How long a browser keeps its device cookie (400 days, the most
+/// browsers allow).
+const DEVICE_COOKIE_SECONDS: i64 = 400 * 24 * 3600;
 
 /// Which hosted form a page shows.
 #[derive(Clone, Copy)]
@@ -80,6 +87,16 @@ pub fn router(state: Arc<OidcState>) -> Router {
         .route("/recover", get(codes::recover_page).post(codes::recover))
         .route("/passwordless", post(codes::passwordless))
         .route("/code", post(codes::code))
+        .route("/mfa", post(second_factor::second_factor))
+        .route("/account", get(account::page))
+        .route("/account/totp", post(account::enrol))
+        .route("/account/totp/confirm", post(account::confirm))
+        .route("/account/totp/remove", post(account::remove))
+        .route("/account/recovery-codes", post(account::regenerate))
+        .route("/account/passkeys", post(account::passkey_add))
+        .route("/account/passkeys/options", post(account::passkey_options))
+        .route("/account/passkeys/rename", post(account::passkey_rename))
+        .route("/account/passkeys/remove", post(account::passkey_remove))
         .route(
             domicile_oidc::LINK_PATH,
             get(codes::link_page).post(codes::link),
@@ -304,6 +321,47 @@ impl OidcState {
         )
     }
 
+    /// The device cookie's name: `__Host-` bound to this origin when https.
+    fn device_cookie(&self) -> &'static str {
+        if self.secure() {
+            "__Host-domicile_device"
+        } else {
+            "domicile_device"
+        }
+    }
+
+    /// Where a hosted sign-in comes from: the edge's GeoIP headers and this
+    /// browser's device cookie. A browser without a (well-formed) device
+    /// cookie gets a new device id, with the `Set-Cookie` that keeps it
+    /// (`mint`). Malformed GeoIP headers (the edge sends none such) count
+    /// as unknown, logged.
+    fn sign_in_context(
+        &self,
+        headers: &HeaderMap,
+        mint: bool,
+    ) -> (domicile_identity::risk::Context, Option<String>) {
+        use domicile_core::risk::DeviceId;
+        let kept = cookie(headers, self.device_cookie()).filter(|v| DeviceId::parse(v).is_ok());
+        let (device, set) = match (kept, mint) {
+            (Some(v), _) => (Some(v.to_owned()), None),
+            (None, true) => {
+                let v = self.random_text();
+                let set = self.set_cookie(self.device_cookie(), &v, DEVICE_COOKIE_SECONDS);
+                (Some(v), Some(set))
+            }
+            (None, false) => (None, None),
+        };
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let context = match crate::convert::sign_in_context(get, device.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-in context ignored");
+                domicile_identity::risk::Context::default()
+            }
+        };
+        (context, set)
+    }
+
     /// `Set-Cookie` of the CSRF token.
     fn csrf_set_cookie(&self, csrf: &str) -> String {
         self.set_cookie(self.csrf_cookie(), csrf, LIFETIME_SECONDS)
@@ -455,7 +513,8 @@ impl OidcState {
 
     /// Answers `req` from the browser's session when it may be (single
     /// sign-on): not `prompt=login`, the session young enough for
-    /// `max_age`, and the user the `login_hint` names when there is one.
+    /// `max_age`, of two factors when the request needs them, and the user
+    /// the `login_hint` names when there is one.
     /// `None`: a page (or `login_required`) is the answer.
     async fn single_sign_on(
         &self,
@@ -469,6 +528,14 @@ impl OidcState {
         let session = self.browser_session(headers).await?;
         if !domicile_identity::browser::fresh_enough(&session, req.max_age, self.now()) {
             return None;
+        }
+        match self.identity.session_suffices(&session, req).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, "single sign-on check failed");
+                return None;
+            }
         }
         if let Some(hint) = login_hint {
             let same = match domicile_core::email::Email::parse(hint) {
@@ -602,6 +669,10 @@ async fn sign_up(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
         Ok(signed_in) => s.verify_later(signed_in, &req, &headers).await,
         Err(_) => {}
     }
+    // An app that requires two steps: the new account sets one up first.
+    if let Some(step) = s.second_factor_step(&outcome, &req, client, &headers) {
+        return step;
+    }
     s.form_outcome(outcome, &req, |t| t.sign_up_bad_input, again)
 }
 
@@ -677,16 +748,24 @@ async fn sign_in(State(s): State<Arc<OidcState>>, headers: HeaderMap, body: Byte
             Some(field("csrf")),
         )
     };
-    let Ok(creds) = Credentials::new(email, field("password").to_owned()) else {
+    let Ok(mut creds) = Credentials::new(email, field("password").to_owned()) else {
         return again(StatusCode::BAD_REQUEST, |t| t.bad_input);
     };
+    let (context, device_cookie) = s.sign_in_context(&headers, true);
+    creds.context = context;
     let outcome = s.identity.sign_in_for(creds, &req).await;
-    if let Err(IdentityError::VerificationRequired { user_id }) = &outcome {
-        return s
-            .verification_page(user_id, &req, client, &headers, email, field("csrf"))
-            .await;
+    let mut response = if let Err(IdentityError::VerificationRequired { user_id }) = &outcome {
+        s.verification_page(user_id, &req, client, &headers, email, field("csrf"))
+            .await
+    } else if let Some(step) = s.second_factor_step(&outcome, &req, client, &headers) {
+        step
+    } else {
+        s.form_outcome(outcome, &req, |t| t.bad_input, again)
+    };
+    if let Some(set) = device_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().append(header::SET_COOKIE, set);
     }
-    s.form_outcome(outcome, &req, |t| t.bad_input, again)
+    response
 }
 
 /// An OAuth 2.0 error document (RFC 6749 §5.2), never cached.

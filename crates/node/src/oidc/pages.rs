@@ -83,6 +83,57 @@ pub struct Texts {
     pub done_note: &'static str,
     pub code_heading_change: &'static str,
     pub email_changed_heading: &'static str,
+    pub mfa_title: &'static str,
+    pub mfa_heading: &'static str,
+    pub mfa_note: &'static str,
+    pub mfa_code_label: &'static str,
+    pub mfa_button: &'static str,
+    pub mfa_recovery_note: &'static str,
+    pub check_title: &'static str,
+    pub mfa_passkey_button: &'static str,
+    pub mfa_passkey_note: &'static str,
+    pub mfa_recovery_label: &'static str,
+    pub check_code_label: &'static str,
+    pub step_up_needed: &'static str,
+    pub passkeys_heading: &'static str,
+    pub passkeys_none: &'static str,
+    pub passkey_name_label: &'static str,
+    pub passkey_rename_label: &'static str,
+    pub passkey_add_button: &'static str,
+    pub passkey_rename_button: &'static str,
+    pub passkey_remove_button: &'static str,
+    pub passkey_added: &'static str,
+    pub passkey_removed: &'static str,
+    pub passkey_renamed: &'static str,
+    pub passkey_refused: &'static str,
+    pub passkey_needs_script: &'static str,
+    pub check_note: &'static str,
+    pub mfa_wrong: &'static str,
+    pub mfa_expired: &'static str,
+    pub mfa_unavailable: &'static str,
+    pub mfa_setup_note: &'static str,
+    pub continue_sign_in: &'static str,
+    pub account_title: &'static str,
+    pub account_heading: &'static str,
+    pub account_sign_in_first: &'static str,
+    pub recovery_codes_heading: &'static str,
+    pub recovery_codes_note: &'static str,
+    pub enrol_heading: &'static str,
+    pub enrol_note: &'static str,
+    pub enrol_qr_label: &'static str,
+    pub enrol_manual: &'static str,
+    pub enrol_link: &'static str,
+    pub enrol_code_label: &'static str,
+    pub enrol_confirm_button: &'static str,
+    pub enrol_button: &'static str,
+    pub enrol_wrong: &'static str,
+    pub totp_on: &'static str,
+    pub totp_off: &'static str,
+    pub totp_removed: &'static str,
+    pub recovery_left: &'static str,
+    pub recovery_regenerate_button: &'static str,
+    pub totp_remove_button: &'static str,
+    pub wrong_password: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -151,6 +202,57 @@ pub const EN: Texts = Texts {
     done_note: "You can close this window and sign in to the app.",
     code_heading_change: "Confirm your new email address for",
     email_changed_heading: "Your email address was changed",
+    mfa_title: "Two-step sign-in",
+    mfa_heading: "One more step to sign in to",
+    mfa_note: "Enter the six-digit code your authenticator app shows now.",
+    mfa_code_label: "Code from the app, or a recovery code",
+    mfa_button: "Continue",
+    check_title: "Confirm it is you",
+    mfa_passkey_button: "Use a passkey",
+    mfa_passkey_note: "Use your passkey to continue, or type one of your recovery codes (xxxx-xxxx-xxxx).",
+    mfa_recovery_label: "Recovery code",
+    check_code_label: "Code from the email",
+    passkeys_heading: "Passkeys",
+    passkeys_none: "No passkeys yet. A passkey signs you in with your device's screen lock instead of a password.",
+    passkey_name_label: "Name of the new passkey",
+    passkey_rename_label: "Name",
+    passkey_add_button: "Add a passkey",
+    passkey_rename_button: "Rename",
+    passkey_remove_button: "Remove",
+    passkey_added: "The passkey was added.",
+    passkey_removed: "The passkey was removed.",
+    passkey_renamed: "The passkey was renamed.",
+    passkey_refused: "That passkey could not be added. Try again.",
+    passkey_needs_script: "Adding a passkey needs JavaScript in this browser.",
+    step_up_needed: "This change needs a sign-in with your authenticator app or a recovery code. Sign out, sign in again with it, and come back here.",
+    check_note: "This sign-in is from a device or place you have not signed in from before, so we emailed you a six-digit code. Enter it here to continue.",
+    mfa_recovery_note: "No access to the app? Type one of your recovery codes instead (xxxx-xxxx-xxxx). Each works once.",
+    mfa_wrong: "That code is wrong or was already used. Wait for the next one and try again.",
+    mfa_expired: "This sign-in has expired or was stopped after too many wrong codes. Sign in again.",
+    mfa_unavailable: "This app requires two-step sign-in. Add an authenticator app to your account first.",
+    mfa_setup_note: "It takes a minute: scan a code with an authenticator app, type the code it shows, then sign in again with your password and the app.",
+    continue_sign_in: "Continue signing in",
+    account_title: "Account security",
+    account_heading: "Sign-in security",
+    account_sign_in_first: "Sign in through your app first, then come back to this page.",
+    recovery_codes_heading: "Your recovery codes",
+    recovery_codes_note: "Keep these somewhere safe: each one signs you in once if you lose your authenticator app. They are shown only now.",
+    enrol_heading: "Set up an authenticator app",
+    enrol_note: "Scan this code with your authenticator app, then type the six digits it shows.",
+    enrol_qr_label: "QR code for your authenticator app",
+    enrol_manual: "Cannot scan? Type this key into the app:",
+    enrol_link: "Open in an authenticator app on this device",
+    enrol_code_label: "Code from the app",
+    enrol_confirm_button: "Turn on two-step sign-in",
+    enrol_button: "Set up an authenticator app",
+    enrol_wrong: "That is not the app's current code. Check the time on your phone and try the next one.",
+    totp_on: "Two-step sign-in is on: an authenticator app is asked for after your password.",
+    totp_off: "Two-step sign-in is off. Add an authenticator app to protect your account if your password leaks.",
+    totp_removed: "The authenticator app was removed. Your password alone signs you in again.",
+    recovery_left: "Recovery codes left:",
+    recovery_regenerate_button: "Replace the recovery codes",
+    totp_remove_button: "Remove the authenticator app",
+    wrong_password: "That is not your password. Nothing was changed.",
 };
 
 pub const DE: Texts = Texts {
@@ -219,6 +321,57 @@ pub const DE: Texts = Texts {
     done_note: "Sie können dieses Fenster schließen und sich in der App anmelden.",
     code_heading_change: "Neue E-Mail-Adresse bestätigen für",
     email_changed_heading: "Ihre E-Mail-Adresse wurde geändert",
+    mfa_title: "Anmeldung in zwei Schritten",
+    mfa_heading: "Noch ein Schritt zur Anmeldung bei",
+    mfa_note: "Geben Sie den sechsstelligen Code ein, den Ihre Authenticator-App gerade zeigt.",
+    mfa_code_label: "Code aus der App oder ein Wiederherstellungscode",
+    mfa_button: "Weiter",
+    check_title: "Bestätigen Sie, dass Sie es sind",
+    mfa_passkey_button: "Passkey verwenden",
+    mfa_passkey_note: "Verwenden Sie Ihren Passkey, um fortzufahren, oder geben Sie einen Ihrer Wiederherstellungscodes ein (xxxx-xxxx-xxxx).",
+    mfa_recovery_label: "Wiederherstellungscode",
+    check_code_label: "Code aus der E-Mail",
+    passkeys_heading: "Passkeys",
+    passkeys_none: "Noch keine Passkeys. Ein Passkey meldet Sie mit der Bildschirmsperre Ihres Geräts statt mit einem Passwort an.",
+    passkey_name_label: "Name des neuen Passkeys",
+    passkey_rename_label: "Name",
+    passkey_add_button: "Passkey hinzufügen",
+    passkey_rename_button: "Umbenennen",
+    passkey_remove_button: "Entfernen",
+    passkey_added: "Der Passkey wurde hinzugefügt.",
+    passkey_removed: "Der Passkey wurde entfernt.",
+    passkey_renamed: "Der Passkey wurde umbenannt.",
+    passkey_refused: "Dieser Passkey konnte nicht hinzugefügt werden. Versuchen Sie es erneut.",
+    passkey_needs_script: "Zum Hinzufügen eines Passkeys braucht dieser Browser JavaScript.",
+    step_up_needed: "Diese Änderung erfordert eine Anmeldung mit Ihrer Authenticator-App oder einem Wiederherstellungscode. Melden Sie sich ab, melden Sie sich damit erneut an und kehren Sie hierher zurück.",
+    check_note: "Diese Anmeldung kommt von einem Gerät oder Ort, von dem aus Sie sich bisher nicht angemeldet haben. Wir haben Ihnen daher einen sechsstelligen Code per E-Mail geschickt. Geben Sie ihn hier ein, um fortzufahren.",
+    mfa_recovery_note: "Kein Zugriff auf die App? Geben Sie stattdessen einen Ihrer Wiederherstellungscodes ein (xxxx-xxxx-xxxx). Jeder gilt einmal.",
+    mfa_wrong: "Dieser Code ist falsch oder wurde schon verwendet. Warten Sie auf den nächsten und versuchen Sie es erneut.",
+    mfa_expired: "Diese Anmeldung ist abgelaufen oder wurde nach zu vielen falschen Codes beendet. Melden Sie sich erneut an.",
+    mfa_unavailable: "Diese App verlangt die Anmeldung in zwei Schritten. Fügen Sie Ihrem Konto zuerst eine Authenticator-App hinzu.",
+    mfa_setup_note: "Das dauert eine Minute: Scannen Sie einen Code mit einer Authenticator-App, geben Sie den angezeigten Code ein und melden Sie sich dann erneut mit Passwort und App an.",
+    continue_sign_in: "Weiter zur Anmeldung",
+    account_title: "Kontosicherheit",
+    account_heading: "Sicherheit der Anmeldung",
+    account_sign_in_first: "Melden Sie sich zuerst über Ihre App an und kehren Sie dann zu dieser Seite zurück.",
+    recovery_codes_heading: "Ihre Wiederherstellungscodes",
+    recovery_codes_note: "Bewahren Sie diese sicher auf: Jeder meldet Sie einmal an, falls Sie Ihre Authenticator-App verlieren. Sie werden nur jetzt angezeigt.",
+    enrol_heading: "Authenticator-App einrichten",
+    enrol_note: "Scannen Sie diesen Code mit Ihrer Authenticator-App und geben Sie die sechs angezeigten Ziffern ein.",
+    enrol_qr_label: "QR-Code für Ihre Authenticator-App",
+    enrol_manual: "Scannen geht nicht? Geben Sie diesen Schlüssel in die App ein:",
+    enrol_link: "In einer Authenticator-App auf diesem Gerät öffnen",
+    enrol_code_label: "Code aus der App",
+    enrol_confirm_button: "Anmeldung in zwei Schritten einschalten",
+    enrol_button: "Authenticator-App einrichten",
+    enrol_wrong: "Das ist nicht der aktuelle Code der App. Prüfen Sie die Uhrzeit Ihres Telefons und versuchen Sie den nächsten.",
+    totp_on: "Die Anmeldung in zwei Schritten ist eingeschaltet: Nach dem Passwort wird die Authenticator-App abgefragt.",
+    totp_off: "Die Anmeldung in zwei Schritten ist aus. Fügen Sie eine Authenticator-App hinzu, um Ihr Konto zu schützen, falls Ihr Passwort bekannt wird.",
+    totp_removed: "Die Authenticator-App wurde entfernt. Ihr Passwort allein meldet Sie wieder an.",
+    recovery_left: "Verbleibende Wiederherstellungscodes:",
+    recovery_regenerate_button: "Wiederherstellungscodes ersetzen",
+    totp_remove_button: "Authenticator-App entfernen",
+    wrong_password: "Das ist nicht Ihr Passwort. Nichts wurde geändert.",
 };
 
 /// The first language we have among `ui_locales`, then `Accept-Language`
@@ -340,6 +493,71 @@ pub struct Code<'a> {
     pub error: Option<&'a str>,
 }
 
+/// The second step of a sign-in: a code from the authenticator app, or a
+/// recovery code, for the pending sign-in `token`.
+#[derive(Template)]
+#[template(path = "mfa.html")]
+pub struct SecondFactor<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub sealed: &'a str,
+    pub csrf: &'a str,
+    pub token: &'a str,
+    pub error: Option<&'a str>,
+    /// The code was emailed (a sign-in check), not from an app.
+    pub by_email: bool,
+    /// The user has an authenticator app (else the field takes a recovery
+    /// code only).
+    pub has_app: bool,
+    /// The user has passkeys: the options the page's script passes to
+    /// `navigator.credentials.get`.
+    pub passkey_options: Option<&'a str>,
+}
+
+/// A new authenticator-app secret as the account page shows it.
+pub struct ShownEnrolment {
+    /// The QR code of `uri`, as inline SVG markup (made by `qrcode`).
+    pub qr_svg: String,
+    pub uri: String,
+    pub secret: String,
+}
+
+/// The account page: its second factors, an enrolment to confirm, and
+/// recovery codes shown once.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct Account<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+    pub totp: bool,
+    pub pending: bool,
+    pub recovery_left: usize,
+    pub enrolment: Option<ShownEnrolment>,
+    pub codes: Vec<String>,
+    /// The sealed authorization request the user set a factor up for, to
+    /// sign in again to it afterwards.
+    pub continue_req: Option<String>,
+    pub passkeys: Vec<domicile_identity::passkeys::PasskeyInfo>,
+    /// Any second factor (an app or a passkey): the recovery codes' form.
+    pub has_factor: bool,
+}
+
+/// A sign-in that cannot finish: the app requires two-step sign-in and
+/// the user has none; the way to the account page, for `sealed`.
+#[derive(Template)]
+#[template(path = "setup_required.html")]
+pub struct SetupRequired<'a> {
+    pub t: &'static Texts,
+    pub brand: &'a Branding,
+    pub nonce: &'a str,
+    pub sealed: &'a str,
+}
+
 /// A journey's last page, when it continues no sign-in.
 #[derive(Template)]
 #[template(path = "done.html")]
@@ -368,7 +586,7 @@ pub fn neutral_brand(federation: &str) -> Branding {
 /// answer may redirect to `redirect_origin`.
 fn csp(nonce: &str, redirect_origin: Option<&str>) -> String {
     format!(
-        "default-src 'none'; style-src 'nonce-{nonce}'; img-src https: data:; form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; img-src https: data:; form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'",
         redirect_origin.map(|o| format!(" {o}")).unwrap_or_default()
     )
 }

@@ -197,6 +197,8 @@ async fn bad_tokens_are_refused() {
         scope: "openid".into(),
         rgn: "eu".into(),
         sid: user.session_id.clone(),
+        amr: vec![],
+        acr: String::new(),
     };
     expect_status(
         eu.get_profile(profile(&forger.sign(&claims).unwrap()))

@@ -5,21 +5,15 @@ use crate::harness::*;
 use domicile_testkit::{PASSWORD, hidden_field};
 use std::collections::BTreeMap;
 
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const REDIRECT: &str = "http://127.0.0.1:5000/callback";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:5000/callback";
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use crate::messages::browser;
 
 /// The authorization URL of eu's node for the `demo` client, with `extra`
 /// parameters.
-fn authorize_url(fed: &Fed, extra: &str) -> String {
+pub(crate) fn authorize_url(fed: &Fed, extra: &str) -> String {
     format!(
         "http://{}/authorize?client_id=demo&redirect_uri={}&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
         fed.nodes["eu"].addr,

@@ -245,6 +245,7 @@ async fn a_layout_1_database_is_migrated_on_open() {
         client: None,
         browser_hash: None,
         browser_session: None,
+        amr: Vec::new(),
     };
     let token = RefreshRecord {
         token_hash: [5; 32],
