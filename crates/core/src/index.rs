@@ -50,6 +50,13 @@ impl IndexSecret {
         self.key("phone", e164)
     }
 
+    /// The key of a passkey's user handle (a login identifier of its own,
+    /// region-local: it is never put in the index).
+    pub fn passkey_handle_key(&self, handle: &crate::passkey::UserHandle) -> IdentifierKey {
+        let hex: String = handle.0.iter().map(|b| format!("{b:02x}")).collect();
+        self.key("passkey handle", &hex)
+    }
+
     /// A 32-byte key for `purpose`, derived from the secret (HMAC under a
     /// kind no identifier uses), so that every region derives the same one
     /// and no second secret needs provisioning. Used to seal OpenID Connect

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod index;
 pub mod messaging;
 pub mod mfa;
+pub mod passkey;
 pub mod password;
 pub mod phone;
 pub mod region;

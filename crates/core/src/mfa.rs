@@ -41,6 +41,9 @@ pub const AMR_RECOVERY: &str = "rec";
 /// `amr` of a passkey: proof of possession of a key (RFC 8176's `pop`:
 /// whether the key is in hardware or synced is not known).
 pub const AMR_PASSKEY: &str = "pop";
+/// `amr` of a user presence test (RFC 8176): a passkey sign-in without a
+/// password, whose authenticator verified its user.
+pub const AMR_USER_PRESENCE: &str = "user";
 /// `acr` of a sign-in with one factor.
 pub const ACR_ONE_FACTOR: &str = "urn:domicile:loa:1";
 /// `acr` of a sign-in with two factors.

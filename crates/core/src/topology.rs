@@ -932,6 +932,16 @@ impl Builder<'_> {
                     ));
                 }
             }
+            let tag = crate::passkey::region_tag(&code);
+            if let Some(other) = regions
+                .keys()
+                .find(|c: &&RegionCode| crate::passkey::region_tag(c) == tag)
+            {
+                return Err(self.err(
+                    key.clone(),
+                    format!("the codes {code} and {other} share a passkey region tag; rename one"),
+                ));
+            }
             regions.insert(
                 code.clone(),
                 Region {
@@ -1175,6 +1185,22 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
                 assert!(e.to_string().starts_with("conf/regions.toml: "), "{e}");
             }
         }
+    }
+
+    /// Two regions whose passkey handles would carry one tag are refused
+    /// (the edge could not tell their passkeys apart). `ddpx` was found
+    /// by searching four-letter codes for `eu`'s tag.
+    #[test]
+    fn regions_sharing_a_passkey_tag_are_refused() {
+        let code = |c: &str| RegionCode::parse(c).unwrap();
+        assert_eq!(
+            crate::passkey::region_tag(&code("ddpx")),
+            crate::passkey::region_tag(&code("eu"))
+        );
+        let text = VALID.replacen("[regions.us]", "[regions.ddpx]", 1);
+        let e = parse(&text).map(|_| ()).unwrap_err();
+        assert!(e.key == "regions.eu" || e.key == "regions.ddpx", "{e}");
+        assert!(e.reason.contains("share a passkey region tag"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub enum Rpc {
     /// code, or the `link` (an `ol_` artifact). The three share these
     /// fields' tags, so one message type reads all three.
     CodeProof,
+    /// Names nobody (StartPasskeySignIn): routed like a request without
+    /// an identifier (GeoIP, the default region).
+    Anonymous,
+    /// PasskeySignIn: the user handle in its credential (tag 2), whose
+    /// first bytes tag the home region.
+    PasskeySignIn,
 }
 
 /// The Identity RPCs the edge proxies, and how to read each. New
@@ -74,6 +80,8 @@ pub const IDENTITY_RPCS: &[(&str, Rpc)] = &[
     ("/domicile.v1.Identity/ListPasskeys", Rpc::Bearer),
     ("/domicile.v1.Identity/RenamePasskey", Rpc::Bearer),
     ("/domicile.v1.Identity/RemovePasskey", Rpc::Bearer),
+    ("/domicile.v1.Identity/StartPasskeySignIn", Rpc::Anonymous),
+    ("/domicile.v1.Identity/PasskeySignIn", Rpc::PasskeySignIn),
 ];
 
 /// The OpenID Connect endpoints the edge proxies, and how each names its
@@ -112,6 +120,12 @@ pub enum Web {
     /// `GET /account` and its forms (`POST /account/…`): the browser
     /// session cookie's region; the forms carry no identifier.
     Account,
+    /// `POST /passkey/options`: a passkey ceremony for the sign-in page,
+    /// which names nobody (routed like the sign-in page; JSON).
+    PasskeyOptions,
+    /// `POST /passkey`: a passkey's answer, whose `credential` carries the
+    /// user handle, tagged with the home region.
+    PasskeyForm,
 }
 
 impl Web {
@@ -129,6 +143,7 @@ impl Web {
                 | Web::Link
                 | Web::SecondFactor
                 | Web::Account
+                | Web::PasskeyForm
         )
     }
 }
@@ -162,6 +177,8 @@ pub fn web_endpoint(method: &str, path: &str) -> Option<Web> {
         ("GET", "/signup" | "/signin" | "/recover") => Some(Web::Page),
         ("GET" | "POST", domicile_oidc::LINK_PATH) => Some(Web::Link),
         ("POST", "/mfa") => Some(Web::SecondFactor),
+        ("POST", "/passkey/options") => Some(Web::PasskeyOptions),
+        ("POST", "/passkey") => Some(Web::PasskeyForm),
         ("GET", "/account") => Some(Web::Account),
         (
             "POST",
@@ -244,8 +261,27 @@ pub fn read_web(web: Web, query_or_form: &[u8]) -> Identity {
             }),
             ..Identity::default()
         },
-        Web::UserInfo | Web::Page | Web::Account => Identity::default(),
+        Web::PasskeyForm => Identity {
+            passkey_tag: field("credential").and_then(|c| passkey_tag(&c)),
+            ..Identity::default()
+        },
+        Web::UserInfo | Web::Page | Web::Account | Web::PasskeyOptions => Identity::default(),
     }
+}
+
+/// The region tag of the user handle in a passkey's answer
+/// (`response.userHandle`, base64url, sixteen bytes), read without
+/// checking anything else (the home node does).
+pub fn passkey_tag(credential_json: &str) -> Option<[u8; domicile_core::passkey::TAG_LEN]> {
+    if credential_json.len() > MAX_BODY {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(credential_json).ok()?;
+    let handle = v.pointer("/response/userHandle")?.as_str()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(handle.trim_end_matches('='))
+        .ok()?;
+    domicile_core::passkey::UserHandle::from_slice(&bytes).map(|h| h.tag())
 }
 
 /// The region of the hosted pages' browser session cookie in a `Cookie`
@@ -289,6 +325,8 @@ pub struct Identity {
     pub phone: Option<Phone>,
     pub preference: Option<String>,
     pub artifact: Option<RegionCode>,
+    /// A passkey user handle's region tag (resolved against the topology).
+    pub passkey_tag: Option<[u8; domicile_core::passkey::TAG_LEN]>,
 }
 
 /// Why a request body could not be read.
@@ -365,9 +403,16 @@ pub fn read(rpc: Rpc, message: &[u8]) -> Result<Identity, BodyError> {
                 ..Identity::default()
             }
         }
-        Rpc::Bearer => {
+        Rpc::Bearer | Rpc::Anonymous => {
             pb::GetProfileRequest::decode(message).map_err(bad)?;
             Identity::default()
+        }
+        Rpc::PasskeySignIn => {
+            let m = pb::PasskeySignInRequest::decode(message).map_err(bad)?;
+            Identity {
+                passkey_tag: passkey_tag(&m.credential_json),
+                ..Identity::default()
+            }
         }
         Rpc::RequestCode => {
             let m = pb::RequestCodeRequest::decode(message).map_err(bad)?;
@@ -579,6 +624,12 @@ mod tests {
         assert_eq!(web_endpoint("GET", "/link"), Some(Web::Link));
         assert_eq!(web_endpoint("POST", "/link"), Some(Web::Link));
         assert_eq!(web_endpoint("POST", "/mfa"), Some(Web::SecondFactor));
+        assert_eq!(web_endpoint("POST", "/passkey"), Some(Web::PasskeyForm));
+        assert_eq!(
+            web_endpoint("POST", "/passkey/options"),
+            Some(Web::PasskeyOptions)
+        );
+        assert_eq!(web_endpoint("GET", "/passkey"), None);
         assert_eq!(web_endpoint("GET", "/mfa"), None);
         assert_eq!(web_endpoint("GET", "/account"), Some(Web::Account));
         assert_eq!(web_endpoint("POST", "/account/totp"), Some(Web::Account));
@@ -586,6 +637,54 @@ mod tests {
         assert_eq!(web_endpoint("GET", "/code"), None);
         assert_eq!(web_endpoint("DELETE", "/token"), None);
         assert_eq!(web_endpoint("GET", "/token"), None);
+    }
+
+    /// A passkey answer's user handle → its region tag; anything but a
+    /// sixteen-byte base64url handle → none.
+    #[test]
+    fn a_passkey_answer_names_its_handle_tag() {
+        let tagged =
+            domicile_core::passkey::UserHandle::new(&RegionCode::parse("ap").unwrap(), &[5; 32]);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tagged.0);
+        let with = |handle: serde_json::Value| {
+            serde_json::json!({ "id": "x", "response": { "userHandle": handle } }).to_string()
+        };
+        assert_eq!(passkey_tag(&with(b64.clone().into())), Some(tagged.tag()));
+        assert_eq!(
+            passkey_tag(&with(format!("{b64}==").into())),
+            Some(tagged.tag())
+        );
+        for bad in [
+            with(serde_json::Value::Null),
+            with("AAAA".into()),
+            with(1.into()),
+            "not json".to_owned(),
+            "{}".to_owned(),
+        ] {
+            assert_eq!(passkey_tag(&bad), None, "{bad}");
+        }
+        let form = format!(
+            "req=x&csrf=y&state=s&credential={}",
+            url::form_urlencoded::byte_serialize(with(b64.into()).as_bytes()).collect::<String>()
+        );
+        assert_eq!(
+            read_web(Web::PasskeyForm, form.as_bytes()).passkey_tag,
+            Some(tagged.tag())
+        );
+        let rpc = pb::PasskeySignInRequest {
+            state: "s".into(),
+            credential_json: with(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(tagged.0)
+                    .into(),
+            ),
+        };
+        assert_eq!(
+            read(Rpc::PasskeySignIn, &rpc.encode_to_vec())
+                .unwrap()
+                .passkey_tag,
+            Some(tagged.tag())
+        );
     }
 
     /// (Cookie headers) → the browser session's region.

@@ -296,7 +296,10 @@ impl EdgeProxy {
     /// its email or phone number.
     async fn add_facts(&self, ctx: &mut Ctx, identity: extract::Identity, facts: &mut Facts) {
         if facts.artifact.is_none() {
-            facts.artifact = identity.artifact;
+            facts.artifact = identity.artifact.or_else(|| {
+                let tag = identity.passkey_tag?;
+                domicile_core::passkey::tag_region(&ctx.live(&self.state).topology, tag)
+            });
         }
         facts.preference = identity.preference;
         let key = match (identity.email, identity.phone) {
@@ -335,9 +338,10 @@ impl EdgeProxy {
                 }
                 extract::read_web(web, query.as_bytes())
             }
-            extract::Web::UserInfo | extract::Web::Page | extract::Web::Account => {
-                extract::Identity::default()
-            }
+            extract::Web::UserInfo
+            | extract::Web::Page
+            | extract::Web::Account
+            | extract::Web::PasskeyOptions => extract::Identity::default(),
             extract::Web::AuthorizePage
             | extract::Web::SignInForm
             | extract::Web::CodeForm
@@ -346,7 +350,8 @@ impl EdgeProxy {
             | extract::Web::TokenAbout
             | extract::Web::Logout
             | extract::Web::Link
-            | extract::Web::SecondFactor => {
+            | extract::Web::SecondFactor
+            | extract::Web::PasskeyForm => {
                 let body = self.read_body(session).await?;
                 extract::read_web(web, &body)
             }
@@ -356,7 +361,10 @@ impl EdgeProxy {
         // session lives.
         if matches!(
             web,
-            extract::Web::AuthorizePage | extract::Web::Logout | extract::Web::Account
+            extract::Web::AuthorizePage
+                | extract::Web::Logout
+                | extract::Web::Account
+                | extract::Web::PasskeyOptions
         ) && identity.email.is_none()
             && identity.artifact.is_none()
         {
@@ -538,13 +546,17 @@ impl ProxyHttp for EdgeProxy {
         // address's GeoIP country and place; whatever the client sent in
         // these headers is replaced, or removed. Only the requests that
         // may ask for a message or sign in carry them (the hosted pages,
-        // the code RPCs and Login), not the hot RPCs (refresh, profile
+        // the code RPCs, Login and PasskeySignIn), not the hot RPCs (refresh, profile
         // reads).
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
-            .filter(|_| ctx.web.is_some() || ctx.may_send || ctx.rpc == Some(Rpc::Login));
+            .filter(|_| {
+                ctx.web.is_some()
+                    || ctx.may_send
+                    || matches!(ctx.rpc, Some(Rpc::Login | Rpc::PasskeySignIn))
+            });
         let ip = peer.map(|peer| {
             client_ip(
                 peer,

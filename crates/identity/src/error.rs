@@ -101,6 +101,11 @@ pub enum Unauthenticated {
     SessionEnded,
     #[error("user no longer exists")]
     UserGone,
+    /// A passwordless passkey sign-in's answer was refused (unknown
+    /// handle or credential, forged, expired or spent ceremony, failed
+    /// check: alike).
+    #[error("the passkey was not accepted; try again or sign in another way")]
+    PasskeyRefused,
 }
 
 /// Why the token endpoint refuses a grant; `code()` is the RFC 6749 error.

@@ -10,7 +10,9 @@
 //! (the index steps both changes share),
 //! `mfa` (setting up an authenticator app and recovery codes),
 //! `second_factor` (the gate after a first factor, and finishing a sign-in
-//! with a second),
+//! with a second), `passkeys` (registering and managing passkeys, and
+//! checking one as a second factor), `passkey_sign_in` (signing in with a
+//! passkey alone), `risk` (where a sign-in comes from),
 //! `audit` (recording and reading a user's trail) and `residency` (the
 //! node's enforcement of the residency rule and the compliance reports).
 //!
@@ -44,6 +46,7 @@ pub mod messages;
 pub mod mfa;
 pub mod oidc;
 pub mod one_time;
+pub mod passkey_sign_in;
 pub mod passkeys;
 pub mod passwordless;
 pub mod phone;

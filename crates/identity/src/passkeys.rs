@@ -7,8 +7,9 @@
 //! The relying party is the issuer: its host is the RP ID and its origin
 //! the only origin accepted, so a passkey works on the one public hostname
 //! and nowhere else. Passkeys are discoverable (a resident key is
-//! required) and need user verification. The user handle is a keyed hash
-//! of the user id, so the authenticator learns nothing of it. Adding a
+//! required) and need user verification. The user handle is the home
+//! region's tag and a keyed hash of the user id, so the authenticator
+//! learns nothing of the user. Adding a
 //! passkey beside a second factor needs a sign-in that passed one (as
 //! removing one does, with the password): a stolen one-factor session
 //! cannot add the thief's key. The first factor of an account brings the
@@ -19,15 +20,17 @@
 //! the answer is checked here (`check_passkey`): origin, RP ID, challenge,
 //! user verification, signature, and a counter that must not go back; the
 //! credential's new counter is stored. Signing in with a passkey alone
-//! (discoverable, passwordless) is not here yet.
+//! (discoverable, passwordless) is `passkey_sign_in`'s; the handle's
+//! region-local identifier row it resolves is written here, before the
+//! passkey.
 
 use crate::{
     Identity, IdentityError,
     messages::MessageKind,
     mfa::{Caller, Reauthentication, RecoveryCodes},
 };
-use domicile_core::UnixSeconds;
-use domicile_store::{Activation, AuditKind, PasskeyFactor, PendingPasskey};
+use domicile_core::{UnixSeconds, passkey::UserHandle};
+use domicile_store::{Activation, Applied, AuditKind, PasskeyFactor, PasskeyUse, PendingPasskey};
 use std::sync::Arc;
 use webauthn_rs::prelude::{
     Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
@@ -99,17 +102,18 @@ impl Identity {
             .map_err(|e| IdentityError::internal("passkeys", e))
     }
 
-    /// The user handle passkeys of `user_id` carry: a keyed hash of the id.
-    pub(crate) fn passkey_user_handle(&self, user_id: &str) -> Result<Uuid, IdentityError> {
+    /// The user handle passkeys of `user_id` carry: this region's tag and
+    /// a keyed hash of the id (`domicile_core::passkey`).
+    pub(crate) fn passkey_user_handle(&self, user_id: &str) -> Result<UserHandle, IdentityError> {
         use hmac::Mac;
         let key = self.secret.derive("passkey user handles");
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
             .map_err(|e| IdentityError::internal("passkeys", e))?;
         mac.update(user_id.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut handle = [0u8; 16];
-        handle.copy_from_slice(&digest[..16]);
-        Ok(Uuid::from_bytes(handle))
+        Ok(UserHandle::new(
+            &self.region,
+            &mac.finalize().into_bytes().into(),
+        ))
     }
 
     /// A passkey ceremony over `passkeys`: the options for
@@ -167,10 +171,11 @@ impl Identity {
         passkey.update_credential(&result);
         let credential = serde_json::to_string(&passkey)
             .map_err(|e| IdentityError::internal("passkey check", e))?;
-        if !self
+        if self
             .store
-            .touch_passkey(user_id, &id, &credential, now)
+            .touch_passkey(user_id, &id, &credential, None, now)
             .await?
+            != PasskeyUse::Used
         {
             // Removed meanwhile.
             return Ok(None);
@@ -225,10 +230,11 @@ impl Identity {
             .filter_map(|k| serde_json::from_str::<Passkey>(&k.credential).ok())
             .map(|p| p.cred_id().clone())
             .collect();
+        let handle = self.passkey_user_handle(&user.user_id)?;
         let (options, state) = self
             .webauthn()?
             .start_passkey_registration(
-                self.passkey_user_handle(&user.user_id)?,
+                Uuid::from_bytes(handle.0),
                 &user.email,
                 &user.email,
                 Some(exclude),
@@ -312,6 +318,19 @@ impl Identity {
             created_at: now,
             last_used_at: None,
         };
+        // The handle's row first: a passkey is never without it (it signs
+        // in without a typed address), while a row without a passkey
+        // resolves to a user with nothing to check.
+        let handle = self.passkey_user_handle(&user.user_id)?;
+        let key = self.secret.passkey_handle_key(&handle);
+        if let Applied::No(holder) = self.store.insert_identifier(&key, &user.user_id).await?
+            && holder != user.user_id
+        {
+            return Err(IdentityError::internal(
+                "passkey registration",
+                "a user handle collision",
+            ));
+        }
         let (codes, hashes) = self.new_recovery_codes(&user.user_id)?;
         match self
             .store
@@ -387,7 +406,7 @@ impl Identity {
     }
 }
 
-fn base64_url(bytes: &[u8]) -> String {
+pub(crate) fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

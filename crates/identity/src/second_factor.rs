@@ -250,6 +250,9 @@ enum Step {
     FinishNoted,
     /// Risk alone, in a region that sends no email: finished, and audited.
     FinishNoEmail,
+    /// The first factor was two in one (a passkey with user
+    /// verification): finished, whatever the reasons (risk is audited).
+    FinishMultiFactor,
 }
 
 impl Step {
@@ -261,6 +264,7 @@ impl Step {
             Step::Unavailable => "refused",
             Step::FinishNoted => "none_code_sign_in",
             Step::FinishNoEmail => "none_no_email",
+            Step::FinishMultiFactor => "none_multi_factor",
         }
     }
 }
@@ -270,6 +274,8 @@ impl Step {
 fn step(reasons: &[Reason], enrolled: bool, amr: &[String], emails: bool) -> Step {
     if reasons.is_empty() {
         Step::Finish
+    } else if amr.iter().any(|m| m == mfa::AMR_MFA) {
+        Step::FinishMultiFactor
     } else if enrolled {
         Step::Factor
     } else if reasons.iter().any(|r| r.needs_factor()) {
@@ -384,7 +390,7 @@ impl Identity {
             );
         }
         match step {
-            Step::Finish | Step::FinishNoted | Step::FinishNoEmail => {
+            Step::Finish | Step::FinishNoted | Step::FinishNoEmail | Step::FinishMultiFactor => {
                 return self
                     .finish_sign_in(&user.user_id, &amr, &end, audit, &seen)
                     .await;
@@ -736,6 +742,7 @@ mod tests {
     fn each_reason_leads_to_its_step() {
         let pwd = vec!["pwd".to_owned()];
         let code = vec!["otp".to_owned()];
+        let passkey: Vec<String> = ["pop", "user", "mfa"].map(String::from).to_vec();
         let risk = Reason::Risk(Signal::NewCountry);
         use Reason::*;
         #[rustfmt::skip]
@@ -749,6 +756,14 @@ mod tests {
             (&[risk], false, &pwd, true, Step::EmailCode),
             (&[risk], false, &pwd, false, Step::FinishNoEmail),
             (&[risk], false, &code, true, Step::FinishNoted),
+            (
+                &[Enrolled, ClientPolicy, Requested, risk],
+                true,
+                &passkey,
+                true,
+                Step::FinishMultiFactor,
+            ),
+            (&[], true, &passkey, true, Step::Finish),
         ];
         for (reasons, enrolled, amr, emails, expected) in cases {
             assert_eq!(

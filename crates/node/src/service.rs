@@ -8,6 +8,7 @@ use crate::{convert, error::status};
 use domicile_identity::{
     Identity, IdentityError,
     mfa::{Caller, Reauthentication},
+    passkey_sign_in::PasskeyAssertion,
     second_factor::{Concluded, Factor, Surface},
     sessions::{self, LogoutBy},
 };
@@ -348,6 +349,29 @@ impl pb::identity_server::Identity for IdentityService {
         Ok(Response::new(pb::StartPasskeyRegistrationResponse {
             options_json,
         }))
+    }
+
+    async fn start_passkey_sign_in(
+        &self,
+        _req: Request<pb::StartPasskeySignInRequest>,
+    ) -> Result<Response<pb::StartPasskeySignInResponse>, Status> {
+        let c = self.0.start_passkey_sign_in().map_err(status)?;
+        Ok(Response::new(pb::StartPasskeySignInResponse {
+            options_json: c.options,
+            state: c.state,
+            expires_in: c.expires_in,
+        }))
+    }
+
+    async fn passkey_sign_in(
+        &self,
+        req: Request<pb::PasskeySignInRequest>,
+    ) -> Result<Response<pb::AuthResponse>, Status> {
+        let (md, _, m) = req.into_parts();
+        let mut answer = PasskeyAssertion::new(&m.state, &m.credential_json).map_err(status)?;
+        answer.context = convert::context(&md).map_err(status)?;
+        let out = self.0.sign_in_with_passkey(answer).await.map_err(status)?;
+        Ok(Response::new(convert::auth_response(out)))
     }
 
     async fn finish_passkey_registration(

@@ -3,7 +3,9 @@
 //! keeps state for a browser whose user it may not home: HMAC-SHA256 over
 //! the request and its expiry, under a key every region derives from the
 //! federation secret. It holds no personal data (see
-//! [`AuthorizationRequest`]). Sealing is not encryption: the request is
+//! [`AuthorizationRequest`]). Other state that travels with a page (a
+//! passkey ceremony's) is sealed the same way under a key of its own
+//! (`seal_value`). Sealing is not encryption: the request is
 //! what the app put in the URL anyway.
 
 use crate::authorize::AuthorizationRequest;
@@ -21,11 +23,11 @@ pub const LIFETIME_SECONDS: i64 = 1800;
 pub const MAX_LEN: usize = 8 * 1024;
 
 #[derive(Serialize, Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     /// Format version.
     v: u8,
     exp: UnixSeconds,
-    req: AuthorizationRequest,
+    req: T,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -69,21 +71,42 @@ impl Sealer {
 
     /// `<body>.<mac>`, base64url, valid until `now + LIFETIME_SECONDS`.
     pub fn seal(&self, req: &AuthorizationRequest, now: UnixSeconds) -> String {
-        let envelope = Envelope {
-            v: 1,
-            exp: now + LIFETIME_SECONDS,
-            req: req.clone(),
-        };
         // Serializing strings, numbers and unit enums cannot fail.
-        let json = serde_json::to_vec(&envelope).unwrap_or_default();
-        let body = b64().encode(json);
-        let tag = b64().encode(self.tag(&body).finalize().into_bytes());
-        format!("{body}.{tag}")
+        self.seal_value(req, now + LIFETIME_SECONDS)
+            .unwrap_or_default()
     }
 
     /// The request in `sealed`, if this service sealed it with this key
     /// and it has not expired at `now`.
     pub fn open(&self, sealed: &str, now: UnixSeconds) -> Result<AuthorizationRequest, SealError> {
+        self.open_value(sealed, now)
+    }
+
+    /// Seals any value (a sealer of its own key per kind of value, so that
+    /// one kind never opens as another) until `exp`.
+    pub fn seal_value<T: Serialize>(
+        &self,
+        value: &T,
+        exp: UnixSeconds,
+    ) -> Result<String, SealError> {
+        let envelope = Envelope {
+            v: 1,
+            exp,
+            req: value,
+        };
+        let json = serde_json::to_vec(&envelope).map_err(|_| SealError::Malformed)?;
+        let body = b64().encode(json);
+        let tag = b64().encode(self.tag(&body).finalize().into_bytes());
+        Ok(format!("{body}.{tag}"))
+    }
+
+    /// The value in `sealed`, if this sealer sealed it and it has not
+    /// expired at `now`.
+    pub fn open_value<T: serde::de::DeserializeOwned>(
+        &self,
+        sealed: &str,
+        now: UnixSeconds,
+    ) -> Result<T, SealError> {
         if sealed.len() > MAX_LEN {
             return Err(SealError::Malformed);
         }
@@ -93,7 +116,8 @@ impl Sealer {
             .verify_slice(&tag)
             .map_err(|_| SealError::Forged)?;
         let json = b64().decode(body).map_err(|_| SealError::Malformed)?;
-        let envelope: Envelope = serde_json::from_slice(&json).map_err(|_| SealError::Malformed)?;
+        let envelope: Envelope<T> =
+            serde_json::from_slice(&json).map_err(|_| SealError::Malformed)?;
         if envelope.v != 1 {
             return Err(SealError::Malformed);
         }

@@ -1259,10 +1259,45 @@ async fn passkeys(s: &RegionStore) {
     );
     assert!(s.rename_passkey(&user, "k1", "Phone", NOW).await.unwrap());
     assert!(!s.rename_passkey(&user, "nope", "Phone", NOW).await.unwrap());
-    assert!(
-        s.touch_passkey(&user, "k1", "{\"counter\":2}", NOW + 5)
+    assert_eq!(
+        s.touch_passkey(&user, "k1", "{\"counter\":2}", None, NOW + 5)
             .await
-            .unwrap()
+            .unwrap(),
+        PasskeyUse::Used
+    );
+    // A passwordless sign-in spends its challenge once, until it expires.
+    let spend = Some(([7u8; 32], NOW + 300));
+    let touch = |id: &'static str, at| s.touch_passkey(&user, id, "{\"counter\":2}", spend, at);
+    assert_eq!(touch("k1", NOW + 5).await.unwrap(), PasskeyUse::Used);
+    assert_eq!(touch("k1", NOW + 6).await.unwrap(), PasskeyUse::Replayed);
+    assert_eq!(
+        touch("k2", NOW + 6).await.unwrap(),
+        PasskeyUse::Replayed,
+        "any passkey"
+    );
+    assert_eq!(
+        touch("k1", NOW + 300).await.unwrap(),
+        PasskeyUse::Used,
+        "expired"
+    );
+    assert_eq!(
+        s.touch_passkey(&user, "nope", "{}", Some(([8u8; 32], NOW + 400)), NOW + 301)
+            .await
+            .unwrap(),
+        PasskeyUse::Gone
+    );
+    assert_eq!(
+        s.touch_passkey(
+            &user,
+            "k1",
+            "{\"counter\":2}",
+            Some(([8u8; 32], NOW + 400)),
+            NOW + 301
+        )
+        .await
+        .unwrap(),
+        PasskeyUse::Used,
+        "an answer for a gone passkey spends nothing"
     );
     let f = s.get_factors(&user).await.unwrap().unwrap();
     assert!(f.has_second_factor());
@@ -1273,7 +1308,8 @@ async fn passkeys(s: &RegionStore) {
         ),
         ("Phone", "{\"counter\":2}")
     );
-    assert_eq!(f.passkeys[0].last_used_at, Some(NOW + 5));
+    assert_eq!(f.passkeys[0].last_used_at, Some(NOW + 301));
+    assert_eq!(f.spent_challenges.len(), 1, "expired ones are dropped");
     assert!(s.remove_passkey(&user, "k1", NOW).await.unwrap());
     assert_eq!(
         s.get_factors(&user).await.unwrap().unwrap().recovery_left(),

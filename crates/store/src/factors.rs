@@ -15,7 +15,7 @@
 
 use crate::{
     FactorsRecord, Key, PasskeyFactor, PendingPasskey, PendingSignInRecord, PendingTotp,
-    RecoverySlot, RegionStore, Result, Scope, Table, TotpFactor,
+    RecoverySlot, RegionStore, Result, Scope, SpentChallenge, Table, TotpFactor,
     backend::{Change, Expiry},
 };
 use domicile_core::{UnixSeconds, ids::ArtifactKind, mfa::Sealed};
@@ -72,6 +72,22 @@ pub enum PendingOutcome {
     Counted { attempts_left: u32 },
     /// Expired, finished, out of attempts, or unknown.
     Dead,
+}
+
+/// Challenges of passwordless sign-ins one account keeps spent at a time
+/// (each for its ceremony's five minutes); beyond them an answer is
+/// refused as a replay.
+pub const MAX_SPENT_CHALLENGES: usize = 32;
+
+/// What storing a passkey's use found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasskeyUse {
+    /// The counter is stored (and the challenge spent).
+    Used,
+    /// The challenge was spent already (or too many are).
+    Replayed,
+    /// The passkey is not the user's (removed meanwhile).
+    Gone,
 }
 
 /// The answer to `take_factor_attempt`.
@@ -274,24 +290,43 @@ impl RegionStore {
     }
 
     /// Records a use of passkey `id`: its credential as updated by the
-    /// sign-in (the signature counter) and when; `false` when it is gone.
+    /// sign-in (the signature counter) and when, spending the ceremony's
+    /// challenge (`spend`: its hash and until when it matters) in the same
+    /// write: `Replayed` when it was spent already.
     pub async fn touch_passkey(
         &self,
         user_id: &str,
         id: &str,
         credential: &str,
+        spend: Option<([u8; 32], UnixSeconds)>,
         now: UnixSeconds,
-    ) -> Result<bool> {
-        Ok(self
+    ) -> Result<PasskeyUse> {
+        let mut replayed = false;
+        let touched = self
             .change_factors("touch_passkey", user_id, |r| {
+                replayed = false;
+                r.spent_challenges.retain(|c| c.until > now);
+                if let Some((hash, until)) = spend {
+                    if r.spent_challenges.iter().any(|c| c.hash == hash)
+                        || r.spent_challenges.len() >= MAX_SPENT_CHALLENGES
+                    {
+                        replayed = true;
+                        return None;
+                    }
+                    r.spent_challenges.push(SpentChallenge { hash, until });
+                }
                 let k = r.passkeys.iter_mut().find(|k| k.id == id)?;
                 k.credential = credential.to_owned();
                 k.last_used_at = Some(now);
                 r.updated_at = now;
                 Some(())
             })
-            .await?
-            .is_some())
+            .await?;
+        Ok(match touched {
+            Some(()) => PasskeyUse::Used,
+            None if replayed => PasskeyUse::Replayed,
+            None => PasskeyUse::Gone,
+        })
     }
 
     /// Replaces the recovery set (the old codes die). `false` when the user
@@ -420,6 +455,7 @@ impl RegionStore {
                         updated_at: 0,
                         passkeys: Vec::new(),
                         pending_passkey: None,
+                        spent_challenges: Vec::new(),
                     });
                     match change(&mut r) {
                         Some(out) => {

@@ -41,7 +41,10 @@ mod users;
 
 pub use backend::{Backend, Condition, Expiry, Key, Placement, Read, Row, Scope, Shape, Table};
 pub use codes::Redemption;
-pub use factors::{Activation, FactorAttempt, PendingOutcome, RecoveryUse, StepUse};
+pub use factors::{
+    Activation, FactorAttempt, MAX_SPENT_CHALLENGES, PasskeyUse, PendingOutcome, RecoveryUse,
+    StepUse,
+};
 pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
 pub use one_time::{Presented, Spend};

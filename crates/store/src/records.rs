@@ -296,6 +296,18 @@ pub struct FactorsRecord {
     /// A passkey registration waiting for the browser's answer.
     #[serde(default)]
     pub pending_passkey: Option<PendingPasskey>,
+    /// The challenges of passwordless passkey sign-ins spent while their
+    /// ceremony could still be answered (SHA-256 of the ceremony's
+    /// state, and when it stops mattering): a replayed answer is refused.
+    #[serde(default)]
+    pub spent_challenges: Vec<SpentChallenge>,
+}
+
+/// A passkey ceremony's challenge that was answered once.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpentChallenge {
+    pub hash: [u8; 32],
+    pub until: UnixSeconds,
 }
 
 impl FactorsRecord {
@@ -468,10 +480,12 @@ pub enum AuditKind {
     SignInRisk,
     PasskeyAdded,
     PasskeyRemoved,
+    /// A sign-in with a passkey alone (no address typed, no password).
+    SignInByPasskey,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 24] = [
+    pub const ALL: [AuditKind; 25] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -496,6 +510,7 @@ impl AuditKind {
         AuditKind::SignInRisk,
         AuditKind::PasskeyAdded,
         AuditKind::PasskeyRemoved,
+        AuditKind::SignInByPasskey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -524,6 +539,7 @@ impl AuditKind {
             AuditKind::SignInRisk => "sign_in_risk",
             AuditKind::PasskeyAdded => "passkey_added",
             AuditKind::PasskeyRemoved => "passkey_removed",
+            AuditKind::SignInByPasskey => "sign_in_by_passkey",
         }
     }
 }

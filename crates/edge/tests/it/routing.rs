@@ -310,3 +310,48 @@ async fn a_second_factor_is_routed_home_by_its_pending_sign_in() {
     assert_eq!(route_of(resp.metadata()), ("us".into(), "artifact".into()));
     assert_eq!(resp.get_ref().user_id, reg.user_id);
 }
+
+/// A passwordless passkey sign-in: any region starts the ceremony, and the
+/// answer goes where its user handle's tag says, without the index: each
+/// region answers for its own tag (here: no such user, refused), and a
+/// handle tagged for no region is answered by the default routing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_answer_is_routed_home_by_its_user_handle() {
+    use base64::Engine as _;
+    use domicile_core::{RegionCode, passkey::UserHandle};
+    let fed = Fed::start().await;
+    let mut edge = fed.client().await;
+    let c = edge
+        .start_passkey_sign_in(from("198.51.100.4", pb::StartPasskeySignInRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = |handle: &[u8]| {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        pb::PasskeySignInRequest {
+            state: c.state.clone(),
+            credential_json: serde_json::json!({
+                "id": "AAAA", "rawId": "AAAA", "type": "public-key", "extensions": {},
+                "response": {
+                    "authenticatorData": "AAAA", "clientDataJSON": "AAAA",
+                    "signature": "AAAA", "userHandle": b64(handle),
+                },
+            })
+            .to_string(),
+        }
+    };
+    for region in ["eu", "us", "ap"] {
+        let handle = UserHandle::new(&RegionCode::parse(region).unwrap(), &[3; 32]);
+        let s = expect_code(
+            edge.passkey_sign_in(from("198.51.100.4", answer(&handle.0)))
+                .await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(route_of(s.metadata()), (region.into(), "artifact".into()));
+    }
+    let s = edge
+        .passkey_sign_in(from("198.51.100.4", answer(&[0xff; 16])))
+        .await
+        .unwrap_err();
+    assert_ne!(route_of(s.metadata()).1, "artifact", "{s:?}");
+}

@@ -6,7 +6,8 @@
 //! `/introspect` (RFC 7662, confidential clients) and `/logout`
 //! (RP-initiated logout), the one-time code journeys (`codes`:
 //! `/recover`, `/passwordless`, `/code`, `/link`), a sign-in's second
-//! step (`second_factor`: `/mfa`), and the account page where a signed-in
+//! step (`second_factor`: `/mfa`), signing in with a passkey alone
+//! (`passkey`: `/passkey/options`, `/passkey`), and the account page where a signed-in
 //! browser sets up its second factors (`account`: `/account`). Each parses its input,
 //! calls one use case of `domicile-identity` (or a check of
 //! `domicile-oidc`) and answers one page, redirect or JSON document.
@@ -23,6 +24,7 @@
 mod account;
 mod codes;
 pub mod pages;
+mod passkey;
 mod second_factor;
 
 use axum::{
@@ -88,6 +90,8 @@ pub fn router(state: Arc<OidcState>) -> Router {
         .route("/passwordless", post(codes::passwordless))
         .route("/code", post(codes::code))
         .route("/mfa", post(second_factor::second_factor))
+        .route("/passkey/options", post(passkey::options))
+        .route("/passkey", post(passkey::sign_in))
         .route("/account", get(account::page))
         .route("/account/totp", post(account::enrol))
         .route("/account/totp/confirm", post(account::confirm))

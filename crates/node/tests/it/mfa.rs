@@ -636,7 +636,7 @@ pub(crate) async fn password_form(
         .unwrap()
 }
 
-fn code_of(r: &reqwest::Response) -> String {
+pub(crate) fn code_of(r: &reqwest::Response) -> String {
     assert_eq!(r.status(), 303, "{r:?}");
     let location = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     location
@@ -648,8 +648,7 @@ fn code_of(r: &reqwest::Response) -> String {
 
 /// The ID token's claims of a redeemed code (its payload, read as JSON;
 /// the signature has its own tests).
-async fn id_claims(fed: &Fed, http: &reqwest::Client, code: &str) -> serde_json::Value {
-    use base64::Engine as _;
+pub(crate) async fn id_claims(fed: &Fed, http: &reqwest::Client, code: &str) -> serde_json::Value {
     let r = http
         .post(format!("http://{}/token", fed.nodes["eu"].addr))
         .form(&[
@@ -664,8 +663,14 @@ async fn id_claims(fed: &Fed, http: &reqwest::Client, code: &str) -> serde_json:
         .unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    let id = body["id_token"].as_str().unwrap();
-    let payload = id.split('.').nth(1).unwrap();
+    jwt_claims(body["id_token"].as_str().unwrap())
+}
+
+/// A JWT's claims, read without checking its signature (which has its own
+/// tests).
+pub(crate) fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .unwrap();

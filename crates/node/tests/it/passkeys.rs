@@ -409,3 +409,305 @@ fn html_unescape(s: &str) -> String {
         .replace("&#38;", "&")
         .replace("&amp;", "&")
 }
+
+/// A user registered in eu with one passkey of `key` (over the API): the
+/// user id, the credential's id and the user handle (both base64url, as
+/// the options and the authenticator have them).
+async fn with_passkey(fed: &Fed, email: &str, key: &mut SoftPasskey) -> (String, String, String) {
+    let mut eu = fed.client("eu").await;
+    let reg = eu.register(register_req(email)).await.unwrap().into_inner();
+    let o: serde_json::Value = serde_json::from_str(
+        &eu.start_passkey_registration(bearer(
+            pb::StartPasskeyRegistrationRequest {
+                name: "Phone".into(),
+            },
+            &reg.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .options_json,
+    )
+    .unwrap();
+    let handle = o["publicKey"]["user"]["id"].as_str().unwrap().to_owned();
+    let done = eu
+        .finish_passkey_registration(bearer(
+            pb::FinishPasskeyRegistrationRequest {
+                credential_json: answer(key, &o, "https://id.test", None),
+            },
+            &reg.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    (reg.user_id, done.passkey.unwrap().id, handle)
+}
+
+/// The soft authenticator's answer to a discoverable ceremony's `options`
+/// from `origin`, as a browser would send it with a resident key. The soft
+/// authenticator keeps no resident keys, so it is told which credential
+/// to use, and its answer gets the user handle a resident key returns
+/// (`handle`; the handle is not signed, so the signature is unchanged).
+fn discoverable(
+    key: &mut SoftPasskey,
+    options: &str,
+    credential_id: &str,
+    handle: &str,
+    origin: &str,
+) -> String {
+    let mut o: serde_json::Value = serde_json::from_str(options).unwrap();
+    o["publicKey"]["allowCredentials"] =
+        serde_json::json!([{ "type": "public-key", "id": credential_id }]);
+    if origin != "https://id.test" {
+        o["publicKey"]["rpId"] = Url::parse(origin).unwrap().host_str().unwrap().into();
+    }
+    let a = key
+        .do_authentication(
+            Url::parse(origin).unwrap(),
+            serde_json::from_value(o).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("the soft authenticator refused {origin}: {e:?}"));
+    let mut a = serde_json::to_value(&a).unwrap();
+    a["response"]["userHandle"] = handle.into();
+    a.to_string()
+}
+
+/// Signing in with a passkey alone, over the API: any region starts the
+/// ceremony (options without credentials, user verification required);
+/// the home region finishes it with a session whose tokens say
+/// `pop user mfa` and two factors; another region sends the answer home.
+/// Refused alike, with nothing started: the same answer again, a forged
+/// or expired state, another origin, an unknown handle, a handle tagged
+/// for no region; malformed input names its field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_signs_in_alone_over_the_api_once_per_ceremony() {
+    use domicile_store::AuditKind;
+    let fed = Fed::start().await;
+    let mut key = SoftPasskey::new(true);
+    let (user_id, cred, handle) = with_passkey(&fed, "rosa@example.de", &mut key).await;
+    let mut eu = fed.client("eu").await;
+    let mut us = fed.client("us").await;
+    let start = || async {
+        fed.client("us")
+            .await
+            .start_passkey_sign_in(pb::StartPasskeySignInRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let c = start().await;
+    assert_eq!(c.expires_in, 300);
+    let o: serde_json::Value = serde_json::from_str(&c.options_json).unwrap();
+    assert_eq!(o["publicKey"]["rpId"], "id.test");
+    assert_eq!(o["publicKey"]["userVerification"], "required");
+    assert!(
+        o["publicKey"]["allowCredentials"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{o}"
+    );
+    assert!(o.get("mediation").is_none(), "a modal prompt: {o}");
+    let sign_in = |state: &str, credential: String| pb::PasskeySignInRequest {
+        state: state.to_owned(),
+        credential_json: credential,
+    };
+    let right = discoverable(&mut key, &c.options_json, &cred, &handle, "https://id.test");
+    // A second answer to the same ceremony, with a higher counter: only
+    // the spent challenge refuses it.
+    let again = discoverable(&mut key, &c.options_json, &cred, &handle, "https://id.test");
+    // The answer reaches us: sent home, nothing spent.
+    expect_wrong_region(
+        us.passkey_sign_in(sign_in(&c.state, right.clone())).await,
+        "eu",
+    );
+    let ok = eu
+        .passkey_sign_in(sign_in(&c.state, right.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.user_id, user_id);
+    let claims = crate::mfa::jwt_claims(&ok.access_token);
+    assert_eq!(claims["amr"], serde_json::json!(["pop", "user", "mfa"]));
+    assert_eq!(claims["acr"], "urn:domicile:loa:2");
+    assert!(audited(&fed, &user_id, AuditKind::SignInByPasskey).await);
+    let refused = |r: Result<tonic::Response<pb::AuthResponse>, tonic::Status>, what: &str| {
+        let s = r.expect_err(what);
+        assert_eq!(s.code(), tonic::Code::Unauthenticated, "{what}: {s:?}");
+        assert!(
+            s.message().contains("passkey was not accepted"),
+            "{what}: {s:?}"
+        );
+    };
+    // The ceremony answered again: refused, by the spent challenge (the
+    // counter moved on); the same answer again, by the counter too.
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, again)).await,
+        "a second answer to one ceremony",
+    );
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, right)).await,
+        "replayed",
+    );
+    let c = start().await;
+    let right = discoverable(&mut key, &c.options_json, &cred, &handle, "https://id.test");
+    // A forged state: another body under the tag, or a state of our own
+    // making.
+    let (body, tag) = c.state.split_once('.').unwrap();
+    let forged = format!("{}x.{tag}", &body[..body.len() - 1]);
+    refused(
+        eu.passkey_sign_in(sign_in(&forged, right.clone())).await,
+        "forged state",
+    );
+    refused(
+        eu.passkey_sign_in(sign_in("e30.AAAA", right.clone())).await,
+        "made-up state",
+    );
+    // Another origin (a phishing site relaying the options).
+    let phished = discoverable(
+        &mut key,
+        &c.options_json,
+        &cred,
+        &handle,
+        "https://evil.example",
+    );
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, phished)).await,
+        "another origin",
+    );
+    assert!(audited(&fed, &user_id, AuditKind::LoginFailed).await);
+    // Unknown handles: one tagged for eu that nobody holds, one tagged
+    // for no region.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut bytes = b64.decode(&handle).unwrap();
+    bytes[15] ^= 1;
+    let stranger = discoverable(
+        &mut key,
+        &c.options_json,
+        &cred,
+        &b64.encode(&bytes),
+        "https://id.test",
+    );
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, stranger)).await,
+        "unknown handle",
+    );
+    bytes[0] ^= 0x55;
+    let nowhere = discoverable(
+        &mut key,
+        &c.options_json,
+        &cred,
+        &b64.encode(&bytes),
+        "https://id.test",
+    );
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, nowhere)).await,
+        "no region's tag",
+    );
+    // Expired: five minutes later the same ceremony is over.
+    fed.clock.advance(301);
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, right)).await,
+        "expired",
+    );
+    // Malformed input is refused before anything is read, naming its field.
+    for (state, credential, field) in [("", "{}", "state"), ("s", "{", "credential")] {
+        let s = eu
+            .passkey_sign_in(sign_in(state, credential.to_owned()))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        assert!(s.message().starts_with(field), "{s:?}");
+    }
+    let home = fed.nodes["eu"].store.export_user(&user_id).await.unwrap();
+    assert_eq!(
+        home.sessions.len(),
+        2,
+        "registration and the one passkey sign-in"
+    );
+    assert_eq!(
+        home.identifiers.len(),
+        2,
+        "the email and the passkey handle"
+    );
+    assert!(home.factors.unwrap().spent_challenges.len() <= 1);
+    // Residency: us started both ceremonies and was sent an answer, and
+    // holds nothing of the user; nor does ap.
+    for region in ["us", "ap"] {
+        let there = fed.nodes[region].store.export_user(&user_id).await.unwrap();
+        assert!(
+            there.user.is_none()
+                && there.identifiers.is_empty()
+                && there.sessions.is_empty()
+                && there.audit.is_empty()
+                && there.factors.is_none()
+                && there.history.is_none(),
+            "{region}: {there:?}"
+        );
+    }
+}
+
+/// The sign-in page's "Sign in with a passkey": the page's script asks
+/// `/passkey/options` (CSRF-checked, JSON) and posts the answer to
+/// `/passkey`, which hands the app its code with an ID token that says
+/// `pop user mfa`; the same answer again shows the page saying the
+/// passkey was not accepted, and a forged CSRF token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_signs_in_alone_on_the_sign_in_page() {
+    let fed = Fed::start().await;
+    let mut key = SoftPasskey::new(true);
+    let (_, cred, handle) = with_passkey(&fed, "sami@example.de", &mut key).await;
+    let http = browser();
+    let r = http
+        .get(crate::oidc::authorize_url(&fed, ""))
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Sign in with a passkey"), "{html}");
+    let (req, csrf) = (hidden_field(&html, "req"), hidden_field(&html, "csrf"));
+    let r = post(
+        &fed,
+        &http,
+        "/passkey/options",
+        &[("req", &req), ("csrf", "forged")],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("\"error\""));
+    let r = post(
+        &fed,
+        &http,
+        "/passkey/options",
+        &[("req", &req), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let c: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let (options, state) = (c["options"].as_str().unwrap(), c["state"].as_str().unwrap());
+    let answer = discoverable(&mut key, options, &cred, &handle, "https://id.test");
+    let form = |csrf: &str| {
+        vec![
+            ("req", req.clone()),
+            ("csrf", csrf.to_owned()),
+            ("state", state.to_owned()),
+            ("credential", answer.clone()),
+        ]
+    };
+    let send = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = format!("http://{}/passkey", fed.nodes["eu"].addr);
+        async move { http.post(url).form(&form).send().await.unwrap() }
+    };
+    assert_eq!(send(form("forged")).await.status(), 403, "CSRF");
+    let done = send(form(&csrf)).await;
+    let code = crate::mfa::code_of(&done);
+    let claims = crate::mfa::id_claims(&fed, &http, &code).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pop", "user", "mfa"]));
+    assert_eq!(claims["acr"], "urn:domicile:loa:2");
+    let again = send(form(&csrf)).await;
+    assert_eq!(again.status(), 401);
+    let page = again.text().await.unwrap();
+    assert!(page.contains("That passkey was not accepted"), "{page}");
+}
