@@ -209,6 +209,23 @@ impl Fed {
         self.boot(&[region], addrs).await;
     }
 
+    /// Another node of `region` on a new port, on the same store (as a
+    /// canary beside the first), with its client.
+    pub async fn second_node(&self, region: &str) -> (RunningNode, IdentityClient<Channel>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let opts = NodeOptions {
+            topology: self.topology.clone(),
+            region: RegionCode::parse(region).unwrap(),
+            clock: Arc::new(self.clock.clone()),
+            entropy: Arc::new(OsEntropy),
+        };
+        let node = Node::start(opts, l).await.unwrap();
+        let client = IdentityClient::connect(format!("http://{}", node.addr))
+            .await
+            .unwrap();
+        (node, client)
+    }
+
     pub async fn client(&self, region: &str) -> IdentityClient<Channel> {
         IdentityClient::connect(format!("http://{}", self.nodes[region].addr))
             .await

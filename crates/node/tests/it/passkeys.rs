@@ -711,3 +711,91 @@ async fn a_passkey_signs_in_alone_on_the_sign_in_page() {
     let page = again.text().await.unwrap();
     assert!(page.contains("That passkey was not accepted"), "{page}");
 }
+
+/// Every passkey ceremony's halves may reach different nodes of the home
+/// region: a registration started on one us node finishes on another, a
+/// passkey second factor asked by one is answered on the other, and a
+/// passwordless ceremony started by one signs in on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_ceremonies_span_the_nodes_of_a_region() {
+    let fed = Fed::start().await;
+    let (_second, mut two) = fed.second_node("us").await;
+    let mut one = fed.client("us").await;
+    let email = "ulla@example.com";
+    let reg = one
+        .register(register_req(email))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reg.user_id.starts_with("usr_us_"), "{}", reg.user_id);
+    let o: serde_json::Value = serde_json::from_str(
+        &one.start_passkey_registration(bearer(
+            pb::StartPasskeyRegistrationRequest {
+                name: "Phone".into(),
+            },
+            &reg.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .options_json,
+    )
+    .unwrap();
+    let handle = o["publicKey"]["user"]["id"].as_str().unwrap().to_owned();
+    let mut key = SoftPasskey::new(true);
+    let done = two
+        .finish_passkey_registration(bearer(
+            pb::FinishPasskeyRegistrationRequest {
+                credential_json: answer(&mut key, &o, "https://id.test", None),
+            },
+            &reg.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let cred = done.passkey.unwrap().id;
+    // The second factor: asked by one node, answered on the other.
+    let s = one
+        .login(login_req(email, domicile_testkit::PASSWORD))
+        .await
+        .unwrap_err();
+    let md = |k: &str| s.metadata().get(k).unwrap().to_str().unwrap().to_owned();
+    let options: serde_json::Value = serde_json::from_str(&md(MFA_PASSKEY_METADATA)).unwrap();
+    let assertion = key
+        .do_authentication(
+            Url::parse("https://id.test").unwrap(),
+            serde_json::from_value(options).unwrap(),
+        )
+        .unwrap();
+    let ok = two
+        .complete_sign_in(pb::CompleteSignInRequest {
+            mfa_token: md(MFA_TOKEN_METADATA),
+            passkey_credential: serde_json::to_string(&assertion).unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.user_id, reg.user_id);
+    // Alone: started by one node, answered on the other.
+    let c = one
+        .start_passkey_sign_in(pb::StartPasskeySignInRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let ok = two
+        .passkey_sign_in(pb::PasskeySignInRequest {
+            state: c.state.clone(),
+            credential_json: discoverable(
+                &mut key,
+                &c.options_json,
+                &cred,
+                &handle,
+                "https://id.test",
+            ),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.user_id, reg.user_id);
+}
