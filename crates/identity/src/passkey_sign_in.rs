@@ -107,6 +107,7 @@ enum Refusal {
     UnknownCredential,
     Check,
     Replayed,
+    Concurrent,
 }
 
 impl Refusal {
@@ -118,6 +119,7 @@ impl Refusal {
             Refusal::UnknownCredential => "not one of the user's passkeys",
             Refusal::Check => "the assertion failed its check",
             Refusal::Replayed => "the challenge was spent already",
+            Refusal::Concurrent => "another sign-in used the passkey meanwhile",
         }
     }
 }
@@ -227,7 +229,7 @@ impl Identity {
         answer: &PasskeyAssertion,
     ) -> Result<Result<UserRecord, Refusal>, IdentityError> {
         let now = self.now();
-        let Ok(Ceremony { state }) = self
+        let Ok((Ceremony { state }, expires_at)) = self
             .ceremony_sealer()?
             .open_value::<Ceremony>(&answer.state, now)
         else {
@@ -283,15 +285,18 @@ impl Identity {
         passkey.update_credential(&result);
         let credential = serde_json::to_string(&passkey)
             .map_err(|e| IdentityError::internal("passkey sign-in", e))?;
-        let spend = Some((challenge, now + CEREMONY_TTL_SECONDS));
+        // Spent for as long as the state opens, by the clock of the region
+        // that sealed it (which may run ahead of this one's).
+        let spend = Some((challenge, expires_at));
         match self
             .store
-            .touch_passkey(&user_id, &id, &credential, spend, now)
+            .touch_passkey(&user_id, &id, &stored.credential, &credential, spend, now)
             .await?
         {
             PasskeyUse::Used => Ok(Ok(user)),
             PasskeyUse::Replayed => Ok(Err(Refusal::Replayed)),
             PasskeyUse::Gone => Ok(Err(Refusal::UnknownCredential)),
+            PasskeyUse::Changed => Ok(Err(Refusal::Concurrent)),
         }
     }
 }

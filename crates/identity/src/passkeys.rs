@@ -7,7 +7,8 @@
 //! The relying party is the issuer: its host is the RP ID and its origin
 //! the only origin accepted, so a passkey works on the one public hostname
 //! and nowhere else. Passkeys are discoverable (a resident key is
-//! required) and need user verification. The user handle is the home
+//! required) and need user verification; registering one needs the
+//! password again. The user handle is the home
 //! region's tag and a keyed hash of the user id, so the authenticator
 //! learns nothing of the user. Adding a
 //! passkey beside a second factor needs a sign-in that passed one (as
@@ -173,11 +174,11 @@ impl Identity {
             .map_err(|e| IdentityError::internal("passkey check", e))?;
         if self
             .store
-            .touch_passkey(user_id, &id, &credential, None, now)
+            .touch_passkey(user_id, &id, &stored.credential, &credential, None, now)
             .await?
             != PasskeyUse::Used
         {
-            // Removed meanwhile.
+            // Removed meanwhile, or used by another sign-in since it was read.
             return Ok(None);
         }
         Ok(Some(domicile_core::mfa::AMR_PASSKEY))
@@ -201,7 +202,8 @@ impl Identity {
             .unwrap_or_default())
     }
 
-    /// Starts registering a passkey named `name` for the caller: the
+    /// Starts registering a passkey named `name` for the caller, who
+    /// enters the password again: the
     /// options for `navigator.credentials.create` (JSON, as webauthn-rs
     /// writes them: `{"publicKey": …}`), waiting five minutes in the home
     /// region for the browser's answer (a new start replaces it).
@@ -209,20 +211,21 @@ impl Identity {
         &self,
         caller: Caller<'_>,
         name: &str,
+        password: Reauthentication,
     ) -> Result<String, IdentityError> {
         let name = checked_name(name)?;
-        let user = self.caller_user(caller).await?;
+        // The password again, and beside a second factor a sign-in that
+        // passed it: a passkey signs in alone, so a stolen session must
+        // not be able to add one.
+        let user = self.reauthenticated(caller, password).await?;
         let factors = self.store.get_factors(&user.user_id).await?;
-        if let Some(f) = &factors {
-            if f.passkeys.len() >= MAX_PASSKEYS {
-                return Err(IdentityError::invalid(
-                    "name",
-                    format!("an account has at most {MAX_PASSKEYS} passkeys"),
-                ));
-            }
-            if f.has_second_factor() && !self.caller_two_factors(caller).await? {
-                return Err(IdentityError::StepUpRequired);
-            }
+        if let Some(f) = &factors
+            && f.passkeys.len() >= MAX_PASSKEYS
+        {
+            return Err(IdentityError::invalid(
+                "name",
+                format!("an account has at most {MAX_PASSKEYS} passkeys"),
+            ));
         }
         let exclude: Vec<_> = factors
             .iter()

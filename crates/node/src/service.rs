@@ -343,7 +343,11 @@ impl pb::identity_server::Identity for IdentityService {
         let bearer = convert::bearer(req.metadata()).map_err(status)?;
         let options_json = self
             .0
-            .start_passkey_registration(Caller::Bearer(&bearer), &req.get_ref().name)
+            .start_passkey_registration(
+                Caller::Bearer(&bearer),
+                &req.get_ref().name,
+                Reauthentication::new(req.get_ref().password.clone()).map_err(status)?,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::StartPasskeyRegistrationResponse {

@@ -17,3 +17,10 @@
       userHandle: a.response.userHandle ? enc(a.response.userHandle) : null,
     },
   });
+  // A failure shown in `el`, announced (the role only once there is
+  // something to say: an empty alert would be found on the page first).
+  const showError = (el, e) => {
+    el.textContent = String(e.message || e);
+    el.setAttribute("role", "alert");
+    el.hidden = false;
+  };

@@ -79,7 +79,7 @@ impl Sealer {
     /// The request in `sealed`, if this service sealed it with this key
     /// and it has not expired at `now`.
     pub fn open(&self, sealed: &str, now: UnixSeconds) -> Result<AuthorizationRequest, SealError> {
-        self.open_value(sealed, now)
+        self.open_value(sealed, now).map(|(req, _)| req)
     }
 
     /// Seals any value (a sealer of its own key per kind of value, so that
@@ -100,13 +100,13 @@ impl Sealer {
         Ok(format!("{body}.{tag}"))
     }
 
-    /// The value in `sealed`, if this sealer sealed it and it has not
-    /// expired at `now`.
+    /// The value in `sealed` and when it expires, if this sealer sealed it
+    /// and it has not expired at `now`.
     pub fn open_value<T: serde::de::DeserializeOwned>(
         &self,
         sealed: &str,
         now: UnixSeconds,
-    ) -> Result<T, SealError> {
+    ) -> Result<(T, UnixSeconds), SealError> {
         if sealed.len() > MAX_LEN {
             return Err(SealError::Malformed);
         }
@@ -124,7 +124,7 @@ impl Sealer {
         if now >= envelope.exp {
             return Err(SealError::Expired);
         }
-        Ok(envelope.req)
+        Ok((envelope.req, envelope.exp))
     }
 }
 

@@ -1259,43 +1259,44 @@ async fn passkeys(s: &RegionStore) {
     );
     assert!(s.rename_passkey(&user, "k1", "Phone", NOW).await.unwrap());
     assert!(!s.rename_passkey(&user, "nope", "Phone", NOW).await.unwrap());
-    assert_eq!(
-        s.touch_passkey(&user, "k1", "{\"counter\":2}", None, NOW + 5)
+    let u = user.as_str();
+    let touch = |id: &'static str, read: u32, to: u32, spend, at| async move {
+        let c = |n: u32| match n {
+            0 => format!("{{\"cred\":\"{id}\"}}"),
+            n => format!("{{\"counter\":{n}}}"),
+        };
+        s.touch_passkey(u, id, &c(read), &c(to), spend, at)
             .await
-            .unwrap(),
-        PasskeyUse::Used
-    );
+            .unwrap()
+    };
+    assert_eq!(touch("k1", 0, 2, None, NOW + 5).await, PasskeyUse::Used);
+    // A use checked against the credential before that one: its counter
+    // must not overwrite the newer one.
+    assert_eq!(touch("k1", 0, 1, None, NOW + 5).await, PasskeyUse::Changed);
     // A passwordless sign-in spends its challenge once, until it expires.
     let spend = Some(([7u8; 32], NOW + 300));
-    let touch = |id: &'static str, at| s.touch_passkey(&user, id, "{\"counter\":2}", spend, at);
-    assert_eq!(touch("k1", NOW + 5).await.unwrap(), PasskeyUse::Used);
-    assert_eq!(touch("k1", NOW + 6).await.unwrap(), PasskeyUse::Replayed);
+    assert_eq!(touch("k1", 2, 3, spend, NOW + 5).await, PasskeyUse::Used);
     assert_eq!(
-        touch("k2", NOW + 6).await.unwrap(),
+        touch("k1", 3, 4, spend, NOW + 6).await,
+        PasskeyUse::Replayed
+    );
+    assert_eq!(
+        touch("k2", 0, 1, spend, NOW + 6).await,
         PasskeyUse::Replayed,
         "any passkey"
     );
     assert_eq!(
-        touch("k1", NOW + 300).await.unwrap(),
+        touch("k1", 3, 4, spend, NOW + 300).await,
         PasskeyUse::Used,
         "expired"
     );
+    let other = Some(([8u8; 32], NOW + 400));
     assert_eq!(
-        s.touch_passkey(&user, "nope", "{}", Some(([8u8; 32], NOW + 400)), NOW + 301)
-            .await
-            .unwrap(),
+        touch("nope", 0, 1, other, NOW + 301).await,
         PasskeyUse::Gone
     );
     assert_eq!(
-        s.touch_passkey(
-            &user,
-            "k1",
-            "{\"counter\":2}",
-            Some(([8u8; 32], NOW + 400)),
-            NOW + 301
-        )
-        .await
-        .unwrap(),
+        touch("k1", 4, 5, other, NOW + 301).await,
         PasskeyUse::Used,
         "an answer for a gone passkey spends nothing"
     );
@@ -1306,7 +1307,7 @@ async fn passkeys(s: &RegionStore) {
             f.passkeys[0].name.as_str(),
             f.passkeys[0].credential.as_str()
         ),
-        ("Phone", "{\"counter\":2}")
+        ("Phone", "{\"counter\":5}")
     );
     assert_eq!(f.passkeys[0].last_used_at, Some(NOW + 301));
     assert_eq!(f.spent_challenges.len(), 1, "expired ones are dropped");

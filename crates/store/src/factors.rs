@@ -88,6 +88,8 @@ pub enum PasskeyUse {
     Replayed,
     /// The passkey is not the user's (removed meanwhile).
     Gone,
+    /// Another use of the passkey was stored since it was read.
+    Changed,
 }
 
 /// The answer to `take_factor_attempt`.
@@ -290,32 +292,39 @@ impl RegionStore {
     }
 
     /// Records a use of passkey `id`: its credential as updated by the
-    /// sign-in (the signature counter) and when, spending the ceremony's
-    /// challenge (`spend`: its hash and until when it matters) in the same
-    /// write: `Replayed` when it was spent already.
+    /// sign-in (the signature counter) and when, if it is still the one
+    /// the sign-in checked against (`read`; else `Changed`: another use
+    /// came between, and its counter must not be overwritten), spending
+    /// the ceremony's challenge (`spend`: its hash and until when it
+    /// matters) in the same write: `Replayed` when it was spent already.
     pub async fn touch_passkey(
         &self,
         user_id: &str,
         id: &str,
+        read: &str,
         credential: &str,
         spend: Option<([u8; 32], UnixSeconds)>,
         now: UnixSeconds,
     ) -> Result<PasskeyUse> {
-        let mut replayed = false;
+        let mut refused = PasskeyUse::Gone;
         let touched = self
             .change_factors("touch_passkey", user_id, |r| {
-                replayed = false;
+                refused = PasskeyUse::Gone;
                 r.spent_challenges.retain(|c| c.until > now);
                 if let Some((hash, until)) = spend {
                     if r.spent_challenges.iter().any(|c| c.hash == hash)
                         || r.spent_challenges.len() >= MAX_SPENT_CHALLENGES
                     {
-                        replayed = true;
+                        refused = PasskeyUse::Replayed;
                         return None;
                     }
                     r.spent_challenges.push(SpentChallenge { hash, until });
                 }
                 let k = r.passkeys.iter_mut().find(|k| k.id == id)?;
+                if k.credential != read {
+                    refused = PasskeyUse::Changed;
+                    return None;
+                }
                 k.credential = credential.to_owned();
                 k.last_used_at = Some(now);
                 r.updated_at = now;
@@ -324,8 +333,7 @@ impl RegionStore {
             .await?;
         Ok(match touched {
             Some(()) => PasskeyUse::Used,
-            None if replayed => PasskeyUse::Replayed,
-            None => PasskeyUse::Gone,
+            None => refused,
         })
     }
 

@@ -463,7 +463,7 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     fill(&browser, "email", "mei@example.org").await;
     fill(&browser, "password", "not the password").await;
     submit(&browser).await;
-    let alert = soon(&browser, "[role=alert]").await;
+    let alert = soon(&browser, "#form-error[role=alert]").await;
     let said = alert.text().await.unwrap();
     assert!(said.contains("not right"), "{said}");
     shot(&browser, &dir, "6-sign-in-refused").await;
@@ -545,7 +545,7 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     fill(&browser, "password", domicile_testkit::PASSWORD).await;
     submit(&browser).await;
     assert!(
-        soon(&browser, "[role=alert]")
+        soon(&browser, "#form-error[role=alert]")
             .await
             .text()
             .await
@@ -667,6 +667,7 @@ async fn a_browser_signs_up_signs_in_and_out_on_the_hosted_pages() {
     }
     js.goto(&format!("{edge}/account")).await.unwrap();
     fill(&js, "passkey-name", "Test laptop").await;
+    fill(&js, "passkey-password", "a brand new passphrase").await;
     js.find(Locator::Id("passkey-add-button"))
         .await
         .unwrap()

@@ -349,9 +349,10 @@ async fn a_passkey_answer_is_routed_home_by_its_user_handle() {
         );
         assert_eq!(route_of(s.metadata()), (region.into(), "artifact".into()));
     }
-    let s = edge
-        .passkey_sign_in(from("198.51.100.4", answer(&[0xff; 16])))
-        .await
-        .unwrap_err();
+    let s = expect_code(
+        edge.passkey_sign_in(from("198.51.100.4", answer(&[0xff; 16])))
+            .await,
+        Code::Unauthenticated,
+    );
     assert_ne!(route_of(s.metadata()).1, "artifact", "{s:?}");
 }

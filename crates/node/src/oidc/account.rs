@@ -370,7 +370,8 @@ pub(super) async fn remove(
 }
 
 /// POST /account/passkeys/options: the creation options for the page's
-/// script (JSON), for a passkey named `name`. Refusals are JSON too.
+/// script (JSON), for a passkey named `name`, after the `password`.
+/// Refusals are JSON too.
 pub(super) async fn passkey_options(
     State(s): State<Arc<OidcState>>,
     headers: HeaderMap,
@@ -380,17 +381,22 @@ pub(super) async fn passkey_options(
         Ok(f) => f,
         Err(page) => return *page,
     };
-    let name = form.get("name").map(String::as_str).unwrap_or_default();
-    let (status, body) = match s
-        .identity
-        .start_passkey_registration(Caller::Browser(&session), name)
-        .await
-    {
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let outcome = match Reauthentication::new(field("password")) {
+        Ok(password) => {
+            s.identity
+                .start_passkey_registration(Caller::Browser(&session), &field("name"), password)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let (status, body) = match outcome {
         Ok(options) => (StatusCode::OK, options),
         Err(e) => {
             let status = match &e {
                 IdentityError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 IdentityError::StepUpRequired => StatusCode::FORBIDDEN,
+                IdentityError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
                 other => {
                     tracing::error!(error = %other, "passkey options failed");
                     StatusCode::INTERNAL_SERVER_ERROR

@@ -50,15 +50,24 @@ async fn post(
         .unwrap()
 }
 
-/// The creation options the page's script would get, as JSON.
+/// The creation options the page's script would get, as JSON: without
+/// the password or with a wrong one refused first.
 async fn options(fed: &Fed, http: &reqwest::Client, csrf: &str) -> serde_json::Value {
-    let r = post(
-        fed,
-        http,
-        "/account/passkeys/options",
-        &[("csrf", csrf), ("name", "Soft key")],
-    )
-    .await;
+    let ask = |password: &'static str| async move {
+        post(
+            fed,
+            http,
+            "/account/passkeys/options",
+            &[("csrf", csrf), ("name", "Soft key"), ("password", password)],
+        )
+        .await
+    };
+    for (password, status) in [("", 400), ("not the password", 401)] {
+        let r = ask(password).await;
+        assert_eq!(r.status(), status, "{password:?}");
+        assert!(r.text().await.unwrap().contains("\"error\""));
+    }
+    let r = ask(domicile_testkit::PASSWORD).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     serde_json::from_str(&r.text().await.unwrap()).unwrap()
@@ -223,7 +232,11 @@ async fn a_passkey_is_registered_on_the_account_page_and_forgeries_are_refused()
         &fed,
         &http,
         "/account/passkeys/options",
-        &[("csrf", &csrf), ("name", "Thief's key")],
+        &[
+            ("csrf", &csrf),
+            ("name", "Thief's key"),
+            ("password", domicile_testkit::PASSWORD),
+        ],
     )
     .await;
     assert_eq!(r.status(), 403);
@@ -332,13 +345,33 @@ async fn passkeys_are_managed_over_the_api() {
     let token = reg.access_token.clone();
     let start = |name: &str| {
         bearer(
-            pb::StartPasskeyRegistrationRequest { name: name.into() },
+            pb::StartPasskeyRegistrationRequest {
+                name: name.into(),
+                password: domicile_testkit::PASSWORD.into(),
+            },
             &token,
         )
     };
     let s = eu.start_passkey_registration(start("")).await.unwrap_err();
     assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
     assert!(s.message().starts_with("name"), "{s:?}");
+    // The password is asked again: a stolen token alone adds no passkey.
+    for (password, code) in [
+        ("", tonic::Code::InvalidArgument),
+        ("not the password", tonic::Code::Unauthenticated),
+    ] {
+        let s = eu
+            .start_passkey_registration(bearer(
+                pb::StartPasskeyRegistrationRequest {
+                    name: "Thief".into(),
+                    password: password.into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), code, "{password:?}: {s:?}");
+    }
     let o: serde_json::Value = serde_json::from_str(
         &eu.start_passkey_registration(start("Phone"))
             .await
@@ -420,6 +453,7 @@ async fn with_passkey(fed: &Fed, email: &str, key: &mut SoftPasskey) -> (String,
         &eu.start_passkey_registration(bearer(
             pb::StartPasskeyRegistrationRequest {
                 name: "Phone".into(),
+                password: domicile_testkit::PASSWORD.into(),
             },
             &reg.access_token,
         ))
@@ -553,7 +587,8 @@ async fn a_passkey_signs_in_alone_over_the_api_once_per_ceremony() {
     // A forged state: another body under the tag, or a state of our own
     // making.
     let (body, tag) = c.state.split_once('.').unwrap();
-    let forged = format!("{}x.{tag}", &body[..body.len() - 1]);
+    let flipped = if body.ends_with('A') { 'B' } else { 'A' };
+    let forged = format!("{}{flipped}.{tag}", &body[..body.len() - 1]);
     refused(
         eu.passkey_sign_in(sign_in(&forged, right.clone())).await,
         "forged state",
@@ -575,6 +610,29 @@ async fn a_passkey_signs_in_alone_over_the_api_once_per_ceremony() {
         "another origin",
     );
     assert!(audited(&fed, &user_id, AuditKind::LoginFailed).await);
+    // Without user verification (the authenticator asked not to verify).
+    let mut lax: serde_json::Value = serde_json::from_str(&c.options_json).unwrap();
+    lax["publicKey"]["userVerification"] = "discouraged".into();
+    let unverified = discoverable(
+        &mut key,
+        &lax.to_string(),
+        &cred,
+        &handle,
+        "https://id.test",
+    );
+    refused(
+        eu.passkey_sign_in(sign_in(&c.state, unverified)).await,
+        "no user verification",
+    );
+    // Another user's passkey under this user's handle, and the reverse.
+    let (_, cred2, handle2) = with_passkey(&fed, "tove@example.de", &mut key).await;
+    for (cred, handle) in [(&cred2, &handle), (&cred, &handle2)] {
+        let swapped = discoverable(&mut key, &c.options_json, cred, handle, "https://id.test");
+        refused(
+            eu.passkey_sign_in(sign_in(&c.state, swapped)).await,
+            "a credential and a handle of two users",
+        );
+    }
     // Unknown handles: one tagged for eu that nobody holds, one tagged
     // for no region.
     use base64::Engine as _;
@@ -630,7 +688,11 @@ async fn a_passkey_signs_in_alone_over_the_api_once_per_ceremony() {
         2,
         "the email and the passkey handle"
     );
-    assert!(home.factors.unwrap().spent_challenges.len() <= 1);
+    assert_eq!(
+        home.factors.unwrap().spent_challenges.len(),
+        1,
+        "the one answered ceremony"
+    );
     // Residency: us started both ceremonies and was sent an answer, and
     // holds nothing of the user; nor does ap.
     for region in ["us", "ap"] {
@@ -732,6 +794,7 @@ async fn passkey_ceremonies_span_the_nodes_of_a_region() {
         &one.start_passkey_registration(bearer(
             pb::StartPasskeyRegistrationRequest {
                 name: "Phone".into(),
+                password: domicile_testkit::PASSWORD.into(),
             },
             &reg.access_token,
         ))
