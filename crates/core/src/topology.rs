@@ -54,6 +54,9 @@ struct RawConfig {
     /// Account verification and recovery policy (`crate::messaging`).
     #[serde(default)]
     accounts: crate::messaging::RawAccounts,
+    /// Who may call the Admin service (`crate::admin`).
+    #[serde(default)]
+    admin: crate::admin::RawAdmin,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +368,8 @@ pub struct Topology {
     pub clients: crate::clients::Clients,
     /// Verification and recovery policy.
     pub accounts: crate::messaging::AccountPolicy,
+    /// The operators who may call the Admin service, and their roles.
+    pub admin: crate::admin::AdminSettings,
     countries: HashMap<String, RegionCode>,
     exact_domains: HashMap<String, RegionCode>,
     wildcard_domains: Vec<(String, RegionCode)>,
@@ -1106,6 +1111,7 @@ impl Builder<'_> {
         let clients = crate::clients::build(raw.clients, &|key, reason| self.err(key, reason))?;
         let accounts =
             crate::messaging::build_accounts(&raw.accounts, &|key, reason| self.err(key, reason))?;
+        let admin = crate::admin::build(&raw.admin, &|key, reason| self.err(key, reason))?;
         Ok(Topology {
             source: self.file.to_owned(),
             federation,
@@ -1117,6 +1123,7 @@ impl Builder<'_> {
             regions,
             clients,
             accounts,
+            admin,
             countries,
             exact_domains,
             wildcard_domains,
@@ -1184,6 +1191,65 @@ store = { backend = "embedded", path = "/var/lib/domicile/us" }
                 );
                 assert!(e.to_string().starts_with("conf/regions.toml: "), "{e}");
             }
+        }
+    }
+
+    /// `[admin]`: operators with their keys and roles, and a local
+    /// operator; each broken value refused by its key.
+    #[test]
+    fn admin_operators_and_their_refusals() {
+        use crate::admin::Role;
+        let key = crate::admin::OperatorKey::from_seed("ada", [1; 32]).public_key();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key);
+        let admin = |name: &str, public_key: &str, roles: &str| {
+            format!(
+                "{VALID}\n[admin]\nlocal_operator = \"local\"\n\n[[admin.operators]]\nname = \"{name}\"\npublic_key = \"{public_key}\"\nroles = {roles}\n"
+            )
+        };
+        let t = parse(&admin(
+            "ada",
+            &b64,
+            "[\"compliance\", \"support\", \"support\"]",
+        ))
+        .unwrap();
+        assert_eq!(t.admin.local_operator.as_deref(), Some("local"));
+        assert_eq!(t.admin.operators.len(), 1);
+        assert_eq!(t.admin.operators[0].public_key, key);
+        assert_eq!(
+            t.admin.operators[0].roles,
+            vec![Role::Compliance, Role::Support]
+        );
+        assert!(parse(VALID).unwrap().admin.operators.is_empty());
+        for (text, key, reason) in [
+            (
+                admin("Ada", &b64, "[\"support\"]"),
+                "admin.operators[0].name",
+                "a-z",
+            ),
+            (
+                admin("local", &b64, "[\"support\"]"),
+                "admin.operators[0].name",
+                "twice",
+            ),
+            (
+                admin("ada", "AAAA", "[\"support\"]"),
+                "admin.operators[0].public_key",
+                "32 bytes",
+            ),
+            (
+                admin("ada", &b64, "[]"),
+                "admin.operators[0].roles",
+                "at least one",
+            ),
+            (
+                admin("ada", &b64, "[\"root\"]"),
+                "admin.operators[0].roles",
+                "unknown role",
+            ),
+        ] {
+            let e = parse(&text).map(|_| ()).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
         }
     }
 

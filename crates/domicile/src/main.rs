@@ -1,6 +1,7 @@
 //! The `domicile` command: runs a regional identity node or the edge router,
 //! validates `regions.toml`, and builds GeoIP databases from readable sources.
 
+mod admin;
 mod client;
 mod residency;
 mod up;
@@ -79,6 +80,30 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Make an operator's key: the private key goes to --out (keep it
+    /// secret; point DOMICILE_ADMIN_KEY at it), the public key is printed
+    /// for [[admin.operators]] in regions.toml.
+    NewKey {
+        /// The operator's name (1 to 64 of a-z 0-9 - _ .).
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print an admin token (two minutes) for another tool, e.g.
+    /// grpcurl -H "authorization: Bearer $(domicile admin token --role support)".
+    Token {
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// compliance, operator or support.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ResidencyCommand {
     /// Users per region, the index, and checks that nothing lives where it should not.
     Report(residency::ReportArgs),
@@ -153,6 +178,9 @@ enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Admin authentication: operator keys.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Make a secret for a confidential OpenID Connect client and the
     /// `secret_sha256` that registers it (only the hash goes in regions.toml).
     OidcSecret,
@@ -301,6 +329,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client(args) => client::run(args).await,
+        Command::Admin(AdminCommand::Token { config, role }) => {
+            let t = load(&config)?;
+            let role = domicile_core::admin::Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}: compliance, operator or support")
+            })?;
+            println!("{}", admin::token(&t, role)?);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::NewKey { name, out }) => {
+            let public = admin::new_key(&name, &out)?;
+            println!("private key written to {} (keep it secret)", out.display());
+            println!("list the operator in regions.toml:");
+            println!(
+                "  [[admin.operators]]\n  name = \"{name}\"\n  public_key = \"{public}\"\n  roles = [\"compliance\"]"
+            );
+            Ok(())
+        }
         Command::Keys(KeysCommand::Rotate {
             config,
             region,
@@ -320,10 +365,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 domicile_proto::v1::admin_client::AdminClient::connect(format!("http://{addr}"))
                     .await
                     .with_context(|| format!("cannot reach node {addr}"))?;
-            let done = admin
-                .rotate_signing_key(domicile_proto::v1::RotateSigningKeyRequest {
+            let req = admin::request(
+                &t,
+                domicile_core::admin::Role::Operator,
+                domicile_proto::v1::RotateSigningKeyRequest {
                     activate_in_seconds: activate_in,
-                })
+                },
+            )?;
+            let done = admin
+                .rotate_signing_key(req)
                 .await
                 .map_err(|s| anyhow::anyhow!("{}: {}", addr, s.message()))?
                 .into_inner();

@@ -9,7 +9,10 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use domicile_core::topology::{StoreConfig, Topology};
+use domicile_core::{
+    admin::Role,
+    topology::{StoreConfig, Topology},
+};
 use domicile_proto::v1::{self as pb, admin_client::AdminClient};
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -61,6 +64,7 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
         let req = pb::RegionReportRequest {
             include_identifiers: true,
         };
+        let req = crate::admin::request(&t, Role::Compliance, req)?;
         let r = admin(node.address)
             .await?
             .region_report(req)
@@ -175,7 +179,11 @@ async fn index_report(t: &Topology) -> Result<pb::IndexReportResponse> {
     for address in t.index_servers().into_iter().flat_map(|(_, a)| a) {
         let answer = match admin(address).await {
             Ok(mut a) => a
-                .index_report(pb::IndexReportRequest {})
+                .index_report(crate::admin::request(
+                    t,
+                    Role::Compliance,
+                    pb::IndexReportRequest {},
+                )?)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|s| anyhow::anyhow!("index at {address}: {}", s.message())),

@@ -116,6 +116,16 @@ async fn write_loop(
 
 impl Identity {
     /// Records `kind` for `user_id` in the trail (never waits).
+    /// Records that `operator` read `user_id`'s state through `call`.
+    pub fn admin_accessed(&self, user_id: &str, operator: &str, call: &str) {
+        self.audit.record(
+            user_id,
+            AuditKind::AdminAccess,
+            None,
+            format!("operator={operator} call={call}"),
+        );
+    }
+
     pub(crate) fn audit_event(&self, user_id: &str, kind: AuditKind, session_id: &str) {
         self.audit
             .record(user_id, kind, Some(session_id), String::new());

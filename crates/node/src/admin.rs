@@ -2,10 +2,23 @@
 //! region stores and, on the index host, what the index holds; a user's
 //! audit trail, from the user's home region only; signing-key rotation.
 //! Served on the node's internal address only; the edge does not expose
-//! it. Each call converts, calls one use case, maps errors once.
+//! it. Every call is authenticated first, by an operator's admin token
+//! (`domicile_core::admin`: `authorization: Bearer <token>`), and needs a
+//! role: reports and audit trails `compliance` (trails also `support`),
+//! key rotation `operator`; a refused call does nothing. A user's trail
+//! read is audited in it with the operator's name; the region-wide calls
+//! are logged with it. Each call then converts, calls one use case, maps
+//! errors once.
 
 use crate::error::status;
-use domicile_identity::{Identity, IdentityError, index::IndexHost};
+use domicile_core::{
+    admin::{
+        AdminAuthError, AdminCaller, LOCAL_OPERATOR_KEY, Operator, OperatorKey, Operators, Role,
+    },
+    index::IndexSecret,
+    topology::Topology,
+};
+use domicile_identity::{Clock, Identity, IdentityError, index::IndexHost};
 use domicile_proto::v1 as pb;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -14,6 +27,57 @@ pub struct AdminService {
     pub identity: Arc<Identity>,
     /// Present on the index host.
     pub index: Option<IndexHost>,
+    /// Who may call, with which roles.
+    pub operators: Operators,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The operators of `topology`: those listed, and the local operator (all
+/// roles, its key derived from the federation secret) when one is set.
+pub fn operators(topology: &Topology, secret: &IndexSecret) -> Operators {
+    let local = topology.admin.local_operator.iter().map(|name| Operator {
+        name: name.clone(),
+        public_key: OperatorKey::from_seed(name, secret.derive(LOCAL_OPERATOR_KEY)).public_key(),
+        roles: Role::ALL.to_vec(),
+    });
+    Operators::new(topology.admin.operators.iter().cloned().chain(local))
+}
+
+impl AdminService {
+    /// The verified caller of `req`, if it holds one of `roles`.
+    fn caller<T>(
+        &self,
+        req: &Request<T>,
+        roles: &[Role],
+        call: &str,
+    ) -> Result<AdminCaller, Status> {
+        let refused = |e: AdminAuthError| {
+            tracing::warn!(call, reason = %e, "admin call refused");
+            match e {
+                AdminAuthError::NotGranted(_) | AdminAuthError::WrongRole(_) => {
+                    Status::permission_denied(e.to_string())
+                }
+                _ => Status::unauthenticated(e.to_string()),
+            }
+        };
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        // Anything but a bearer token fails as malformed.
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or(header);
+        let caller = self
+            .operators
+            .verify(token.trim(), self.clock.now())
+            .map_err(refused)?;
+        caller.require(roles).map_err(refused)?;
+        tracing::info!(call, operator = %caller.operator, "admin call");
+        Ok(caller)
+    }
 }
 
 #[tonic::async_trait]
@@ -22,6 +86,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RegionReportRequest>,
     ) -> Result<Response<pb::RegionReportResponse>, Status> {
+        self.caller(&req, &[Role::Compliance], "region_report")?;
         let r = self
             .identity
             .region_report(req.get_ref().include_identifiers)
@@ -44,12 +109,15 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::UserAuditRequest>,
     ) -> Result<Response<pb::UserAuditResponse>, Status> {
+        let caller = self.caller(&req, &[Role::Compliance, Role::Support], "user_audit")?;
         let pb::UserAuditRequest { user_id, limit } = req.into_inner();
         let (id, events) = self
             .identity
             .user_audit(&user_id, limit)
             .await
             .map_err(status)?;
+        self.identity
+            .admin_accessed(id.as_str(), &caller.operator, "user_audit");
         Ok(Response::new(pb::UserAuditResponse {
             user_id: id.to_string(),
             region: self.identity.region().to_string(),
@@ -70,6 +138,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        self.caller(&req, &[Role::Operator], "rotate_signing_key")?;
         let r = self
             .identity
             .rotate_signing_key(req.into_inner().activate_in_seconds)
@@ -85,8 +154,9 @@ impl pb::admin_server::Admin for AdminService {
 
     async fn index_report(
         &self,
-        _req: Request<pb::IndexReportRequest>,
+        req: Request<pb::IndexReportRequest>,
     ) -> Result<Response<pb::IndexReportResponse>, Status> {
+        self.caller(&req, &[Role::Compliance], "index_report")?;
         let Some(index) = &self.index else {
             let id = &self.identity;
             return Err(status(IdentityError::NotIndexHost {

@@ -260,6 +260,7 @@ impl Node {
         // rendered by one region can be answered in another.
         let sealer = domicile_oidc::sealed::Sealer::new(&secret.derive("oidc sealed request v1"))
             .map_err(|e| NodeError::start("oidc sealing key", e))?;
+        let operators = crate::admin::operators(&topology, &secret);
         let hosts_index = topology.index.host_region == region;
         let local_index = index_store.map(|ix| IndexHost::new(ix, clock.clone(), topology.clone()));
         let index: Arc<dyn HomeIndex> = match &local_index {
@@ -358,6 +359,8 @@ impl Node {
                 AdminServer::new(AdminService {
                     identity: identity.clone(),
                     index: local_index,
+                    operators,
+                    clock: clock.clone(),
                 })
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
             );

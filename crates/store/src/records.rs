@@ -482,10 +482,13 @@ pub enum AuditKind {
     PasskeyRemoved,
     /// A sign-in with a passkey alone (no address typed, no password).
     SignInByPasskey,
+    /// An operator read the user's state through the Admin service
+    /// (detail: the operator's name and the call).
+    AdminAccess,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 25] = [
+    pub const ALL: [AuditKind; 26] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -511,6 +514,7 @@ impl AuditKind {
         AuditKind::PasskeyAdded,
         AuditKind::PasskeyRemoved,
         AuditKind::SignInByPasskey,
+        AuditKind::AdminAccess,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -540,6 +544,7 @@ impl AuditKind {
             AuditKind::PasskeyAdded => "passkey_added",
             AuditKind::PasskeyRemoved => "passkey_removed",
             AuditKind::SignInByPasskey => "sign_in_by_passkey",
+            AuditKind::AdminAccess => "admin_access",
         }
     }
 }

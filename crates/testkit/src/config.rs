@@ -311,6 +311,7 @@ impl FederationConfig {
             let _ = writeln!(t, "claim_ttl_seconds = {ttl}");
         }
         let _ = writeln!(t, "\n[passwords]\n{}", self.passwords.trim_end());
+        t.push_str(&crate::admin::config_section());
         if let Some((listen, admin)) = self.edge {
             let _ = writeln!(
                 t,

@@ -322,14 +322,27 @@ impl Federation {
             .unwrap()
     }
 
+    /// The federation's topology, as its processes read it.
+    pub fn topology(&self) -> domicile_core::topology::Topology {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        domicile_core::topology::Topology::parse(&self.config, &text).unwrap()
+    }
+
     /// What a region's node says it stores (the Admin service).
     pub async fn report(&self, region: &str) -> pb::RegionReportResponse {
         let mut a = AdminClient::connect(format!("http://{}", self.node_addrs[region]))
             .await
             .unwrap();
-        a.region_report(pb::RegionReportRequest {
-            include_identifiers: true,
-        })
+        a.region_report(domicile_testkit::admin::request(
+            &self.topology(),
+            pb::RegionReportRequest {
+                include_identifiers: true,
+            },
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        ))
         .await
         .unwrap()
         .into_inner()

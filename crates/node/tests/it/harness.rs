@@ -232,6 +232,19 @@ impl Fed {
             .unwrap()
     }
 
+    /// An Admin client of `region`'s node as the local operator (every
+    /// role; the token is minted at the federation's clock now).
+    pub async fn admin(&self, region: &str) -> domicile_testkit::admin::Client {
+        use domicile_identity::Clock as _;
+        let key = domicile_testkit::admin::local(&self.topology);
+        let token = domicile_testkit::admin::token(
+            &key,
+            &domicile_core::admin::Role::ALL,
+            self.clock.now(),
+        );
+        domicile_testkit::admin::client(self.nodes[region].addr, &token).await
+    }
+
     pub async fn users(&self, region: &str) -> u64 {
         self.nodes[region].store.count_users().await.unwrap()
     }

@@ -1,17 +1,15 @@
 //! Operations: the audit trail, metrics, and draining before exit.
 
 use crate::harness::*;
-use domicile_proto::v1::{self as pb, admin_client::AdminClient};
+use domicile_proto::v1 as pb;
 use std::time::Duration;
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-async fn admin(fed: &Fed, region: &str) -> AdminClient<tonic::transport::Channel> {
-    AdminClient::connect(format!("http://{}", fed.nodes[region].addr))
-        .await
-        .unwrap()
+async fn admin(fed: &Fed, region: &str) -> domicile_testkit::admin::Client {
+    fed.admin(region).await
 }
 
 /// The trail's kinds, newest first, once `want` events have been written
@@ -28,6 +26,11 @@ async fn trail(fed: &Fed, region: &str, user_id: &str, want: usize) -> Vec<pb::A
             .unwrap()
             .into_inner()
             .events;
+        // (Each read of the trail is audited in it: those are left out.)
+        let events: Vec<pb::AuditEvent> = events
+            .into_iter()
+            .filter(|e| e.kind != "admin_access")
+            .collect();
         if events.len() >= want {
             return events;
         }
@@ -128,11 +131,31 @@ async fn the_audit_trail_records_an_accounts_history_in_its_home_region() {
             .into_inner();
         assert_eq!(report.users, 0, "{other}");
     }
-    let metrics = fed.nodes["us"].metrics_text();
-    assert!(
-        metrics.contains(r#"domicile_node_audit_events_total{region="us",result="written"} 6"#),
-        "{metrics}"
-    );
+    // Every event is written: the six, and one per read of the trail.
+    let mut metrics = String::new();
+    let mut settled = false;
+    for _ in 0..100 {
+        let (_, events) = fed.nodes["us"]
+            .identity()
+            .user_audit(&reg.user_id, 1000)
+            .await
+            .unwrap();
+        let reads = events
+            .iter()
+            .filter(|e| e.kind == domicile_store::AuditKind::AdminAccess)
+            .count();
+        metrics = fed.nodes["us"].metrics_text();
+        let written = format!(
+            r#"domicile_node_audit_events_total{{region="us",result="written"}} {}"#,
+            6 + reads
+        );
+        if reads > 0 && metrics.contains(&written) {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(settled, "{metrics}");
     assert!(
         metrics.contains(r#"domicile_node_audit_events_total{region="us",result="dropped"} 0"#)
     );
@@ -316,4 +339,167 @@ async fn a_rotated_key_is_published_first_signs_later_and_the_old_one_leaves() {
     let ttl = fed.topology.tokens.access_ttl_seconds;
     fed.clock.advance(ttl + 121);
     assert_eq!(kids().await, ["eu-2"]);
+}
+
+/// Every Admin call is authenticated by an operator's token and needs its
+/// role: without a token, with a malformed, forged (another key under the
+/// operator's name), expired or future one, with a role the operator is not
+/// granted, or with the wrong role, each RPC is refused and does nothing;
+/// the right role passes, and a user's trail read is audited in it with
+/// the operator's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_call_needs_an_operators_token_with_its_role() {
+    use domicile_core::admin::{OperatorKey, Role};
+    use domicile_identity::Clock as _;
+    use domicile_testkit::admin::{self, listed};
+    let fed = Fed::start().await;
+    let reg = fed
+        .client("eu")
+        .await
+        .register(register_req("watched@example.de"))
+        .await
+        .unwrap()
+        .into_inner();
+    let now = fed.clock.now();
+    let local = admin::local(&fed.topology);
+    let token = |key: &OperatorKey, roles: &[Role], at: i64| admin::token(key, roles, at);
+    let forged = OperatorKey::from_seed("local", [0x99; 32]);
+    let unauthenticated: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("malformed", Some("not-a-token".into())),
+        ("forged", Some(token(&forged, &Role::ALL, now))),
+        ("expired", Some(token(&local, &Role::ALL, now - 200))),
+        ("not yet valid", Some(token(&local, &Role::ALL, now + 100))),
+    ];
+    let denied: Vec<(&str, String)> = vec![
+        (
+            "a role not granted",
+            token(&listed("help"), &[Role::Compliance], now),
+        ),
+        (
+            "the wrong role: operator",
+            token(&listed("sre"), &[Role::Operator], now),
+        ),
+        (
+            "the wrong role: support",
+            token(&listed("help"), &[Role::Support], now),
+        ),
+    ];
+    let kids = || async {
+        let (_, body) = http_get(fed.nodes["eu"].addr, "/.well-known/jwks.json").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["keys"].as_array().unwrap().len()
+    };
+    let addr = fed.nodes["eu"].addr;
+    let refused = |r: Result<(), tonic::Status>, code: tonic::Code, what: &str| {
+        let s = r.expect_err(what);
+        assert_eq!(s.code(), code, "{what}: {s:?}");
+    };
+    for (rpc, roles) in [
+        ("region_report", vec![Role::Compliance]),
+        ("index_report", vec![Role::Compliance]),
+        ("user_audit", vec![Role::Compliance, Role::Support]),
+        ("rotate_signing_key", vec![Role::Operator]),
+    ] {
+        let run = |t: Option<String>| {
+            let user_id = reg.user_id.clone();
+            async move {
+                let mut c = domicile_proto::v1::admin_client::AdminClient::connect(format!(
+                    "http://{addr}"
+                ))
+                .await
+                .unwrap();
+                macro_rules! with {
+                    ($m:expr) => {
+                        match &t {
+                            Some(t) => bearer($m, t),
+                            None => tonic::Request::new($m),
+                        }
+                    };
+                }
+                match rpc {
+                    "region_report" => c
+                        .region_report(with!(pb::RegionReportRequest::default()))
+                        .await
+                        .map(|_| ()),
+                    "index_report" => c
+                        .index_report(with!(pb::IndexReportRequest {}))
+                        .await
+                        .map(|_| ()),
+                    "user_audit" => c
+                        .user_audit(with!(pb::UserAuditRequest { user_id, limit: 0 }))
+                        .await
+                        .map(|_| ()),
+                    _ => c
+                        .rotate_signing_key(with!(pb::RotateSigningKeyRequest {
+                            activate_in_seconds: 300
+                        }))
+                        .await
+                        .map(|_| ()),
+                }
+            }
+        };
+        for (what, t) in &unauthenticated {
+            refused(
+                run(t.clone()).await,
+                tonic::Code::Unauthenticated,
+                &format!("{rpc}: {what}"),
+            );
+        }
+        for (what, t) in &denied {
+            let holds =
+                |name: &str| what.ends_with(name) && roles.iter().any(|r| r.as_str() == name);
+            if holds("operator") || holds("support") {
+                continue;
+            }
+            refused(
+                run(Some(t.clone())).await,
+                tonic::Code::PermissionDenied,
+                &format!("{rpc}: {what}"),
+            );
+        }
+        assert_eq!(kids().await, 1, "{rpc}: no refused call rotated a key");
+        // The right role passes.
+        let right = match roles[0] {
+            Role::Support => token(&listed("help"), &[Role::Support], now),
+            Role::Operator => token(&listed("sre"), &[Role::Operator], now),
+            Role::Compliance => token(&local, &[Role::Compliance], now),
+        };
+        run(Some(right))
+            .await
+            .unwrap_or_else(|s| panic!("{rpc}: {s:?}"));
+        if rpc == "user_audit" {
+            // Support may read a trail too.
+            run(Some(token(&listed("help"), &[Role::Support], now)))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(kids().await, 2, "the one allowed rotation");
+    // The trail reads are in the trail, with who read it.
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let (_, events) = fed.nodes["eu"]
+            .identity()
+            .user_audit(&reg.user_id, 0)
+            .await
+            .unwrap();
+        seen = events
+            .iter()
+            .filter(|e| e.kind == domicile_store::AuditKind::AdminAccess)
+            .map(|e| e.detail.clone())
+            .collect();
+        if seen.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "operator=help call=user_audit",
+            "operator=local call=user_audit"
+        ]
+    );
 }
