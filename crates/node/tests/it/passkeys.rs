@@ -11,8 +11,9 @@
 
 use crate::{harness::*, messages::browser, mfa::password_form};
 use domicile_node::{MFA_PASSKEY_METADATA, MFA_TOKEN_METADATA};
-use domicile_proto::v1 as pb;
+use domicile_proto::v1::{self as pb, identity_client::IdentityClient};
 use domicile_testkit::hidden_field;
+use tonic::transport::Channel;
 use webauthn_authenticator_rs::{WebauthnAuthenticator, prelude::Url, softpasskey::SoftPasskey};
 
 /// A browser signed in to `email` (registered now) on eu's hosted pages,
@@ -449,32 +450,46 @@ fn html_unescape(s: &str) -> String {
 async fn with_passkey(fed: &Fed, email: &str, key: &mut SoftPasskey) -> (String, String, String) {
     let mut eu = fed.client("eu").await;
     let reg = eu.register(register_req(email)).await.unwrap().into_inner();
+    let (cred, handle) = register_passkey(&mut eu.clone(), &mut eu, &reg.access_token, key).await;
+    (reg.user_id, cred, handle)
+}
+
+/// Registers a passkey of `key` for the bearer of `token`, started on
+/// `start`'s node and finished on `finish`'s: the credential's id and the
+/// user handle.
+async fn register_passkey(
+    start: &mut IdentityClient<Channel>,
+    finish: &mut IdentityClient<Channel>,
+    token: &str,
+    key: &mut SoftPasskey,
+) -> (String, String) {
     let o: serde_json::Value = serde_json::from_str(
-        &eu.start_passkey_registration(bearer(
-            pb::StartPasskeyRegistrationRequest {
-                name: "Phone".into(),
-                password: domicile_testkit::PASSWORD.into(),
-            },
-            &reg.access_token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .options_json,
+        &start
+            .start_passkey_registration(bearer(
+                pb::StartPasskeyRegistrationRequest {
+                    name: "Phone".into(),
+                    password: domicile_testkit::PASSWORD.into(),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .options_json,
     )
     .unwrap();
     let handle = o["publicKey"]["user"]["id"].as_str().unwrap().to_owned();
-    let done = eu
+    let done = finish
         .finish_passkey_registration(bearer(
             pb::FinishPasskeyRegistrationRequest {
                 credential_json: answer(key, &o, "https://id.test", None),
             },
-            &reg.access_token,
+            token,
         ))
         .await
         .unwrap()
         .into_inner();
-    (reg.user_id, done.passkey.unwrap().id, handle)
+    (done.passkey.unwrap().id, handle)
 }
 
 /// The soft authenticator's answer to a discoverable ceremony's `options`
@@ -790,33 +805,8 @@ async fn passkey_ceremonies_span_the_nodes_of_a_region() {
         .unwrap()
         .into_inner();
     assert!(reg.user_id.starts_with("usr_us_"), "{}", reg.user_id);
-    let o: serde_json::Value = serde_json::from_str(
-        &one.start_passkey_registration(bearer(
-            pb::StartPasskeyRegistrationRequest {
-                name: "Phone".into(),
-                password: domicile_testkit::PASSWORD.into(),
-            },
-            &reg.access_token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .options_json,
-    )
-    .unwrap();
-    let handle = o["publicKey"]["user"]["id"].as_str().unwrap().to_owned();
     let mut key = SoftPasskey::new(true);
-    let done = two
-        .finish_passkey_registration(bearer(
-            pb::FinishPasskeyRegistrationRequest {
-                credential_json: answer(&mut key, &o, "https://id.test", None),
-            },
-            &reg.access_token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let cred = done.passkey.unwrap().id;
+    let (cred, handle) = register_passkey(&mut one, &mut two, &reg.access_token, &mut key).await;
     // The second factor: asked by one node, answered on the other.
     let s = one
         .login(login_req(email, domicile_testkit::PASSWORD))
