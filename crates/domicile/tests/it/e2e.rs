@@ -277,6 +277,30 @@ async fn after_a_mixed_workload_every_region_holds_only_its_own_users() {
         "--identifiers",
     ]);
     assert!(ok && out.contains("mixed0@example.org"), "{out}");
+    // An operator key the federation does not list: the nodes refuse the
+    // report (the CLI signs with DOMICILE_ADMIN_KEY's key when it is set).
+    let key = fed.dir.path().join("stranger.key");
+    let (ok, out) = fed.run(&[
+        "admin",
+        "new-key",
+        "--name",
+        "stranger",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("public_key = "), "{out}");
+    let (ok, out) = fed.run_with(
+        &[
+            "residency",
+            "report",
+            "--config",
+            fed.config.to_str().unwrap(),
+        ],
+        &[("DOMICILE_ADMIN_KEY", key.to_str().unwrap())],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("names no operator"), "{out}");
+    assert!(!out.contains("mixed0@"), "{out}");
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

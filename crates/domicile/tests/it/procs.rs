@@ -358,10 +358,16 @@ impl Federation {
 
     /// Runs the binary with arguments, returns (success, stdout + stderr).
     pub fn run(&self, args: &[&str]) -> (bool, String) {
+        self.run_with(args, &[])
+    }
+
+    /// `run` with `env` set for the command.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         let out = Command::new(BIN)
             .args(args)
             .current_dir(self.dir.path())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         let text = format!(
