@@ -110,6 +110,11 @@ pub struct Identity {
     /// Messages being sent now (at most `messages::SENDING`).
     sending: Arc<tokio::sync::Semaphore>,
     throttle: messages::Throttle,
+    /// The passkeys' relying party, built once from the issuer (or why the
+    /// issuer cannot have passkeys: every passkey call then fails so).
+    relying_party: Result<webauthn_rs::prelude::Webauthn, String>,
+    /// Seals passwordless passkey ceremonies (`passkey_sign_in`).
+    ceremony_sealer: domicile_oidc::sealed::Sealer,
 }
 
 impl Identity {
@@ -120,6 +125,8 @@ impl Identity {
             .hasher
             .hash("domicile-dummy-password".into(), salt)
             .await?;
+        let relying_party = passkeys::relying_party(&parts.topology);
+        let ceremony_sealer = passkey_sign_in::sealer(&parts.secret)?;
         Ok(Self {
             region: parts.region,
             topology: parts.topology,
@@ -137,6 +144,8 @@ impl Identity {
             meter: parts.meter,
             sending: Arc::new(tokio::sync::Semaphore::new(messages::SENDING)),
             throttle: messages::Throttle::new(),
+            relying_party,
+            ceremony_sealer,
         })
     }
 

@@ -130,14 +130,14 @@ struct Ceremony {
     state: DiscoverableAuthentication,
 }
 
-impl Identity {
-    /// The sealer of ceremony states: its own key, so that no other sealed
-    /// text (a sign-in request) opens as one.
-    fn ceremony_sealer(&self) -> Result<Sealer, IdentityError> {
-        Sealer::new(&self.secret.derive("passkey ceremony v1"))
-            .map_err(|e| IdentityError::internal("passkey sign-in", e))
-    }
+/// The sealer of ceremony states: its own key, so that no other sealed
+/// text (a sign-in request) opens as one.
+pub(crate) fn sealer(secret: &domicile_core::index::IndexSecret) -> Result<Sealer, IdentityError> {
+    Sealer::new(&secret.derive("passkey ceremony v1"))
+        .map_err(|e| IdentityError::internal("passkey sign-in", e))
+}
 
+impl Identity {
     /// Starts a discoverable ceremony (any region may): options without
     /// credentials, asking for user verification, and the sealed state.
     /// The options ask for a modal prompt; a page offering passkeys in its
@@ -154,7 +154,7 @@ impl Identity {
         }
         let now = self.now();
         let state = self
-            .ceremony_sealer()?
+            .ceremony_sealer
             .seal_value(&Ceremony { state }, now + CEREMONY_TTL_SECONDS)
             .map_err(|e| fault(&e))?;
         Ok(PasskeyCeremony {
@@ -230,7 +230,7 @@ impl Identity {
     ) -> Result<Result<UserRecord, Refusal>, IdentityError> {
         let now = self.now();
         let Ok((Ceremony { state }, expires_at)) = self
-            .ceremony_sealer()?
+            .ceremony_sealer
             .open_value::<Ceremony>(&answer.state, now)
         else {
             return Ok(Err(Refusal::State));

@@ -86,20 +86,28 @@ fn checked_name(name: &str) -> Result<String, IdentityError> {
     Ok(name.to_owned())
 }
 
+/// The relying party of `topology`'s issuer: its host as RP ID, its
+/// origin as the only origin; or why the issuer cannot have one.
+pub(crate) fn relying_party(
+    topology: &domicile_core::topology::Topology,
+) -> Result<Webauthn, String> {
+    let fed = &topology.federation;
+    let issuer = Url::parse(&fed.issuer).map_err(|e| e.to_string())?;
+    let rp_id = issuer
+        .host_str()
+        .ok_or("the issuer has no host")?
+        .to_owned();
+    let origin = Url::parse(&issuer.origin().ascii_serialization()).map_err(|e| e.to_string())?;
+    WebauthnBuilder::new(&rp_id, &origin)
+        .and_then(|b| b.rp_name(&fed.name).build())
+        .map_err(|e| e.to_string())
+}
+
 impl Identity {
-    /// The relying party: the issuer's host as RP ID, its origin as the
-    /// only origin.
-    pub(crate) fn webauthn(&self) -> Result<Webauthn, IdentityError> {
-        let fed = &self.topology.federation;
-        let issuer = Url::parse(&fed.issuer).map_err(|e| IdentityError::internal("passkeys", e))?;
-        let rp_id = issuer
-            .host_str()
-            .ok_or_else(|| IdentityError::internal("passkeys", "the issuer has no host"))?
-            .to_owned();
-        let origin = Url::parse(&issuer.origin().ascii_serialization())
-            .map_err(|e| IdentityError::internal("passkeys", e))?;
-        WebauthnBuilder::new(&rp_id, &origin)
-            .and_then(|b| b.rp_name(&fed.name).build())
+    /// The relying party (built once, with the use cases).
+    pub(crate) fn webauthn(&self) -> Result<&Webauthn, IdentityError> {
+        self.relying_party
+            .as_ref()
             .map_err(|e| IdentityError::internal("passkeys", e))
     }
 

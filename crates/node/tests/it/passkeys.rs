@@ -652,31 +652,20 @@ async fn a_passkey_signs_in_alone_over_the_api_once_per_ceremony() {
     // for no region.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut bytes = b64.decode(&handle).unwrap();
-    bytes[15] ^= 1;
-    let stranger = discoverable(
-        &mut key,
-        &c.options_json,
-        &cred,
-        &b64.encode(&bytes),
-        "https://id.test",
-    );
-    refused(
-        eu.passkey_sign_in(sign_in(&c.state, stranger)).await,
-        "unknown handle",
-    );
-    bytes[0] ^= 0x55;
-    let nowhere = discoverable(
-        &mut key,
-        &c.options_json,
-        &cred,
-        &b64.encode(&bytes),
-        "https://id.test",
-    );
-    refused(
-        eu.passkey_sign_in(sign_in(&c.state, nowhere)).await,
-        "no region's tag",
-    );
+    let mut stranger = b64.decode(&handle).unwrap();
+    stranger[15] ^= 1;
+    let mut nowhere = stranger.clone();
+    nowhere[0] ^= 0x55;
+    for (bytes, what) in [(stranger, "unknown handle"), (nowhere, "no region's tag")] {
+        let answer = discoverable(
+            &mut key,
+            &c.options_json,
+            &cred,
+            &b64.encode(&bytes),
+            "https://id.test",
+        );
+        refused(eu.passkey_sign_in(sign_in(&c.state, answer)).await, what);
+    }
     // Expired: five minutes later the same ceremony is over.
     fed.clock.advance(301);
     refused(
