@@ -18,6 +18,7 @@ pub mod mfa;
 pub mod passkey;
 pub mod password;
 pub mod phone;
+pub mod receipt;
 pub mod region;
 pub mod residency;
 pub mod risk;

@@ -113,7 +113,11 @@ impl SigningKey {
         self.sign_typed(claims, "JWT")
     }
 
-    fn sign_typed<C: Serialize>(&self, claims: &C, typ: &str) -> Result<String, TokenError> {
+    pub(crate) fn sign_typed<C: Serialize>(
+        &self,
+        claims: &C,
+        typ: &str,
+    ) -> Result<String, TokenError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(typ.into());
         header.kid = Some(self.kid.to_string());
@@ -311,7 +315,7 @@ impl KeySet {
     /// The claims of an EdDSA JWT whose signature one of these keys
     /// verifies, and its kid; a kid of another region than `region` is
     /// refused as `ForeignRegion` before any key is tried.
-    fn decode_signed<T: serde::de::DeserializeOwned>(
+    pub(crate) fn decode_signed<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         region: Option<&RegionCode>,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod compliance;
 mod residency;
 mod up;
 
@@ -172,6 +173,9 @@ enum Command {
     /// Compliance: where personal data lives.
     #[command(subcommand)]
     Residency(ResidencyCommand),
+    /// Compliance operations on one user: export, erase, pin, move, receipts.
+    #[command(subcommand)]
+    Compliance(compliance::ComplianceCommand),
     /// Database schema (ScyllaDB).
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -402,6 +406,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map_or(0, |d| d.as_secs() as i64);
             domicile_store::scylla::schema::apply(&t, now, &mut |line| println!("{line}")).await?;
             Ok(())
+        }
+        Command::Compliance(cmd) => {
+            if compliance::run(cmd).await? {
+                Ok(())
+            } else {
+                bail!("the receipt does not verify")
+            }
         }
         Command::Residency(ResidencyCommand::Report(args)) => {
             if residency::run(args).await? {

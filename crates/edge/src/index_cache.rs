@@ -202,6 +202,12 @@ mod tests {
         ) -> Result<Response<pb::IndexReleaseResponse>, Status> {
             Err(Status::unimplemented("read-only test index"))
         }
+        async fn switch(
+            &self,
+            _: Request<pb::IndexSwitchRequest>,
+        ) -> Result<Response<pb::IndexSwitchResponse>, Status> {
+            Err(Status::unimplemented("read-only test index"))
+        }
     }
 
     /// Serves a `Counting` index on a fresh port; its address and count.

@@ -73,6 +73,16 @@ pub enum IdentityError {
     StepUpRequired,
     #[error("this app requires two-step sign-in: add an authenticator app to your account first")]
     SecondFactorUnavailable(Option<crate::browser::BrowserCookie>),
+    /// The account is in a compliance move between regions: it signs in
+    /// nowhere and changes nothing until the move is done (seconds).
+    #[error("this account is being moved between regions; retry in {retry_after} seconds")]
+    Moving { retry_after: i64 },
+    /// An admin call named a user this region does not have.
+    #[error("no user {0} in this region")]
+    NoSuchUser(String),
+    /// A compliance rule refuses the operation (the text names the rule).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A fault of ours (`op` names what was being done).

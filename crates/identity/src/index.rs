@@ -138,6 +138,20 @@ impl IndexHost {
         self.release(&key_of(key)?, &user_of(user_id)?).await
     }
 
+    /// Re-homes a key given as bytes and text (another region's move).
+    pub async fn switch_for(
+        &self,
+        key: &[u8],
+        from: &str,
+        to: &str,
+    ) -> Result<bool, IdentityError> {
+        let to = user_of(to)?;
+        if self.topology.region(to.region()).is_none() {
+            return Err(IdentityError::invalid("to_user_id", "unknown region"));
+        }
+        self.switch(&key_of(key)?, &user_of(from)?, &to).await
+    }
+
     /// Counts what the index holds.
     pub async fn report(&self) -> Result<IndexReport, IdentityError> {
         let entries = self.store.scan(self.now()).await?;
@@ -200,6 +214,26 @@ impl HomeIndex for IndexHost {
         Ok(self
             .store
             .release(key, user_id.as_str())
+            .await?
+            .is_applied())
+    }
+
+    async fn switch(
+        &self,
+        key: &IdentifierKey,
+        from: &UserId,
+        to: &UserId,
+    ) -> Result<bool, IdentityError> {
+        let entry = IndexEntry {
+            region: to.region().clone(),
+            user_id: to.clone(),
+            state: IndexState::Active,
+            created_at: self.now(),
+            expires_at: None,
+        };
+        Ok(self
+            .store
+            .switch(key, from.as_str(), &entry)
             .await?
             .is_applied())
     }

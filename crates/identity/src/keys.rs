@@ -134,6 +134,17 @@ impl KeyRing {
             .map_err(|e| IdentityError::internal("sign", e))
     }
 
+    /// Signs a compliance receipt part with the key current at `now`.
+    pub fn sign_receipt(
+        &self,
+        claims: &domicile_core::receipt::ReceiptClaims,
+        now: UnixSeconds,
+    ) -> Result<String, IdentityError> {
+        self.current(now)?
+            .sign_receipt(claims)
+            .map_err(|e| IdentityError::internal("sign receipt", e))
+    }
+
     /// Every key this region ever had (a token still needs its `exp` to pass).
     pub fn verifier(&self) -> &KeySet {
         &self.verify

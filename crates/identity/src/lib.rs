@@ -13,8 +13,10 @@
 //! with a second), `passkeys` (registering and managing passkeys, and
 //! checking one as a second factor), `passkey_sign_in` (signing in with a
 //! passkey alone), `risk` (where a sign-in comes from),
-//! `audit` (recording and reading a user's trail) and `residency` (the
-//! node's enforcement of the residency rule and the compliance reports).
+//! `audit` (recording and reading a user's trail), `residency` (the
+//! node's enforcement of the residency rule and the compliance reports)
+//! and `compliance` (export, erasure, pins and moves of one user, with
+//! signed receipts).
 //!
 //! Domain types go in and out: validated inputs (`registration::Registration`,
 //! `login::Credentials`, `profile::ProfileChange`), results such as
@@ -35,6 +37,7 @@
 
 pub mod audit;
 pub mod browser;
+pub mod compliance;
 pub mod email_change;
 pub mod env;
 mod error;
@@ -83,6 +86,8 @@ pub struct Parts {
     /// The region's senders (`domicile-messages` in the node).
     pub courier: Arc<dyn ports::Courier>,
     pub meter: Arc<dyn ports::Meter>,
+    /// The other regions' nodes (a compliance move's target).
+    pub peers: Arc<dyn ports::Peers>,
 }
 
 /// One region's identity use cases. Its parts are private: transports call
@@ -107,6 +112,7 @@ pub struct Identity {
     registering: registration::InFlight,
     courier: Arc<dyn ports::Courier>,
     meter: Arc<dyn ports::Meter>,
+    peers: Arc<dyn ports::Peers>,
     /// Messages being sent now (at most `messages::SENDING`).
     sending: Arc<tokio::sync::Semaphore>,
     throttle: messages::Throttle,
@@ -142,6 +148,7 @@ impl Identity {
             registering: registration::InFlight::default(),
             courier: parts.courier,
             meter: parts.meter,
+            peers: parts.peers,
             sending: Arc::new(tokio::sync::Semaphore::new(messages::SENDING)),
             throttle: messages::Throttle::new(),
             relying_party,

@@ -119,6 +119,7 @@ impl Identity {
                 .await?;
             return Err(Unauthenticated::BadCredentials.into());
         };
+        let user = self.settle(user).await?;
         match self
             .hasher
             .verify(input.password.clone(), user.password_hash.clone())

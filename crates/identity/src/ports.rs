@@ -43,6 +43,15 @@ pub trait HomeIndex: Send + Sync + 'static {
     async fn confirm(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError>;
     /// Gives the user's claim back; `false` when it held none.
     async fn release(&self, key: &IdentifierKey, user_id: &UserId) -> Result<bool, IdentityError>;
+    /// Re-homes `from`'s entry to `to` (an active user of another region,
+    /// a compliance move); `true` also when `to` holds it already, `false`
+    /// when neither does.
+    async fn switch(
+        &self,
+        key: &IdentifierKey,
+        from: &UserId,
+        to: &UserId,
+    ) -> Result<bool, IdentityError>;
 }
 
 /// Counters the use cases report (the node exports them).
@@ -64,4 +73,21 @@ pub trait Courier: Send + Sync + 'static {
     fn offers(&self, channel: crate::messages::Channel) -> bool;
     /// Delivers `message`; the error is for logs (no personal data in it).
     async fn deliver(&self, message: crate::messages::Message) -> Result<(), String>;
+}
+
+/// The other regions' nodes, as a region's compliance operations reach
+/// them: a move hands the user's records to the target region. Nothing
+/// here knows how (the node calls the target's internal Admin service).
+#[async_trait]
+pub trait Peers: Send + Sync + 'static {
+    /// Has `region` import `bundle` (the moved user's records, in the
+    /// versioned JSON of `compliance::MoveBundle`) under the authority of
+    /// the operator who asked (`authority`: their admin token, passed on
+    /// as it came); the target's signed receipt part.
+    async fn import(
+        &self,
+        region: &domicile_core::RegionCode,
+        bundle: &[u8],
+        authority: &str,
+    ) -> Result<String, IdentityError>;
 }

@@ -157,6 +157,7 @@ impl Identity {
         user: &UserRecord,
         change: impl FnOnce(&mut UserRecord),
     ) -> Result<UserRecord, IdentityError> {
+        let user = &self.settle(user.clone()).await?;
         let mut updated = user.clone();
         change(&mut updated);
         updated.version = user.version + 1;

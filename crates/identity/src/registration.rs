@@ -386,6 +386,8 @@ impl Identity {
             pending_email: None,
             phone: None,
             pending_phone: None,
+            pin: None,
+            moving: None,
             created_at: now,
             updated_at: now,
             version: 1,

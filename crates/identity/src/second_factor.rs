@@ -691,7 +691,9 @@ impl Identity {
                 })
             }
             Factor::Recovery(code) => {
-                let hash = self.recovery_hash(user_id, code)?;
+                // A moved user's codes were hashed for their old id.
+                let bound_to = factors.recovery_user_id.as_deref().unwrap_or(user_id);
+                let hash = self.recovery_hash(bound_to, code)?;
                 match self.store.use_recovery_code(user_id, &hash, now).await? {
                     RecoveryUse::Accepted { left } => {
                         self.audit.record(
@@ -711,8 +713,13 @@ impl Identity {
 
     /// The key TOTP secrets are sealed under in this region's store.
     pub(crate) fn factor_key(&self) -> [u8; 32] {
-        self.secret
-            .derive(&format!("mfa factor secrets {}", self.region))
+        self.factor_key_of(&self.region)
+    }
+
+    /// The key `region` seals TOTP secrets under (a move opens the
+    /// source's seal in the target).
+    pub(crate) fn factor_key_of(&self, region: &domicile_core::RegionCode) -> [u8; 32] {
+        self.secret.derive(&format!("mfa factor secrets {region}"))
     }
 
     /// The keyed hash a recovery code of `user_id` is kept as.

@@ -51,6 +51,17 @@ impl AdminService {
         roles: &[Role],
         call: &str,
     ) -> Result<AdminCaller, Status> {
+        self.caller_and_token(req, roles, call).map(|(c, _)| c)
+    }
+
+    /// `caller`, and the token as it came (a move passes it on to the
+    /// target region, so the operator is the actor there too).
+    fn caller_and_token<T>(
+        &self,
+        req: &Request<T>,
+        roles: &[Role],
+        call: &str,
+    ) -> Result<(AdminCaller, String), Status> {
         let refused = |e: AdminAuthError| {
             tracing::warn!(call, reason = %e, "admin call refused");
             match e {
@@ -76,7 +87,19 @@ impl AdminService {
             .map_err(refused)?;
         caller.require(roles).map_err(refused)?;
         tracing::info!(call, operator = %caller.operator, "admin call");
-        Ok(caller)
+        Ok((caller, token.trim().to_owned()))
+    }
+}
+
+fn receipt_pb(r: domicile_identity::compliance::Receipt) -> pb::ComplianceReceipt {
+    pb::ComplianceReceipt {
+        new_user_id: r
+            .claims
+            .iter()
+            .find_map(|c| c.new_user_id.clone())
+            .unwrap_or_default(),
+        operation_id: r.operation_id,
+        parts: r.parts,
     }
 }
 
@@ -149,6 +172,101 @@ impl pb::admin_server::Admin for AdminService {
             kid: r.kid,
             activates_at: r.activates_at,
             previous_kid: r.previous_kid,
+        }))
+    }
+
+    async fn export_user(
+        &self,
+        req: Request<pb::ExportUserRequest>,
+    ) -> Result<Response<pb::ExportUserResponse>, Status> {
+        let caller = self.caller(&req, &[Role::Compliance], "export_user")?;
+        let user_id = req.into_inner().user_id;
+        let doc = self.identity.export_user(&user_id).await.map_err(status)?;
+        self.identity
+            .admin_accessed(&user_id, &caller.operator, "export_user");
+        Ok(Response::new(pb::ExportUserResponse {
+            document: doc.to_string(),
+        }))
+    }
+
+    async fn erase_user(
+        &self,
+        req: Request<pb::EraseUserRequest>,
+    ) -> Result<Response<pb::ComplianceReceipt>, Status> {
+        let caller = self.caller(&req, &[Role::Compliance], "erase_user")?;
+        let r = self
+            .identity
+            .erase_user(&req.into_inner().user_id, &caller.operator)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(receipt_pb(r)))
+    }
+
+    async fn pin_user(
+        &self,
+        req: Request<pb::PinUserRequest>,
+    ) -> Result<Response<pb::PinUserResponse>, Status> {
+        let caller = self.caller(&req, &[Role::Compliance], "pin_user")?;
+        let pb::PinUserRequest { user_id, reason } = req.into_inner();
+        let (pin, changed) = self
+            .identity
+            .pin_user(&user_id, &caller.operator, &reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PinUserResponse {
+            pinned: true,
+            region: self.identity.region().to_string(),
+            pinned_by: pin.operator,
+            pinned_at: pin.at,
+            changed,
+        }))
+    }
+
+    async fn unpin_user(
+        &self,
+        req: Request<pb::UnpinUserRequest>,
+    ) -> Result<Response<pb::PinUserResponse>, Status> {
+        let caller = self.caller(&req, &[Role::Compliance], "unpin_user")?;
+        let changed = self
+            .identity
+            .unpin_user(&req.into_inner().user_id, &caller.operator)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PinUserResponse {
+            pinned: false,
+            region: self.identity.region().to_string(),
+            pinned_by: String::new(),
+            pinned_at: 0,
+            changed,
+        }))
+    }
+
+    async fn move_user(
+        &self,
+        req: Request<pb::MoveUserRequest>,
+    ) -> Result<Response<pb::ComplianceReceipt>, Status> {
+        let (caller, token) = self.caller_and_token(&req, &[Role::Compliance], "move_user")?;
+        let pb::MoveUserRequest { user_id, to } = req.into_inner();
+        let r = self
+            .identity
+            .move_user(&user_id, &to, &caller.operator, &token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(receipt_pb(r)))
+    }
+
+    async fn import_moved_user(
+        &self,
+        req: Request<pb::ImportMovedUserRequest>,
+    ) -> Result<Response<pb::ImportMovedUserResponse>, Status> {
+        let caller = self.caller(&req, &[Role::Compliance], "import_moved_user")?;
+        let part = self
+            .identity
+            .import_moved_user(&req.into_inner().bundle, &caller.operator)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ImportMovedUserResponse {
+            receipt_part: part,
         }))
     }
 

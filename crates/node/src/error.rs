@@ -87,7 +87,17 @@ pub fn status(e: IdentityError) -> Status {
         IdentityError::Conflict(_) => Status::aborted(text),
         // Grants are the token endpoint's (HTTP); no RPC makes one.
         IdentityError::Grant(_) => Status::invalid_argument(text),
-        IdentityError::NotIndexHost { .. } => Status::failed_precondition(text),
+        IdentityError::NotIndexHost { .. } | IdentityError::Refused(_) => {
+            Status::failed_precondition(text)
+        }
+        IdentityError::NoSuchUser(_) => Status::not_found(text),
+        IdentityError::Moving { retry_after } => {
+            let mut md = MetadataMap::new();
+            if let Ok(v) = retry_after.to_string().parse() {
+                md.insert("retry-after", v);
+            }
+            Status::with_metadata(Code::Unavailable, text, md)
+        }
         IdentityError::IndexUnavailable { op, detail } => {
             tracing::warn!(op, error = %detail, "home-region index unavailable");
             Status::unavailable("the home-region index is unavailable; retry shortly")

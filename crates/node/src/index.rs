@@ -158,6 +158,27 @@ impl HomeIndex for RemoteIndex {
             .into_inner()
             .applied)
     }
+
+    async fn switch(
+        &self,
+        key: &IdentifierKey,
+        from: &UserId,
+        to: &UserId,
+    ) -> Result<bool, IdentityError> {
+        let req = pb::IndexSwitchRequest {
+            key: key.0.to_vec(),
+            from_user_id: from.to_string(),
+            to_user_id: to.to_string(),
+        };
+        Ok(self
+            .0
+            .clone()
+            .switch(req)
+            .await
+            .map_err(unavailable("switch"))?
+            .into_inner()
+            .applied)
+    }
 }
 
 /// The `HomeIndex` gRPC service, served by the index host's nodes.
@@ -226,5 +247,18 @@ impl pb::home_index_server::HomeIndex for IndexService {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::IndexReleaseResponse { applied }))
+    }
+
+    async fn switch(
+        &self,
+        req: Request<pb::IndexSwitchRequest>,
+    ) -> Result<Response<pb::IndexSwitchResponse>, Status> {
+        let r = req.into_inner();
+        let applied = self
+            .0
+            .switch_for(&r.key, &r.from_user_id, &r.to_user_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::IndexSwitchResponse { applied }))
     }
 }

@@ -24,6 +24,7 @@ mod metered;
 mod metrics;
 mod observe;
 mod oidc;
+mod peers;
 mod server;
 mod service;
 

@@ -323,6 +323,7 @@ impl Node {
                 keys,
                 courier,
                 meter: metrics.clone(),
+                peers: Arc::new(crate::peers::PeerRegions::new(&topology, &region)?),
             })
             .await?,
         );
@@ -362,7 +363,9 @@ impl Node {
                     operators,
                     clock: clock.clone(),
                 })
-                .max_decoding_message_size(MAX_REQUEST_BYTES),
+                // A move's bundle (a user's records) may be larger than an
+                // API request; the Admin service is internal.
+                .max_decoding_message_size(domicile_identity::compliance::MAX_BUNDLE + 1024),
             );
         if let Some(svc) = index_service {
             health.set_serving::<HomeIndexServer<IndexService>>().await;

@@ -1,7 +1,8 @@
 //! Domicile's gRPC contracts, generated from `proto/` at build time.
 //!
 //! This crate only carries wire types, generated clients and servers, and the
-//! one constructor of the internal index client that node and edge share. It
+//! constructors of the internal clients (the index client node and edge
+//! share; a channel over one region's nodes). It
 //! holds no logic: conversion to domain types happens at the node's edge
 //! (`TryFrom` in `domicile-node`), and domain code never sees these types.
 
@@ -28,6 +29,17 @@ pub fn home_index_client(
     v1::home_index_client::HomeIndexClient<tonic::transport::Channel>,
     tonic::transport::Error,
 > {
+    balanced_channel(addresses, connect_timeout, timeout)
+        .map(v1::home_index_client::HomeIndexClient::new)
+}
+
+/// A lazily connecting channel balanced over `addresses` (one region's
+/// nodes), each call bounded by `timeout`.
+pub fn balanced_channel(
+    addresses: &[std::net::SocketAddr],
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let endpoints = addresses
         .iter()
         .map(|a| {
@@ -35,6 +47,7 @@ pub fn home_index_client(
                 .map(|e| e.connect_timeout(connect_timeout).timeout(timeout))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let channel = tonic::transport::Channel::balance_list(endpoints.into_iter());
-    Ok(v1::home_index_client::HomeIndexClient::new(channel))
+    Ok(tonic::transport::Channel::balance_list(
+        endpoints.into_iter(),
+    ))
 }

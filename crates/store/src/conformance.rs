@@ -42,6 +42,8 @@ fn user(id: &str, version: u64) -> UserRecord {
         pending_email: None,
         phone: None,
         pending_phone: None,
+        pin: None,
+        moving: None,
         created_at: NOW,
         updated_at: NOW,
         version,
@@ -92,6 +94,7 @@ pub async fn region_store(store: &RegionStore) {
     purge(store).await;
     foreign_records(store).await;
     export_and_erase(store).await;
+    operations(store).await;
     keys_are_one_partition(store).await;
 }
 
@@ -778,6 +781,48 @@ pub async fn index_store(ix: &IndexStore) {
     assert_eq!(ix.lookup(&key(3), NOW).await.unwrap(), None);
 
     take_over(ix).await;
+    switch(ix).await;
+}
+
+/// A compliance move re-homes an entry from its holder only, and a re-run
+/// finds it done.
+async fn switch(ix: &IndexStore) {
+    let moved_to = entry("us", U_US, IndexState::Active, None);
+    let eu = entry("eu", U_EU, IndexState::Pending, Some(NOW + 60));
+    assert_eq!(ix.claim(&key(40), &eu, NOW).await.unwrap(), Claim::Applied);
+    assert_eq!(ix.confirm(&key(40), U_EU, NOW).await.unwrap(), Applied::Yes);
+    let other = "usr_eu_01JD0000000000000000000077";
+    // Each case: from whom, and whether it applies.
+    for (from, applies, why) in [
+        (other, false, "not from another user"),
+        (U_EU, true, "from the holder"),
+        (U_EU, true, "a re-run: the target holds it already"),
+        (other, true, "…whoever the re-run names as the old holder"),
+    ] {
+        assert_eq!(
+            ix.switch(&key(40), from, &moved_to)
+                .await
+                .unwrap()
+                .is_applied(),
+            applies,
+            "{why}"
+        );
+    }
+    assert_eq!(
+        ix.lookup(&key(40), NOW + 10_000).await.unwrap(),
+        Some(moved_to.clone()),
+        "active, in the target, for good"
+    );
+    assert_eq!(
+        ix.switch(&key(41), U_EU, &moved_to).await.unwrap(),
+        Applied::No(()),
+        "nothing to switch where nobody holds the key"
+    );
+    assert_eq!(ix.lookup(&key(41), NOW).await.unwrap(), None);
+    let mismatched = entry("eu", U_US, IndexState::Active, None);
+    refused(ix.switch(&key(40), U_US, &mismatched).await, "home_index");
+    let pending = entry("us", U_US, IndexState::Pending, Some(NOW + 60));
+    refused(ix.switch(&key(40), U_US, &pending).await, "home_index");
 }
 
 /// A region takes over a pending claim it saw abandoned, and nothing else.
@@ -1593,6 +1638,106 @@ async fn export_and_erase(s: &RegionStore) {
         Some(uid(80)),
         "erasing a user never takes another user's identifier"
     );
+}
+
+/// The journal of a compliance operation: one per user, never going back
+/// a step, never taken over by another operation; and the imports a move
+/// writes with, idempotent.
+async fn operations(s: &RegionStore) {
+    let op = |id: &str, step: OperationStep| OperationRecord {
+        operation_id: id.into(),
+        operation: domicile_core::receipt::Operation::Move,
+        user_id: uid(90),
+        new_user_id: Some("usr_us_01JD0000000000000000000090".into()),
+        to_region: Some("us".into()),
+        operator: "ada".into(),
+        started_at: NOW,
+        step,
+        counts: [("users".to_owned(), 1)].into(),
+        target_receipt: None,
+        receipt: None,
+        finished_at: None,
+    };
+    let first = op("op_eu_1", OperationStep::Started);
+    assert_eq!(s.get_operation(&uid(90)).await.unwrap(), None);
+    assert_eq!(s.start_operation(&first).await.unwrap(), Applied::Yes);
+    assert_eq!(
+        s.start_operation(&op("op_eu_2", OperationStep::Started))
+            .await
+            .unwrap(),
+        Applied::No(first.clone()),
+        "a second start reads the first's journal"
+    );
+    for (next, applies, why) in [
+        (op("op_eu_1", OperationStep::Copied), true, "forward"),
+        (
+            op("op_eu_1", OperationStep::Copied),
+            true,
+            "the same step again",
+        ),
+        (op("op_eu_1", OperationStep::Started), false, "never back"),
+        (
+            op("op_eu_2", OperationStep::Done),
+            false,
+            "not another operation",
+        ),
+        (op("op_eu_1", OperationStep::Done), true, "to the end"),
+    ] {
+        assert_eq!(
+            s.advance_operation(&next).await.unwrap().is_applied(),
+            applies,
+            "{why}"
+        );
+    }
+    assert_eq!(
+        s.get_operation(&uid(90)).await.unwrap().map(|o| o.step),
+        Some(OperationStep::Done)
+    );
+    let mut foreign = op("op_eu_3", OperationStep::Started);
+    foreign.user_id = "usr_us_01JD0000000000000000000091".into();
+    refused(s.start_operation(&foreign).await, "compliance_operations");
+
+    // Imports write what they are given, again and again.
+    let mut u = user(&uid(91), 7);
+    s.import_user_record(&u).await.unwrap();
+    u.given_name = "Grace".into();
+    s.import_user_record(&u).await.unwrap();
+    assert_eq!(s.get_user(&uid(91)).await.unwrap(), Some(u));
+    let h = SignInHistory {
+        user_id: uid(91),
+        countries: vec!["DE".into()],
+        devices: vec![],
+        last_location: None,
+        last_located_at: None,
+        sign_ins: 3,
+        updated_at: NOW,
+    };
+    s.import_history(&h).await.unwrap();
+    s.import_history(&h).await.unwrap();
+    assert_eq!(s.get_history(&uid(91)).await.unwrap(), Some(h));
+    let f = FactorsRecord {
+        user_id: uid(91),
+        totp: None,
+        pending_totp: None,
+        recovery: vec![RecoverySlot {
+            hash: [3; 32],
+            used_at: None,
+        }],
+        recovery_generated_at: Some(NOW),
+        failures: 0,
+        failures_since: 0,
+        updated_at: NOW,
+        passkeys: vec![],
+        pending_passkey: None,
+        spent_challenges: vec![],
+        recovery_user_id: Some(uid(92)),
+    };
+    s.import_factors(&f).await.unwrap();
+    assert_eq!(s.get_factors(&uid(91)).await.unwrap(), Some(f));
+    let mut stray = user("usr_us_01JD0000000000000000000093", 1);
+    refused(s.import_user_record(&stray).await, "users");
+    stray.user_id = uid(93);
+    s.import_user_record(&stray).await.unwrap();
 }
 
 /// Records which primitive each store call reaches.

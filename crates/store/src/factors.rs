@@ -352,6 +352,7 @@ impl RegionStore {
                 }
                 r.recovery = slots(hashes);
                 r.recovery_generated_at = Some(now);
+                r.recovery_user_id = None;
                 r.updated_at = now;
                 Some(())
             })
@@ -464,6 +465,7 @@ impl RegionStore {
                         passkeys: Vec::new(),
                         pending_passkey: None,
                         spent_challenges: Vec::new(),
+                        recovery_user_id: None,
                     });
                     match change(&mut r) {
                         Some(out) => {
@@ -571,6 +573,21 @@ impl RegionStore {
 
     // ---- compliance ----
 
+    /// Writes a moved user's factors as they arrive (idempotent: a re-run
+    /// of the move writes the same row).
+    pub async fn import_factors(&self, r: &FactorsRecord) -> Result<()> {
+        self.instrument
+            .run("import_factors", async {
+                self.check_id(&FACTORS, ArtifactKind::User, &r.user_id)?;
+                let value = self.encode(&FACTORS, r)?;
+                self.modify(&FACTORS, &key(&r.user_id), |_: Option<FactorsRecord>| {
+                    Ok((Change::Put(value.clone(), Expiry::Never), ()))
+                })
+                .await
+            })
+            .await
+    }
+
     /// The user's factors row and pending sign-ins (export).
     pub(crate) async fn export_factors(
         &self,
@@ -623,6 +640,7 @@ fn install_recovery(r: &mut FactorsRecord, recovery: &[[u8; 32]], now: UnixSecon
     if install {
         r.recovery = slots(recovery);
         r.recovery_generated_at = Some(now);
+        r.recovery_user_id = None;
     }
     install
 }
@@ -632,6 +650,7 @@ fn drop_orphan_recovery(r: &mut FactorsRecord) {
     if !r.has_second_factor() {
         r.recovery.clear();
         r.recovery_generated_at = None;
+        r.recovery_user_id = None;
     }
 }
 

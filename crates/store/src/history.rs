@@ -75,6 +75,20 @@ impl RegionStore {
             .await
     }
 
+    /// Writes a moved user's history as it arrives (idempotent).
+    pub async fn import_history(&self, h: &SignInHistory) -> Result<()> {
+        self.instrument
+            .run("import_history", async {
+                self.check_id(&HISTORY, ArtifactKind::User, &h.user_id)?;
+                let value = self.encode(&HISTORY, h)?;
+                self.modify(&HISTORY, &key(&h.user_id), |_: Option<SignInHistory>| {
+                    Ok((Change::Put(value.clone(), Expiry::Never), ()))
+                })
+                .await
+            })
+            .await
+    }
+
     /// Deletes the user's history (erasure).
     pub(crate) async fn erase_history(&self, user_id: &str) -> Result<()> {
         self.modify(&HISTORY, &key(user_id), |current: Option<SignInHistory>| {

@@ -281,6 +281,38 @@ impl IndexStore {
             .await
     }
 
+    /// Moves the key from `from`'s user to `to` (an active entry of another
+    /// region: a compliance move): applied when `from` holds it, or when
+    /// `to`'s user holds it already (a re-run). Anyone else holding it, or
+    /// nobody, is `No`. An entry whose user id names another region than
+    /// its own is refused.
+    pub async fn switch(&self, k: &IdentifierKey, from: &str, to: &IndexEntry) -> Result<Applied> {
+        self.instrument
+            .run("switch", async {
+                if to.user_id.region() != &to.region || to.state != IndexState::Active {
+                    return Err(StoreError::ForeignRecord {
+                        store: self.backend.name().to_owned(),
+                        region: to.region.to_string(),
+                        table: HOME_INDEX.name,
+                        op: "switch",
+                        id: to.user_id.to_string(),
+                    });
+                }
+                let value = self.encode(to)?;
+                self.modify(k, |current| {
+                    Ok(match current {
+                        Some(e) if e.user_id == to.user_id => (Change::Keep, Applied::Yes),
+                        Some(e) if e.user_id.as_str() == from => {
+                            (Change::Put(value.clone(), Expiry::Never), Applied::Yes)
+                        }
+                        _ => (Change::Keep, Applied::No(())),
+                    })
+                })
+                .await
+            })
+            .await
+    }
+
     /// Every live entry, for residency audits (no personal data in it).
     pub async fn scan(&self, now: UnixSeconds) -> Result<Vec<(IdentifierKey, IndexEntry)>> {
         self.instrument

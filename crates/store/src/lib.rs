@@ -33,6 +33,7 @@ mod index;
 mod keys;
 mod observe;
 mod one_time;
+mod operations;
 mod records;
 mod region;
 pub mod scylla;

@@ -35,6 +35,14 @@ pub struct UserRecord {
     /// stays `phone` until the code is spent.
     #[serde(default)]
     pub pending_phone: Option<String>,
+    /// A compliance pin: the user may not be moved out of this region
+    /// until an operator unpins them.
+    #[serde(default)]
+    pub pin: Option<UserPin>,
+    /// Set while a move to another region runs: the account signs in
+    /// nowhere and changes nothing until the move is done.
+    #[serde(default)]
+    pub moving: Option<MovingMark>,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
     /// Optimistic concurrency: every update increments it.
@@ -51,6 +59,25 @@ impl std::fmt::Debug for UserRecord {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
+}
+
+/// Who pinned a user to their home region, when, and why (a reference
+/// such as a ticket number; no personal data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPin {
+    pub operator: String,
+    pub at: UnixSeconds,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The move a user is in: its operation and where it goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovingMark {
+    pub operation_id: String,
+    pub to_region: String,
+    pub new_user_id: String,
+    pub started_at: UnixSeconds,
 }
 
 /// A login session (the family of its refresh tokens).
@@ -301,6 +328,10 @@ pub struct FactorsRecord {
     /// state, and when it stops mattering): a replayed answer is refused.
     #[serde(default)]
     pub spent_challenges: Vec<SpentChallenge>,
+    /// The user id the recovery codes' keyed hashes were made for, when it
+    /// is not `user_id` (the codes of a moved user keep working).
+    #[serde(default)]
+    pub recovery_user_id: Option<String>,
 }
 
 /// A passkey ceremony's challenge that was answered once.
@@ -430,6 +461,50 @@ impl SignInHistory {
     }
 }
 
+/// A compliance operation on one user (a move or an erasure), kept by the
+/// user's old id in the region that ran it: the journal that lets a
+/// re-run finish an interrupted operation, and its receipt once done. It
+/// holds ids, regions, counts and signatures: nothing personal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    pub operation_id: String,
+    pub operation: domicile_core::receipt::Operation,
+    pub user_id: String,
+    #[serde(default)]
+    pub new_user_id: Option<String>,
+    #[serde(default)]
+    pub to_region: Option<String>,
+    pub operator: String,
+    pub started_at: UnixSeconds,
+    pub step: OperationStep,
+    /// Records per table the source holds of the user when it started
+    /// (what the erasure deletes).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// The target region's signed part (a move, once copied).
+    #[serde(default)]
+    pub target_receipt: Option<String>,
+    /// This region's signed part, once done.
+    #[serde(default)]
+    pub receipt: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<UnixSeconds>,
+}
+
+/// How far an operation got; each step is durable before the next begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStep {
+    /// Journaled (and, for a move, the user frozen and the sessions
+    /// ended).
+    Started,
+    /// The target holds the copy and signed for it.
+    Copied,
+    /// The index names the target.
+    Switched,
+    /// The source holds nothing of the user; the receipt is signed.
+    Done,
+}
+
 /// What an audit event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -485,10 +560,23 @@ pub enum AuditKind {
     /// An operator read the user's state through the Admin service
     /// (detail: the operator's name and the call).
     AdminAccess,
+    /// An operator pinned the user to this region (detail: operator and
+    /// reason), or took the pin off.
+    Pinned,
+    Unpinned,
+    /// The tombstone of a user moved away (kept under the old id: the
+    /// target region, the new id, the operation and the operator).
+    MovedOut,
+    /// The user arrived from another region (detail: the old id, the
+    /// source region, the operation).
+    MovedIn,
+    /// The tombstone of an erased user (detail: operator and operation;
+    /// nothing personal is left).
+    Erased,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 26] = [
+    pub const ALL: [AuditKind; 31] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -515,6 +603,11 @@ impl AuditKind {
         AuditKind::PasskeyRemoved,
         AuditKind::SignInByPasskey,
         AuditKind::AdminAccess,
+        AuditKind::Pinned,
+        AuditKind::Unpinned,
+        AuditKind::MovedOut,
+        AuditKind::MovedIn,
+        AuditKind::Erased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -545,6 +638,11 @@ impl AuditKind {
             AuditKind::PasskeyRemoved => "passkey_removed",
             AuditKind::SignInByPasskey => "sign_in_by_passkey",
             AuditKind::AdminAccess => "admin_access",
+            AuditKind::Pinned => "pinned",
+            AuditKind::Unpinned => "unpinned",
+            AuditKind::MovedOut => "moved_out",
+            AuditKind::MovedIn => "moved_in",
+            AuditKind::Erased => "erased",
         }
     }
 }
@@ -567,6 +665,8 @@ mod tests {
             pending_email: None,
             phone: None,
             pending_phone: None,
+            pin: None,
+            moving: None,
             created_at: 1,
             updated_at: 2,
             version: 3,

@@ -45,6 +45,7 @@ pub const REGION_TABLES: &[&Table] = &[
     &crate::factors::FACTORS,
     &crate::factors::PENDING_SIGN_INS,
     &crate::history::HISTORY,
+    &crate::operations::OPERATIONS,
 ];
 
 impl RegionStore {

@@ -106,6 +106,22 @@ impl RegionStore {
             .await
     }
 
+    /// Writes a moved user's row as it arrives, whatever is stored under
+    /// its (new, never handed out) id: a re-run of the move writes it
+    /// again.
+    pub async fn import_user_record(&self, user: &UserRecord) -> Result<()> {
+        self.instrument
+            .run("import_user_record", async {
+                self.check_id(&USERS, ArtifactKind::User, &user.user_id)?;
+                let value = self.encode(&USERS, user)?;
+                self.modify(&USERS, &key(&user.user_id), |_: Option<UserRecord>| {
+                    Ok((Change::Put(value.clone(), Expiry::Never), ()))
+                })
+                .await
+            })
+            .await
+    }
+
     /// The user's row, for a compliance export.
     pub async fn export_user_record(&self, user_id: &str) -> Result<Option<UserRecord>> {
         self.instrument

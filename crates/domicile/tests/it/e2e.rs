@@ -756,6 +756,8 @@ fn user_record(id: &str, email: &str) -> domicile_store::UserRecord {
         pending_email: None,
         phone: None,
         pending_phone: None,
+        pin: None,
+        moving: None,
         created_at: now(),
         updated_at: now(),
         version: 1,

@@ -329,6 +329,8 @@ async fn plant_cut_off(fed: &Fed, email: &str, password: &str, at: CutOffAfter, 
             pending_email: None,
             phone: None,
             pending_phone: None,
+            pin: None,
+            moving: None,
             created_at: START,
             updated_at: START,
             version: 1,
@@ -417,7 +419,7 @@ async fn a_cut_off_registration_can_be_retried_at_once() {
 
 /// The index key of an email, computed like a node does, from the federation
 /// secret file.
-fn email_key(fed: &Fed, email: &str) -> Vec<u8> {
+pub(crate) fn email_key(fed: &Fed, email: &str) -> Vec<u8> {
     use domicile_core::{email::Email, index::IndexSecret};
     let secret = std::fs::read_to_string(fed.dir.path().join("index.key")).unwrap();
     let secret = IndexSecret::new(secret.trim().as_bytes().to_vec()).unwrap();

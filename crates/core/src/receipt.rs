@@ -1,0 +1,228 @@
+//! Compliance receipts: what a move or an erasure did, signed by each
+//! region involved with its token signing key (a compact JWS, `alg:
+//! EdDSA`, `typ: receipt+jwt`, `kid: <region>-<n>`), so anyone holding the
+//! federation's JWKS can check it offline.
+//!
+//! A receipt names the operation, the pseudonymous user ids (never an
+//! email, a name or a number), the regions, the operator, the time, the
+//! number of records per table that the signing region copied or
+//! deleted, and the post-check: what a scan of the source region still
+//! found of the user (nothing, for a receipt to be clean). It does not
+//! decide what is counted (the use cases do) and reads no clock.
+
+use crate::{
+    RegionCode, UnixSeconds,
+    token::{KeySet, Kid, SigningKey, TokenError},
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The `typ` of a receipt's header: an access or ID token is not one.
+pub const RECEIPT_TYPE: &str = "receipt+jwt";
+
+/// What the operation was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// The user's data left `from` for `to` under a new id.
+    Move,
+    /// The user's data was deleted from its home region.
+    Erase,
+}
+
+/// What the signing region did, in its own words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// The source of a move, or the region of an erasure: it deleted.
+    Source,
+    /// The target of a move: it wrote the copy.
+    Target,
+}
+
+/// A receipt's claims, as each region signs them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptClaims {
+    /// `rcp_<region>_<ulid>`-like id of the operation (the same in every
+    /// region's part).
+    pub operation_id: String,
+    pub operation: Operation,
+    /// What the signer did.
+    pub part: Part,
+    /// The region whose key signs this part.
+    pub region: String,
+    /// The user's id before (and, for an erasure, the only one).
+    pub user_id: String,
+    /// The user's id in the target region (moves only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_user_id: Option<String>,
+    pub from_region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_region: Option<String>,
+    /// The operator who asked (an admin token's `sub`).
+    pub operator: String,
+    /// When the operation started and when this part was signed.
+    pub started_at: UnixSeconds,
+    pub iat: UnixSeconds,
+    /// Records per table that this region copied (target) or deleted
+    /// (source).
+    pub counts: BTreeMap<String, u64>,
+    /// The source region's scan for the user after the operation, by
+    /// table: empty when nothing is left (only the source signs one).
+    #[serde(default)]
+    pub remaining: BTreeMap<String, u64>,
+}
+
+impl ReceiptClaims {
+    /// Whether the post-check found nothing of the user left.
+    pub fn clean(&self) -> bool {
+        self.remaining.values().all(|n| *n == 0)
+    }
+}
+
+impl SigningKey {
+    /// Signs a receipt part (`typ: receipt+jwt`).
+    pub fn sign_receipt(&self, claims: &ReceiptClaims) -> Result<String, TokenError> {
+        self.sign_typed(claims, RECEIPT_TYPE)
+    }
+}
+
+impl KeySet {
+    /// The Ed25519 keys of a JWKS document (`{"keys": [...]}`, as the
+    /// federation's `/.well-known/jwks.json` serves it); keys of another
+    /// type or with a kid not of the form `<region>-<n>` are refused.
+    pub fn from_jwks(text: &str) -> Result<KeySet, TokenError> {
+        use base64::Engine as _;
+        #[derive(Deserialize)]
+        struct Doc {
+            keys: Vec<crate::token::Jwk>,
+        }
+        let doc: Doc = serde_json::from_str(text).map_err(|_| TokenError::Malformed)?;
+        let mut set = KeySet::default();
+        for k in doc.keys {
+            if k.kty != "OKP" || k.crv != "Ed25519" {
+                return Err(TokenError::Malformed);
+            }
+            let kid = Kid::parse(&k.kid).ok_or(TokenError::Malformed)?;
+            let x: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&k.x)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(TokenError::Malformed)?;
+            set.insert(&kid, x);
+        }
+        Ok(set)
+    }
+
+    /// The claims of a receipt part signed by one of these keys, whose
+    /// `kid` names the region the claims say signed it. Lifetimes do not
+    /// apply: a receipt is a record, checked as long as its key is known.
+    pub fn verify_receipt(&self, jws: &str) -> Result<ReceiptClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(jws).map_err(|_| TokenError::Malformed)?;
+        if header.typ.as_deref() != Some(RECEIPT_TYPE) {
+            return Err(TokenError::Malformed);
+        }
+        let (claims, kid): (ReceiptClaims, Kid) = self.decode_signed(jws, None)?;
+        if RegionCode::parse(&claims.region).ok() != Some(kid.region) {
+            return Err(TokenError::Malformed);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn key(kid: &str, seed: u8) -> SigningKey {
+        SigningKey::from_seed(Kid::parse(kid).unwrap(), [seed; 32]).unwrap()
+    }
+
+    fn set(keys: &[&SigningKey]) -> KeySet {
+        let mut s = KeySet::default();
+        for k in keys {
+            let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&k.public_jwk().x)
+                .unwrap();
+            s.insert(k.kid(), x.try_into().unwrap());
+        }
+        s
+    }
+
+    fn claims(region: &str) -> ReceiptClaims {
+        ReceiptClaims {
+            operation_id: "op_eu_1".into(),
+            operation: Operation::Erase,
+            part: Part::Source,
+            region: region.into(),
+            user_id: "usr_eu_01JD0000000000000000000000".into(),
+            new_user_id: None,
+            from_region: "eu".into(),
+            to_region: None,
+            operator: "ada".into(),
+            started_at: 10,
+            iat: 11,
+            counts: BTreeMap::from([("users".into(), 1)]),
+            remaining: BTreeMap::from([("users".into(), 0)]),
+        }
+    }
+
+    #[test]
+    fn receipts_verify_against_the_signing_region_only() {
+        let eu = key("eu-1", 1);
+        let us = key("us-1", 2);
+        let keys = set(&[&eu, &us]);
+        let jws = eu.sign_receipt(&claims("eu")).unwrap();
+        assert_eq!(keys.verify_receipt(&jws).unwrap(), claims("eu"));
+        // Each case: how a receipt was made or spoiled, and the refusal.
+        let forged_region = eu.sign_receipt(&claims("us")).unwrap();
+        let mut tampered = jws.clone();
+        let body_start = tampered.find('.').unwrap() + 3;
+        tampered.replace_range(body_start..body_start + 1, "A");
+        let access = eu.sign_typed(&claims("eu"), "at+jwt").unwrap();
+        let unknown = key("ap-1", 3).sign_receipt(&claims("ap")).unwrap();
+        for (what, jws, want) in [
+            (
+                "a region claiming to be another",
+                forged_region,
+                TokenError::Malformed,
+            ),
+            ("another typ", access, TokenError::Malformed),
+            ("an unknown key", unknown, TokenError::UnknownKey),
+            ("garbage", "not.a.jws".to_owned(), TokenError::Malformed),
+        ] {
+            assert_eq!(keys.verify_receipt(&jws), Err(want), "{what}");
+        }
+        assert!(keys.verify_receipt(&tampered).is_err(), "tampered body");
+    }
+
+    #[test]
+    fn jwks_documents_become_key_sets() {
+        let eu = key("eu-1", 1);
+        let doc = serde_json::json!({ "keys": [eu.public_jwk()] }).to_string();
+        let set = KeySet::from_jwks(&doc).unwrap();
+        let good = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","alg":"EdDSA","use":"sig","kid":"eu-1"}]}"#;
+        assert!(KeySet::from_jwks(good).is_ok(), "the control case parses");
+        let jws = eu.sign_receipt(&claims("eu")).unwrap();
+        assert!(set.verify_receipt(&jws).is_ok());
+        for bad in [
+            "",
+            "{}",
+            // another key type; a key that is not 32 bytes; a kid not <region>-<n>
+            r#"{"keys":[{"kty":"RSA","crv":"Ed25519","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","alg":"EdDSA","use":"sig","kid":"eu-1"}]}"#,
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA","alg":"EdDSA","use":"sig","kid":"eu-1"}]}"#,
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","alg":"EdDSA","use":"sig","kid":"nokid"}]}"#,
+        ] {
+            assert!(KeySet::from_jwks(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clean_means_nothing_remaining() {
+        let mut c = claims("eu");
+        assert!(c.clean());
+        c.remaining.insert("audit_log".into(), 2);
+        assert!(!c.clean());
+    }
+}

@@ -1,0 +1,368 @@
+//! `domicile compliance …`: the compliance officer's commands over the
+//! internal Admin service, each sent to the user's home region (the
+//! region a user id names) with a token asking for the `compliance` role:
+//! `export` (the user's data as one JSON document), `erase`, `pin` and
+//! `unpin`, `move --to R`, and `verify-receipt` (every signed part of a
+//! receipt checked offline against a saved federation JWKS).
+//!
+//! Receipts are written as JSON files (`--receipt`, default
+//! `receipt-<operation>.json`): the operation id, the signed parts as
+//! they came, and what each says. Personal data is printed only by
+//! `export`, and only to the file or standard output the officer names.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use domicile_core::{
+    admin::Role, ids::UserId, receipt::ReceiptClaims, token::KeySet, topology::Topology,
+};
+use domicile_proto::v1::{self as pb, admin_client::AdminClient};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct Target {
+    /// The federation's regions.toml.
+    #[arg(long, default_value = "regions.toml")]
+    config: PathBuf,
+    /// A node of the user's home region to ask (its internal address);
+    /// default the region's first active node.
+    #[arg(long)]
+    node_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand)]
+pub enum ComplianceCommand {
+    /// Everything the user's home region holds about them, as JSON (GDPR
+    /// articles 15 and 20): personal data, written to --out or printed.
+    Export {
+        user_id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Erase the user (GDPR article 17) and save the signed receipt.
+    Erase {
+        user_id: String,
+        #[arg(long)]
+        receipt: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Pin the user to their home region: moves are refused until unpinned.
+    Pin {
+        user_id: String,
+        /// A reference such as a ticket number (no personal data).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take a user's pin off.
+    Unpin {
+        user_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Move the user to another region under a new id and save the signed
+    /// receipt; running it again finishes an interrupted move.
+    Move {
+        user_id: String,
+        /// The target region.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        receipt: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Check every signed part of a receipt file against a saved JWKS (the
+    /// federation's /.well-known/jwks.json); exits non-zero unless each
+    /// part verifies and the source's post-check found nothing left.
+    VerifyReceipt {
+        receipt: PathBuf,
+        #[arg(long)]
+        jwks: PathBuf,
+    },
+}
+
+fn load(config: &Path) -> Result<Topology> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    Ok(Topology::parse(config, &text)?)
+}
+
+/// An Admin client of the home region of `user_id`.
+async fn home_admin(
+    t: &Topology,
+    user_id: &str,
+    node_addr: Option<std::net::SocketAddr>,
+) -> Result<AdminClient<tonic::transport::Channel>> {
+    let id = UserId::parse(user_id).map_err(|e| anyhow::anyhow!("{user_id}: {e}"))?;
+    let addr = match node_addr {
+        Some(a) => a,
+        None => {
+            t.region(id.region())
+                .with_context(|| {
+                    format!("{user_id}: region {} is not in the federation", id.region())
+                })?
+                .nodes
+                .iter()
+                .find(|n| n.weight > 0)
+                .with_context(|| format!("region {} has no active node", id.region()))?
+                .address
+        }
+    };
+    AdminClient::connect(format!("http://{addr}"))
+        .await
+        .with_context(|| format!("cannot reach the node at {addr}"))
+}
+
+fn failed(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+/// What a receipt file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReceiptFile {
+    operation_id: String,
+    parts: Vec<String>,
+    claims: Vec<ReceiptClaims>,
+}
+
+fn decode_claims(part: &str) -> Result<ReceiptClaims> {
+    use base64::Engine as _;
+    let body = part.split('.').nth(1).context("a part is not a JWS")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .context("a part's body is not base64url")?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+fn save_receipt(r: pb::ComplianceReceipt, path: Option<PathBuf>) -> Result<()> {
+    let claims = r
+        .parts
+        .iter()
+        .map(|p| decode_claims(p))
+        .collect::<Result<Vec<_>>>()?;
+    for c in &claims {
+        println!(
+            "{:?} part signed by {}: {}",
+            c.part,
+            c.region,
+            c.counts
+                .iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let path = path.unwrap_or_else(|| PathBuf::from(format!("receipt-{}.json", r.operation_id)));
+    let file = ReceiptFile {
+        operation_id: r.operation_id,
+        parts: r.parts,
+        claims,
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&file)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("receipt {} saved to {}", file.operation_id, path.display());
+    Ok(())
+}
+
+/// Runs a compliance command; `Ok(false)` when a check failed.
+pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
+    match cmd {
+        ComplianceCommand::Export {
+            user_id,
+            out,
+            target,
+        } => {
+            let t = load(&target.config)?;
+            let req = crate::admin::request(
+                &t,
+                Role::Compliance,
+                pb::ExportUserRequest {
+                    user_id: user_id.clone(),
+                },
+            )?;
+            let doc = home_admin(&t, &user_id, target.node_addr)
+                .await?
+                .export_user(req)
+                .await
+                .map_err(failed)?
+                .into_inner()
+                .document;
+            let pretty =
+                serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&doc)?)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, pretty)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("export of {user_id} written to {}", path.display());
+                }
+                None => println!("{pretty}"),
+            }
+            Ok(true)
+        }
+        ComplianceCommand::Erase {
+            user_id,
+            receipt,
+            target,
+        } => {
+            let t = load(&target.config)?;
+            let req = crate::admin::request(
+                &t,
+                Role::Compliance,
+                pb::EraseUserRequest {
+                    user_id: user_id.clone(),
+                },
+            )?;
+            let r = home_admin(&t, &user_id, target.node_addr)
+                .await?
+                .erase_user(req)
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!("{user_id} erased (operation {})", r.operation_id);
+            save_receipt(r, receipt)?;
+            Ok(true)
+        }
+        ComplianceCommand::Pin {
+            user_id,
+            reason,
+            target,
+        } => {
+            let t = load(&target.config)?;
+            let req = crate::admin::request(
+                &t,
+                Role::Compliance,
+                pb::PinUserRequest {
+                    user_id: user_id.clone(),
+                    reason,
+                },
+            )?;
+            let r = home_admin(&t, &user_id, target.node_addr)
+                .await?
+                .pin_user(req)
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!(
+                "{user_id} is pinned to {} (by {} at {}){}",
+                r.region,
+                r.pinned_by,
+                r.pinned_at,
+                if r.changed { "" } else { ": it was already" }
+            );
+            Ok(true)
+        }
+        ComplianceCommand::Unpin { user_id, target } => {
+            let t = load(&target.config)?;
+            let req = crate::admin::request(
+                &t,
+                Role::Compliance,
+                pb::UnpinUserRequest {
+                    user_id: user_id.clone(),
+                },
+            )?;
+            let r = home_admin(&t, &user_id, target.node_addr)
+                .await?
+                .unpin_user(req)
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!(
+                "{user_id} is not pinned{}",
+                if r.changed {
+                    " any more"
+                } else {
+                    " (it was not)"
+                }
+            );
+            Ok(true)
+        }
+        ComplianceCommand::Move {
+            user_id,
+            to,
+            receipt,
+            target,
+        } => {
+            let t = load(&target.config)?;
+            let req = crate::admin::request(
+                &t,
+                Role::Compliance,
+                pb::MoveUserRequest {
+                    user_id: user_id.clone(),
+                    to: to.clone(),
+                },
+            )?;
+            let r = home_admin(&t, &user_id, target.node_addr)
+                .await?
+                .move_user(req)
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!(
+                "{user_id} moved to {to} as {} (operation {})",
+                r.new_user_id, r.operation_id
+            );
+            save_receipt(r, receipt)?;
+            Ok(true)
+        }
+        ComplianceCommand::VerifyReceipt { receipt, jwks } => {
+            let text = std::fs::read_to_string(&receipt)
+                .with_context(|| format!("cannot read {}", receipt.display()))?;
+            let file: ReceiptFile = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a receipt file", receipt.display()))?;
+            let keys = KeySet::from_jwks(
+                &std::fs::read_to_string(&jwks)
+                    .with_context(|| format!("cannot read {}", jwks.display()))?,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", jwks.display()))?;
+            Ok(verify(&file, &keys))
+        }
+    }
+}
+
+/// Checks each part's signature, that every part is of the file's
+/// operation, and the source's post-check; prints PASS/FAIL lines.
+fn verify(file: &ReceiptFile, keys: &KeySet) -> bool {
+    let mut ok = !file.parts.is_empty();
+    if !ok {
+        println!("FAIL the receipt has no signed part");
+    }
+    for part in &file.parts {
+        match keys.verify_receipt(part) {
+            Ok(c) => {
+                let same = c.operation_id == file.operation_id;
+                println!(
+                    "{} {:?} part signed by {} for operation {}",
+                    if same { "PASS" } else { "FAIL" },
+                    c.part,
+                    c.region,
+                    c.operation_id
+                );
+                ok &= same;
+                if c.part == domicile_core::receipt::Part::Source {
+                    let clean = c.clean();
+                    println!(
+                        "{} post-check: {} holds {} of {}",
+                        if clean { "PASS" } else { "FAIL" },
+                        c.region,
+                        if clean {
+                            "nothing".to_owned()
+                        } else {
+                            format!("{:?}", c.remaining)
+                        },
+                        c.user_id
+                    );
+                    ok &= clean;
+                }
+            }
+            Err(e) => {
+                println!("FAIL a part does not verify: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
