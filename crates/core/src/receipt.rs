@@ -1,7 +1,9 @@
 //! Compliance receipts: what a move or an erasure did, signed by each
 //! region involved with its token signing key (a compact JWS, `alg:
 //! EdDSA`, `typ: receipt+jwt`, `kid: <region>-<n>`), so anyone holding the
-//! federation's JWKS can check it offline.
+//! federation's JWKS can check it offline; and residency proofs (`typ:
+//! residency+jwt`): what a region's scan of its own store found, signed
+//! the same way, with the findings a proof must not have.
 //!
 //! A receipt names the operation, the pseudonymous user ids (never an
 //! email, a name or a number), the regions, the operator, the time, the
@@ -11,7 +13,7 @@
 //! decide what is counted (the use cases do) and reads no clock.
 
 use crate::{
-    RegionCode, UnixSeconds,
+    UnixSeconds,
     token::{KeySet, Kid, SigningKey, TokenError},
 };
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,98 @@ use std::collections::BTreeMap;
 
 /// The `typ` of a receipt's header: an access or ID token is not one.
 pub const RECEIPT_TYPE: &str = "receipt+jwt";
+
+/// The `typ` of a residency proof's header.
+pub const RESIDENCY_TYPE: &str = "residency+jwt";
+/// Most ids a proof lists per finding (the counts are always whole).
+pub const MAX_LISTED: usize = 100;
+
+/// What a region states about its own store, signed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResidencyClaims {
+    pub region: String,
+    /// The legal residency label (EU, US, …).
+    pub residency: String,
+    pub iat: UnixSeconds,
+    /// Users the region homes, and the lowest and highest id (ids sort by
+    /// creation time).
+    pub users: u64,
+    pub first_user_id: String,
+    pub last_user_id: String,
+    /// Rows read by the scan, every table.
+    pub rows_scanned: u64,
+    /// Records naming another region (`table: id`), at most
+    /// [`MAX_LISTED`], and how many in all.
+    pub foreign_records: Vec<String>,
+    pub foreign_count: u64,
+    /// Identifier keys that read as an identifier in the clear.
+    pub plaintext_keys: u64,
+    /// Identifiers (email, phone) of stored users confirmed by the index
+    /// as theirs, in this region.
+    pub indexed_identifiers: u64,
+    /// Users one of whose identifiers the index does not give them (at
+    /// most [`MAX_LISTED`] ids), and how many in all.
+    pub unindexed_users: Vec<String>,
+    pub unindexed_count: u64,
+    /// Users in a compliance move now (not held to the index check).
+    pub moving: u64,
+    /// Where the store keeps its data, and why that breaks residency.
+    pub placement: String,
+    pub placement_violations: Vec<String>,
+    /// The index host's count of the index, when this region hosts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexClaims>,
+}
+
+/// What the index host counted in the index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexClaims {
+    pub entries: u64,
+    pub active_by_region: BTreeMap<String, u64>,
+    pub pending: u64,
+    pub malformed: u64,
+    pub plaintext_keys: u64,
+}
+
+impl ResidencyClaims {
+    /// What is wrong, one line each; empty for a clean proof.
+    pub fn findings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let r = &self.region;
+        for v in &self.placement_violations {
+            out.push(format!("{r}: the store is kept outside the region: {v}"));
+        }
+        if self.foreign_count > 0 {
+            out.push(format!(
+                "{r}: {} records of another region: {}",
+                self.foreign_count,
+                self.foreign_records.join(", ")
+            ));
+        }
+        if self.plaintext_keys > 0 {
+            out.push(format!(
+                "{r}: {} identifier keys in the clear",
+                self.plaintext_keys
+            ));
+        }
+        if self.unindexed_count > 0 {
+            out.push(format!(
+                "{r}: {} users the index does not home here: {}",
+                self.unindexed_count,
+                self.unindexed_users.join(", ")
+            ));
+        }
+        if let Some(ix) = &self.index {
+            if ix.malformed > 0 {
+                out.push(format!("index: {} malformed entries", ix.malformed));
+            }
+            if ix.plaintext_keys > 0 {
+                out.push(format!("index: {} keys in the clear", ix.plaintext_keys));
+            }
+        }
+        out
+    }
+}
 
 /// What the operation was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +179,11 @@ impl SigningKey {
     pub fn sign_receipt(&self, claims: &ReceiptClaims) -> Result<String, TokenError> {
         self.sign_typed(claims, RECEIPT_TYPE)
     }
+
+    /// Signs a residency proof (`typ: residency+jwt`).
+    pub fn sign_residency(&self, claims: &ResidencyClaims) -> Result<String, TokenError> {
+        self.sign_typed(claims, RESIDENCY_TYPE)
+    }
 }
 
 impl KeySet {
@@ -118,15 +217,34 @@ impl KeySet {
     /// `kid` names the region the claims say signed it. Lifetimes do not
     /// apply: a receipt is a record, checked as long as its key is known.
     pub fn verify_receipt(&self, jws: &str) -> Result<ReceiptClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(jws).map_err(|_| TokenError::Malformed)?;
-        if header.typ.as_deref() != Some(RECEIPT_TYPE) {
-            return Err(TokenError::Malformed);
-        }
-        let (claims, kid): (ReceiptClaims, Kid) = self.decode_signed(jws, None)?;
-        if RegionCode::parse(&claims.region).ok() != Some(kid.region) {
+        let (claims, region) = self.verify_typed::<ReceiptClaims>(jws, RECEIPT_TYPE)?;
+        if claims.region != region {
             return Err(TokenError::Malformed);
         }
         Ok(claims)
+    }
+
+    /// The claims of a residency proof, checked like a receipt's.
+    pub fn verify_residency(&self, jws: &str) -> Result<ResidencyClaims, TokenError> {
+        let (claims, region) = self.verify_typed::<ResidencyClaims>(jws, RESIDENCY_TYPE)?;
+        if claims.region != region {
+            return Err(TokenError::Malformed);
+        }
+        Ok(claims)
+    }
+
+    /// Claims of a JWS of header `typ`, and the region of its signing key.
+    fn verify_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        jws: &str,
+        typ: &str,
+    ) -> Result<(T, String), TokenError> {
+        let header = jsonwebtoken::decode_header(jws).map_err(|_| TokenError::Malformed)?;
+        if header.typ.as_deref() != Some(typ) {
+            return Err(TokenError::Malformed);
+        }
+        let (claims, kid): (T, Kid) = self.decode_signed(jws, None)?;
+        Ok((claims, kid.region.to_string()))
     }
 }
 
@@ -215,6 +333,61 @@ mod tests {
             r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","alg":"EdDSA","use":"sig","kid":"nokid"}]}"#,
         ] {
             assert!(KeySet::from_jwks(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn residency_proofs_verify_and_list_each_finding() {
+        let eu = key("eu-1", 1);
+        let keys = set(&[&eu]);
+        let clean = ResidencyClaims {
+            region: "eu".into(),
+            index: Some(IndexClaims::default()),
+            ..ResidencyClaims::default()
+        };
+        let jws = eu.sign_residency(&clean).unwrap();
+        assert_eq!(keys.verify_residency(&jws).unwrap(), clean);
+        assert!(clean.findings().is_empty());
+        // A receipt is not a proof, nor the reverse.
+        assert!(keys.verify_receipt(&jws).is_err());
+        let receipt = eu.sign_receipt(&claims("eu")).unwrap();
+        assert!(keys.verify_residency(&receipt).is_err());
+        // Each planted finding, and the words that name it.
+        type Plant = fn(&mut ResidencyClaims);
+        let cases: [(Plant, &str); 6] = [
+            (
+                |c| c.placement_violations = vec!["dc2 holds replicas".into()],
+                "outside the region",
+            ),
+            (
+                |c| {
+                    c.foreign_count = 1;
+                    c.foreign_records = vec!["users: usr_us_1".into()];
+                },
+                "1 records of another region: users: usr_us_1",
+            ),
+            (|c| c.plaintext_keys = 2, "2 identifier keys in the clear"),
+            (
+                |c| {
+                    c.unindexed_count = 1;
+                    c.unindexed_users = vec!["usr_eu_1".into()];
+                },
+                "1 users the index does not home here",
+            ),
+            (
+                |c| c.index.as_mut().unwrap().malformed = 1,
+                "index: 1 malformed",
+            ),
+            (
+                |c| c.index.as_mut().unwrap().plaintext_keys = 3,
+                "index: 3 keys in the clear",
+            ),
+        ];
+        for (plant, words) in cases {
+            let mut c = clean.clone();
+            plant(&mut c);
+            let f = c.findings();
+            assert!(f.len() == 1 && f[0].contains(words), "{words}: {f:?}");
         }
     }
 

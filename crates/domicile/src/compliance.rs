@@ -323,46 +323,89 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
     }
 }
 
-/// Checks each part's signature, that every part is of the file's
-/// operation, and the source's post-check; prints PASS/FAIL lines.
+/// Checks each part's signature, that the parts are one operation's
+/// (the same operation, user, new id and regions), that the source's part
+/// is there (and, for a move, the target's), and the source's post-check;
+/// prints PASS/FAIL lines.
 fn verify(file: &ReceiptFile, keys: &KeySet) -> bool {
-    let mut ok = !file.parts.is_empty();
-    if !ok {
-        println!("FAIL the receipt has no signed part");
-    }
+    use domicile_core::receipt::{Operation, Part};
+    let mut ok = true;
+    let mut check = |pass: bool, what: String| {
+        println!("{} {what}", if pass { "PASS" } else { "FAIL" });
+        ok &= pass;
+    };
+    let mut verified = Vec::new();
     for part in &file.parts {
         match keys.verify_receipt(part) {
             Ok(c) => {
-                let same = c.operation_id == file.operation_id;
-                println!(
-                    "{} {:?} part signed by {} for operation {}",
-                    if same { "PASS" } else { "FAIL" },
-                    c.part,
-                    c.region,
-                    c.operation_id
+                check(
+                    true,
+                    format!(
+                        "{:?} part signed by {} for operation {}",
+                        c.part, c.region, c.operation_id
+                    ),
                 );
-                ok &= same;
-                if c.part == domicile_core::receipt::Part::Source {
-                    let clean = c.clean();
-                    println!(
-                        "{} post-check: {} holds {} of {}",
-                        if clean { "PASS" } else { "FAIL" },
-                        c.region,
-                        if clean {
-                            "nothing".to_owned()
-                        } else {
-                            format!("{:?}", c.remaining)
-                        },
-                        c.user_id
-                    );
-                    ok &= clean;
-                }
+                verified.push(c);
             }
-            Err(e) => {
-                println!("FAIL a part does not verify: {e}");
-                ok = false;
-            }
+            Err(e) => check(false, format!("a part does not verify: {e}")),
         }
+    }
+    let Some(first) = verified.first() else {
+        check(false, "the receipt has no verified part".into());
+        return ok;
+    };
+    let same = verified.iter().all(|c| {
+        c.operation_id == file.operation_id
+            && c.operation == first.operation
+            && c.user_id == first.user_id
+            && c.new_user_id == first.new_user_id
+            && c.from_region == first.from_region
+            && c.to_region == first.to_region
+    });
+    check(
+        same,
+        format!(
+            "every part is of operation {} on {}",
+            file.operation_id, first.user_id
+        ),
+    );
+    let sources: Vec<_> = verified.iter().filter(|c| c.part == Part::Source).collect();
+    let targets = verified.iter().filter(|c| c.part == Part::Target).count();
+    let want_targets = usize::from(first.operation == Operation::Move);
+    check(
+        sources.len() == 1 && targets == want_targets,
+        format!(
+            "one source part{} ({} source, {targets} target)",
+            if want_targets == 1 {
+                " and one target part"
+            } else {
+                ""
+            },
+            sources.len()
+        ),
+    );
+    for c in sources {
+        let clean = c.clean();
+        check(
+            clean,
+            format!(
+                "post-check: {} holds {} of {}",
+                c.region,
+                if clean {
+                    "nothing".to_owned()
+                } else {
+                    format!("{:?}", c.remaining)
+                },
+                c.user_id
+            ),
+        );
+        check(
+            c.region == c.from_region,
+            format!(
+                "the source part is signed by the source region {}",
+                c.from_region
+            ),
+        );
     }
     ok
 }

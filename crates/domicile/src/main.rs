@@ -108,6 +108,9 @@ enum AdminCommand {
 enum ResidencyCommand {
     /// Users per region, the index, and checks that nothing lives where it should not.
     Report(residency::ReportArgs),
+    /// Check a saved residency proof's signatures (against a saved JWKS)
+    /// and findings; exits non-zero on any.
+    VerifyProof(residency::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -412,6 +415,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             } else {
                 bail!("the receipt does not verify")
+            }
+        }
+        Command::Residency(ResidencyCommand::VerifyProof(args)) => {
+            if residency::verify(args)? {
+                Ok(())
+            } else {
+                bail!("the residency proof does not verify, or has findings")
             }
         }
         Command::Residency(ResidencyCommand::Report(args)) => {

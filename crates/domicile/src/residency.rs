@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use domicile_core::{
     admin::Role,
+    receipt::ResidencyClaims,
     topology::{StoreConfig, Topology},
 };
 use domicile_proto::v1::{self as pb, admin_client::AdminClient};
@@ -28,6 +29,112 @@ pub struct ReportArgs {
     /// (must run on the machine that holds them).
     #[arg(long)]
     scan_files: bool,
+    /// Also have each region scan its whole store and sign what it found
+    /// (a residency proof per region), check the proofs against each
+    /// other and the index, and save them to --out.
+    #[arg(long)]
+    prove: bool,
+    /// Where --prove saves the signed proofs.
+    #[arg(long, default_value = "residency-proof.json")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A file `residency report --prove` saved.
+    proof: PathBuf,
+    /// The federation's JWKS, saved (`/.well-known/jwks.json`).
+    #[arg(long)]
+    jwks: PathBuf,
+}
+
+/// What `--prove` saves: each region's signed proof as it came.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProofFile {
+    generated_at: i64,
+    proofs: BTreeMap<String, String>,
+}
+
+fn claims_of(jws: &str) -> Result<ResidencyClaims> {
+    use base64::Engine as _;
+    let body = jws.split('.').nth(1).context("a proof is not a JWS")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .context("a proof's body is not base64url")?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// The findings of a set of proofs taken together: each region's own, and
+/// whether the index's active entries per region are exactly the
+/// identifiers that region's proof confirmed (an entry homing a user the
+/// region does not have shows here). With moves in progress that count is
+/// not comparable, and is left out (said so).
+pub fn cross_findings(proofs: &BTreeMap<String, ResidencyClaims>) -> Vec<String> {
+    let mut out: Vec<String> = proofs
+        .values()
+        .flat_map(ResidencyClaims::findings)
+        .collect();
+    let index = proofs.values().find_map(|c| c.index.as_ref());
+    let moving: u64 = proofs.values().map(|c| c.moving).sum();
+    match index {
+        None => out.push("no region's proof carries the index's count".into()),
+        Some(_) if moving > 0 => {}
+        Some(ix) => {
+            for (region, c) in proofs {
+                let active = ix.active_by_region.get(region).copied().unwrap_or(0);
+                if active != c.indexed_identifiers {
+                    out.push(format!(
+                        "index: {active} active entries home users in {region}, whose proof confirms {}",
+                        c.indexed_identifiers
+                    ));
+                }
+            }
+            for region in ix.active_by_region.keys() {
+                if !proofs.contains_key(region) {
+                    out.push(format!(
+                        "index: entries home users in {region}, which sent no proof"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `residency verify-proof`: every proof's signature, and the findings.
+pub fn verify(args: VerifyArgs) -> Result<bool> {
+    let text = std::fs::read_to_string(&args.proof)
+        .with_context(|| format!("cannot read {}", args.proof.display()))?;
+    let file: ProofFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a proof file", args.proof.display()))?;
+    let keys = domicile_core::token::KeySet::from_jwks(
+        &std::fs::read_to_string(&args.jwks)
+            .with_context(|| format!("cannot read {}", args.jwks.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.jwks.display()))?;
+    let mut ok = !file.proofs.is_empty();
+    let mut claims = BTreeMap::new();
+    for (region, jws) in &file.proofs {
+        match keys.verify_residency(jws) {
+            Ok(c) if &c.region == region => {
+                println!("PASS {region}'s proof is signed by {region}");
+                claims.insert(region.clone(), c);
+            }
+            Ok(c) => {
+                println!("FAIL the proof filed as {region} is {}'s", c.region);
+                ok = false;
+            }
+            Err(e) => {
+                println!("FAIL {region}'s proof does not verify: {e}");
+                ok = false;
+            }
+        }
+    }
+    for f in cross_findings(&claims) {
+        println!("FAIL {f}");
+        ok = false;
+    }
+    Ok(ok)
 }
 
 async fn admin(addr: std::net::SocketAddr) -> Result<AdminClient<tonic::transport::Channel>> {
@@ -130,6 +237,73 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
         ),
     );
 
+    if args.prove {
+        let mut proofs = BTreeMap::new();
+        let mut claims = BTreeMap::new();
+        for (code, region) in &t.regions {
+            let node = region
+                .nodes
+                .iter()
+                .find(|n| n.weight > 0)
+                .context("region without an active node")?;
+            let req = crate::admin::request(&t, Role::Compliance, pb::ResidencyProofRequest {})?;
+            let r = admin(node.address)
+                .await?
+                .residency_proof(req)
+                .await
+                .map_err(|s| anyhow::anyhow!("{code}: {}", s.message()))?
+                .into_inner();
+            let c = claims_of(&r.proof)?;
+            check(
+                r.findings.is_empty(),
+                format!(
+                    "{code} signs that it holds {} users ({} … {}), {} rows scanned, {} moving, nothing of another region, no identifier in the clear, every identifier indexed{}",
+                    c.users,
+                    c.first_user_id,
+                    c.last_user_id,
+                    c.rows_scanned,
+                    c.moving,
+                    if r.findings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", r.findings.join("; "))
+                    }
+                ),
+            );
+            proofs.insert(code.to_string(), r.proof);
+            claims.insert(code.to_string(), c);
+        }
+        let own: Vec<String> = claims
+            .values()
+            .flat_map(ResidencyClaims::findings)
+            .collect();
+        let cross: Vec<String> = cross_findings(&claims)
+            .into_iter()
+            .filter(|f| !own.contains(f))
+            .collect();
+        check(
+            cross.is_empty(),
+            format!(
+                "the index homes exactly the identifiers each region's proof confirms{}",
+                if cross.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", cross.join("; "))
+                }
+            ),
+        );
+        let generated_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let file = ProofFile {
+            generated_at,
+            proofs,
+        };
+        std::fs::write(&args.out, serde_json::to_string_pretty(&file)?)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+        println!("signed proofs saved to {}", args.out.display());
+    }
+
     if args.scan_files {
         let StoreConfig::Embedded { path } = &t.index.store else {
             anyhow::bail!(
@@ -195,4 +369,66 @@ async fn index_report(t: &Topology) -> Result<pb::IndexReportResponse> {
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domicile_core::receipt::IndexClaims;
+
+    fn proof(region: &str, indexed: u64, index: Option<&[(&str, u64)]>) -> ResidencyClaims {
+        ResidencyClaims {
+            region: region.into(),
+            indexed_identifiers: indexed,
+            index: index.map(|a| IndexClaims {
+                active_by_region: a.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
+                ..IndexClaims::default()
+            }),
+            ..ResidencyClaims::default()
+        }
+    }
+
+    #[test]
+    fn the_index_must_home_exactly_what_the_regions_confirm() {
+        let set = |v: Vec<ResidencyClaims>| -> BTreeMap<String, ResidencyClaims> {
+            v.into_iter().map(|c| (c.region.clone(), c)).collect()
+        };
+        // Each case: the proofs, and the words of the one finding (None: clean).
+        let cases: Vec<(Vec<ResidencyClaims>, Option<&str>)> = vec![
+            (
+                vec![
+                    proof("eu", 2, Some(&[("eu", 2), ("us", 1)])),
+                    proof("us", 1, None),
+                ],
+                None,
+            ),
+            (
+                // An entry homing a user eu does not have.
+                vec![
+                    proof("eu", 2, Some(&[("eu", 3), ("us", 1)])),
+                    proof("us", 1, None),
+                ],
+                Some("index: 3 active entries home users in eu, whose proof confirms 2"),
+            ),
+            (
+                vec![proof("eu", 2, Some(&[("eu", 2), ("ap", 1)]))],
+                Some("index: entries home users in ap, which sent no proof"),
+            ),
+            (
+                vec![proof("eu", 2, None), proof("us", 1, None)],
+                Some("no region's proof carries the index's count"),
+            ),
+        ];
+        for (proofs, want) in cases {
+            let found = cross_findings(&set(proofs));
+            match want {
+                None => assert!(found.is_empty(), "{found:?}"),
+                Some(w) => assert!(found.len() == 1 && found[0].contains(w), "{w}: {found:?}"),
+            }
+        }
+        // With a move in progress the counts are not compared.
+        let mut moving = proof("eu", 1, Some(&[("eu", 2)]));
+        moving.moving = 1;
+        assert!(cross_findings(&set(vec![moving])).is_empty());
+    }
 }

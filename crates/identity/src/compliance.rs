@@ -458,6 +458,12 @@ impl Identity {
                 .await?
             }
         };
+        if op.operation != Operation::Erase {
+            // A move journaled first, meanwhile.
+            return Err(IdentityError::Moving {
+                retry_after: MOVE_RETRY_SECONDS,
+            });
+        }
         if op.step == OperationStep::Done {
             return self.receipt_of(&op);
         }
@@ -649,8 +655,16 @@ impl Identity {
             .map_err(|e| IdentityError::internal("move", e))?
             .ok_or_else(|| IdentityError::internal("move", "the journal has no new id"))?;
         if op.step == OperationStep::Started {
+            // The rules again: a pin may have come since the journal.
+            if let Some(user) = self.store.get_user(id.as_str()).await?
+                && let Some(why) = self.move_refusal(&user, &to)
+            {
+                return Err(IdentityError::Refused(format!("move refused: {why}")));
+            }
             self.freeze(&id, &op).await?;
-            let bundle = self.bundle(&op, &id, &new_id).await?;
+            let mut bundle = self.bundle(&op, &id, &new_id).await?;
+            // The target acts for whoever runs this step now.
+            bundle.operator = operator.to_owned();
             let bytes = serde_json::to_vec(&bundle)
                 .map_err(|e| IdentityError::internal("move bundle", e))?;
             let part = self.peers.import(&to, &bytes, authority).await?;
@@ -915,23 +929,66 @@ impl Identity {
             .iter()
             .map(|k| hex_key(k))
             .collect::<Result<Vec<_>, _>>()?;
-        if b.user.moving.as_ref().map(|m| m.new_user_id.as_str()) != Some(b.new_user_id.as_str()) {
-            return Err(IdentityError::invalid(
-                "bundle",
-                "the user is not marked as arriving",
-            ));
+        match &b.user.moving {
+            Some(m) if m.new_user_id == b.new_user_id && m.operation_id == b.operation_id => {}
+            _ => {
+                return Err(IdentityError::invalid(
+                    "bundle",
+                    "the user is not marked as arriving by this operation",
+                ));
+            }
+        }
+        // The residency rules hold here as at registration.
+        let email = domicile_core::email::Email::parse(&b.user.email)
+            .map_err(|e| IdentityError::invalid("bundle", e))?;
+        self.check_placement(&email, None)?;
+        // Everything that can refuse is checked before anything is
+        // written: no partial copy of a refused bundle stays here.
+        let taken = || {
+            IdentityError::Refused(
+                "an identifier of the user is held by another user of the target region".into(),
+            )
+        };
+        for key in &keys {
+            if let Some(holder) = self.store.get_identifier(key).await?
+                && holder != new_id.as_str()
+            {
+                return Err(taken());
+            }
+        }
+        let mut factors = b.factors.clone();
+        if let Some(t) = factors.as_mut().and_then(|f| f.totp.as_mut()) {
+            let secret = mfa::open(&self.factor_key_of(&from), old_id.as_str(), &t.sealed)
+                .map_err(|e| IdentityError::internal("move totp", e))?;
+            t.sealed = mfa::seal(
+                &self.factor_key(),
+                random::<12>(self.entropy.as_ref()),
+                new_id.as_str(),
+                &secret,
+            )
+            .map_err(|e| IdentityError::internal("move totp", e))?;
         }
         // The user row first (inert: marked arriving, no identifier routes
-        // to it yet), then what hangs off it.
-        self.store.import_user_record(&b.user).await?;
+        // to it yet), then what hangs off it. A row that is not this
+        // operation's arriving copy (a settled user, another user) is
+        // never overwritten.
+        if !self
+            .store
+            .import_user_record(&b.user, &b.operation_id)
+            .await?
+            .is_applied()
+        {
+            return Err(IdentityError::Refused(
+                "the target holds this user id already, and not as this move's arriving copy"
+                    .into(),
+            ));
+        }
         for key in &keys {
             if let domicile_store::Applied::No(holder) =
                 self.store.insert_identifier(key, new_id.as_str()).await?
                 && holder != new_id.as_str()
             {
-                return Err(IdentityError::Refused(
-                    "an identifier of the user is held by another user of the target region".into(),
-                ));
+                return Err(taken());
             }
         }
         self.store.append_audit(&b.audit).await?;
@@ -940,19 +997,8 @@ impl Identity {
             ("users_by_identifier".to_owned(), keys.len() as u64),
             ("audit_log".to_owned(), b.audit.len() as u64),
         ]);
-        if let Some(mut f) = b.factors.clone() {
-            if let Some(t) = f.totp.as_mut() {
-                let secret = mfa::open(&self.factor_key_of(&from), old_id.as_str(), &t.sealed)
-                    .map_err(|e| IdentityError::internal("move totp", e))?;
-                t.sealed = mfa::seal(
-                    &self.factor_key(),
-                    random::<12>(self.entropy.as_ref()),
-                    new_id.as_str(),
-                    &secret,
-                )
-                .map_err(|e| IdentityError::internal("move totp", e))?;
-            }
-            self.store.import_factors(&f).await?;
+        if let Some(f) = &factors {
+            self.store.import_factors(f).await?;
             counts.insert("mfa_factors".into(), 1);
         }
         if let Some(h) = &b.history {

@@ -145,6 +145,17 @@ impl KeyRing {
             .map_err(|e| IdentityError::internal("sign receipt", e))
     }
 
+    /// Signs a residency proof with the key current at `now`.
+    pub fn sign_residency(
+        &self,
+        claims: &domicile_core::receipt::ResidencyClaims,
+        now: UnixSeconds,
+    ) -> Result<String, IdentityError> {
+        self.current(now)?
+            .sign_residency(claims)
+            .map_err(|e| IdentityError::internal("sign residency proof", e))
+    }
+
     /// Every key this region ever had (a token still needs its `exp` to pass).
     pub fn verifier(&self) -> &KeySet {
         &self.verify

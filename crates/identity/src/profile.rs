@@ -209,7 +209,8 @@ impl Identity {
     ) -> Result<Profile, IdentityError> {
         let claims = self.authorize(bearer).await?;
         for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.user(&claims).await?;
+            // Not while a move touches the account.
+            let current = self.settle(self.user(&claims).await?).await?;
             let mut next = current.clone();
             let changed = change.apply(&mut next);
             next.version = current.version + 1;

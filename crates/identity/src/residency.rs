@@ -17,6 +17,8 @@ use domicile_core::{
     RegionCode,
     email::Email,
     ids::UserId,
+    index::{IdentifierKey, IndexState},
+    receipt::{IndexClaims, MAX_LISTED, ResidencyClaims},
     residency::{self, Placement},
     topology::StoreConfig,
 };
@@ -53,6 +55,13 @@ impl std::fmt::Debug for RegionReport {
             .field("placement_violations", &self.placement_violations)
             .finish()
     }
+}
+
+/// A residency proof as signed, and what it says.
+#[derive(Clone, Debug)]
+pub struct Proof {
+    pub jws: String,
+    pub claims: ResidencyClaims,
 }
 
 impl Identity {
@@ -133,6 +142,92 @@ impl Identity {
             placement_violations: placement.violations(&own),
             placement: placement.to_string(),
         })
+    }
+}
+
+impl Identity {
+    /// Scans this region's whole store and signs what it found
+    /// (`docs/compliance.md`, residency proof): the users it homes and
+    /// their id range; every record naming another region; identifier
+    /// keys in the clear; every stored user's email and phone checked
+    /// against the index (users in a move are counted apart); the store's
+    /// placement; and, on the index host, the index's own count
+    /// (`index`, from the caller). A compliance scan: its cost grows with
+    /// the store (one index lookup per identifier), never on a request
+    /// path.
+    pub async fn residency_proof(
+        &self,
+        index: Option<crate::index::IndexReport>,
+    ) -> Result<Proof, IdentityError> {
+        let report = self.region_report(false).await?;
+        let scan = self.store.residency_scan().await?;
+        let mut users = self.store.scan_users().await?;
+        users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        let mut claims = ResidencyClaims {
+            region: self.region.to_string(),
+            residency: report.residency,
+            iat: self.now(),
+            users: users.len() as u64,
+            first_user_id: users.first().map(|u| u.user_id.clone()).unwrap_or_default(),
+            last_user_id: users.last().map(|u| u.user_id.clone()).unwrap_or_default(),
+            rows_scanned: scan.rows,
+            foreign_count: scan.foreign.len() as u64,
+            foreign_records: scan.foreign.into_iter().take(MAX_LISTED).collect(),
+            plaintext_keys: scan
+                .keys
+                .iter()
+                .filter(|(_, k)| crate::index::looks_like_plaintext(k))
+                .count() as u64,
+            placement: report.placement,
+            placement_violations: report.placement_violations,
+            index: index.map(|ix| IndexClaims {
+                entries: ix.entries,
+                active_by_region: ix.active_by_region.into_iter().collect(),
+                pending: ix.pending,
+                malformed: ix.malformed_keys,
+                plaintext_keys: ix.plaintext_suspects,
+            }),
+            ..ResidencyClaims::default()
+        };
+        for u in &users {
+            if u.moving.is_some() {
+                claims.moving += 1;
+                continue;
+            }
+            let mut keys: Vec<IdentifierKey> = Vec::new();
+            // A stored address that does not parse has no key: unindexed.
+            let mut all = match Email::parse(&u.email) {
+                Ok(e) => {
+                    keys.push(self.secret.email_key(&e));
+                    true
+                }
+                Err(_) => false,
+            };
+            if let Some(p) = &u.phone {
+                keys.push(self.secret.phone_key_e164(p));
+            }
+            for key in keys {
+                match self.index.lookup(&key).await? {
+                    Some(e)
+                        if e.user_id.as_str() == u.user_id
+                            && e.region == self.region
+                            && e.state == IndexState::Active =>
+                    {
+                        claims.indexed_identifiers += 1;
+                    }
+                    _ => all = false,
+                }
+            }
+            if !all {
+                claims.unindexed_count += 1;
+                if claims.unindexed_users.len() < MAX_LISTED {
+                    claims.unindexed_users.push(u.user_id.clone());
+                }
+            }
+        }
+        let jws = self.keys.load().sign_residency(&claims, claims.iat)?;
+        tracing::info!(region = %self.region, findings = claims.findings().len(), "residency proof signed");
+        Ok(Proof { jws, claims })
     }
 }
 

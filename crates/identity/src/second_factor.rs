@@ -374,6 +374,9 @@ impl Identity {
         audit: AuditKind,
         context: &Context,
     ) -> Result<Concluded, IdentityError> {
+        // No sign-in of an account a move touches (leaving, or a copy that
+        // has not arrived yet), whatever its first factor was.
+        self.settle(user.clone()).await?;
         let now = self.now();
         let seen = self.seen(&user.user_id, context)?;
         let signals = self.signals(&user.user_id, &seen, now).await?;

@@ -255,6 +255,22 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(receipt_pb(r)))
     }
 
+    async fn residency_proof(
+        &self,
+        req: Request<pb::ResidencyProofRequest>,
+    ) -> Result<Response<pb::ResidencyProofResponse>, Status> {
+        self.caller(&req, &[Role::Compliance], "residency_proof")?;
+        let index = match &self.index {
+            Some(ix) => Some(ix.report().await.map_err(status)?),
+            None => None,
+        };
+        let proof = self.identity.residency_proof(index).await.map_err(status)?;
+        Ok(Response::new(pb::ResidencyProofResponse {
+            findings: proof.claims.findings(),
+            proof: proof.jws,
+        }))
+    }
+
     async fn import_moved_user(
         &self,
         req: Request<pb::ImportMovedUserRequest>,

@@ -1697,12 +1697,58 @@ async fn operations(s: &RegionStore) {
     foreign.user_id = "usr_us_01JD0000000000000000000091".into();
     refused(s.start_operation(&foreign).await, "compliance_operations");
 
-    // Imports write what they are given, again and again.
+    // An arriving copy is written again by its own move only; a settled
+    // user or another move's copy is kept.
+    let arriving = |id: &str, op: &str| MovingMark {
+        operation_id: op.into(),
+        to_region: "eu".into(),
+        new_user_id: id.into(),
+        started_at: NOW,
+    };
     let mut u = user(&uid(91), 7);
-    s.import_user_record(&u).await.unwrap();
+    u.moving = Some(arriving(&uid(91), "op_us_1"));
+    assert_eq!(
+        s.import_user_record(&u, "op_us_1").await.unwrap(),
+        Applied::Yes
+    );
     u.given_name = "Grace".into();
-    s.import_user_record(&u).await.unwrap();
-    assert_eq!(s.get_user(&uid(91)).await.unwrap(), Some(u));
+    assert_eq!(
+        s.import_user_record(&u, "op_us_1").await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(s.get_user(&uid(91)).await.unwrap(), Some(u.clone()));
+    let mut other = u.clone();
+    other.given_name = "Mallory".into();
+    assert_eq!(
+        s.import_user_record(&other, "op_us_2").await.unwrap(),
+        Applied::No(()),
+        "another move's copy is kept"
+    );
+    let mut settled = u.clone();
+    settled.moving = None;
+    settled.version += 1;
+    assert_eq!(
+        s.update_user(&settled, u.version).await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(
+        s.import_user_record(&other, "op_us_1").await.unwrap(),
+        Applied::No(()),
+        "a settled user is never overwritten, even by its own move"
+    );
+    assert_eq!(s.get_user(&uid(91)).await.unwrap(), Some(settled));
+    assert_eq!(
+        s.insert_user(&user(&uid(94), 1)).await.unwrap(),
+        Applied::Yes
+    );
+    let mut over = user(&uid(94), 5);
+    over.moving = Some(arriving(&uid(94), "op_us_1"));
+    assert_eq!(
+        s.import_user_record(&over, "op_us_1").await.unwrap(),
+        Applied::No(()),
+        "an existing user is never overwritten"
+    );
+    assert_eq!(s.get_user(&uid(94)).await.unwrap(), Some(user(&uid(94), 1)));
     let h = SignInHistory {
         user_id: uid(91),
         countries: vec!["DE".into()],
@@ -1734,10 +1780,8 @@ async fn operations(s: &RegionStore) {
     };
     s.import_factors(&f).await.unwrap();
     assert_eq!(s.get_factors(&uid(91)).await.unwrap(), Some(f));
-    let mut stray = user("usr_us_01JD0000000000000000000093", 1);
-    refused(s.import_user_record(&stray).await, "users");
-    stray.user_id = uid(93);
-    s.import_user_record(&stray).await.unwrap();
+    let stray = user("usr_us_01JD0000000000000000000093", 1);
+    refused(s.import_user_record(&stray, "op_us_1").await, "users");
 }
 
 /// Records which primitive each store call reaches.

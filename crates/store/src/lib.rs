@@ -50,7 +50,10 @@ pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
 pub use one_time::{Presented, Spend};
 pub use records::*;
-pub use region::{RegionStore, UserExport};
+pub use region::{RegionScan, RegionStore, UserExport};
+
+/// Bytes of an identifier key or a code hash used as a partition key.
+pub(crate) const KEY_BYTES: usize = 32;
 pub use scylla::ScyllaRegion;
 
 /// A store error, with the store, table and operation it came from.

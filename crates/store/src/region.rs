@@ -140,6 +140,51 @@ impl RegionStore {
             .await
     }
 
+    /// Reads every row of every table of this region (a compliance scan,
+    /// never on a request path): how many rows, which partitions name
+    /// another region (an artifact id of another region, or a holder in
+    /// `users_by_identifier` of another region), and the partitions that
+    /// are 32-byte keys (identifier keys and code hashes), for the caller
+    /// to judge whether any reads as an identifier in the clear.
+    pub async fn residency_scan(&self) -> Result<RegionScan> {
+        self.instrument
+            .run("residency_scan", async {
+                let mut scan = RegionScan::default();
+                for table in REGION_TABLES {
+                    for (key, value) in self.backend.scan(table).await? {
+                        scan.rows += 1;
+                        let named = match std::str::from_utf8(&key.partition) {
+                            Ok(text) => {
+                                let id = text.split('/').next().unwrap_or(text);
+                                match parse_artifact(id) {
+                                    Some((_, region, _)) => Some((region == self.region, id)),
+                                    None if id == self.region.as_str() => None,
+                                    None if key.partition.len() == crate::KEY_BYTES => None,
+                                    None => Some((false, id)),
+                                }
+                            }
+                            Err(_) => None,
+                        };
+                        if let Some((false, id)) = named {
+                            scan.foreign.push(format!("{}: {id}", table.name));
+                        }
+                        if let Ok(k) = <[u8; 32]>::try_from(key.partition.as_slice()) {
+                            scan.keys.push((table.name, k));
+                            if table.name == crate::identifiers::IDENTIFIERS.name {
+                                let holder: String = self.decode(table, &value)?;
+                                if parse_artifact(&holder).is_none_or(|(_, r, _)| r != self.region)
+                                {
+                                    scan.foreign.push(format!("{}: {holder}", table.name));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(scan)
+            })
+            .await
+    }
+
     // ---- shared by the aggregate modules ----
 
     /// Refuses an id that does not name this region as an artifact of `kind`.
@@ -245,6 +290,17 @@ impl RegionStore {
         })
         .await
     }
+}
+
+/// What a residency scan of a region's store found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionScan {
+    /// Rows read, every table.
+    pub rows: u64,
+    /// `table: id` of each record naming another region (or no region).
+    pub foreign: Vec<String>,
+    /// The 32-byte partition keys, by table.
+    pub keys: Vec<(&'static str, [u8; 32])>,
 }
 
 /// Everything one region stores about one user (compliance export). It is

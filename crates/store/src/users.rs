@@ -106,17 +106,35 @@ impl RegionStore {
             .await
     }
 
-    /// Writes a moved user's row as it arrives, whatever is stored under
-    /// its (new, never handed out) id: a re-run of the move writes it
-    /// again.
-    pub async fn import_user_record(&self, user: &UserRecord) -> Result<()> {
+    /// Writes a moved user's row as it arrives: where no row is, or over
+    /// the arriving copy of the same move (`operation_id`, a re-run).
+    /// Any other row (a user who settled, another user) is kept: `No`.
+    pub async fn import_user_record(
+        &self,
+        user: &UserRecord,
+        operation_id: &str,
+    ) -> Result<Applied> {
         self.instrument
             .run("import_user_record", async {
                 self.check_id(&USERS, ArtifactKind::User, &user.user_id)?;
                 let value = self.encode(&USERS, user)?;
-                self.modify(&USERS, &key(&user.user_id), |_: Option<UserRecord>| {
-                    Ok((Change::Put(value.clone(), Expiry::Never), ()))
-                })
+                self.modify(
+                    &USERS,
+                    &key(&user.user_id),
+                    |current: Option<UserRecord>| {
+                        let ours = match &current {
+                            None => true,
+                            Some(c) => c.moving.as_ref().is_some_and(|m| {
+                                m.operation_id == operation_id && m.new_user_id == c.user_id
+                            }),
+                        };
+                        Ok(if ours {
+                            (Change::Put(value.clone(), Expiry::Never), Applied::Yes)
+                        } else {
+                            (Change::Keep, Applied::No(()))
+                        })
+                    },
+                )
                 .await
             })
             .await

@@ -786,3 +786,107 @@ async fn every_compliance_call_needs_the_compliance_role() {
     }
     assert_eq!(fed.users("us").await, 0);
 }
+
+/// The signed proof of each region: clean on a clean federation, and
+/// naming each planted violation (a record of another region, an
+/// identifier key in the clear, a user the index does not home) once it
+/// is there; every proof verifies against its region's JWKS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_residency_proof_is_signed_and_names_each_planted_violation() {
+    use domicile_core::{RegionCode, index::IdentifierKey};
+    let fed = Fed::start().await;
+    let de = unpinned_user(&fed, "proof@example.de").await;
+    fed.client("us")
+        .await
+        .register(register_req("proof@example.com"))
+        .await
+        .unwrap();
+    let proof = |region: &'static str| {
+        let fed = &fed;
+        async move {
+            let r = fed
+                .admin(region)
+                .await
+                .residency_proof(pb::ResidencyProofRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let c = jwks(fed, region).await.verify_residency(&r.proof).unwrap();
+            assert_eq!(c.findings(), r.findings, "the findings are the claims'");
+            c
+        }
+    };
+    let eu = proof("eu").await;
+    assert!(eu.findings().is_empty(), "{eu:?}");
+    assert_eq!(
+        (eu.users, eu.first_user_id.as_str(), eu.indexed_identifiers),
+        (1, de.user_id.as_str(), 1)
+    );
+    let ix = eu.index.as_ref().expect("eu hosts the index");
+    assert_eq!(
+        (ix.active_by_region.get("eu"), ix.active_by_region.get("us")),
+        (Some(&1), Some(&1))
+    );
+    let us = proof("us").await;
+    assert!(us.findings().is_empty() && us.index.is_none(), "{us:?}");
+
+    // Each plant, and the words of the finding it must raise.
+    let data = fed.data_dir().join("eu");
+    let region = |r: &str| RegionCode::parse(r).unwrap();
+    let stray = domicile_store::RegionStore::open_embedded(&data, &region("us")).unwrap();
+    stray
+        .insert_identifier(&IdentifierKey([5; 32]), "usr_us_01JD0000000000000000000005")
+        .await
+        .unwrap();
+    let found = proof("eu").await.findings();
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("records of another region: users_by_identifier: usr_us_")),
+        "{found:?}"
+    );
+    let mut clear = [0u8; 32];
+    clear[..16].copy_from_slice(b"proof@example.de");
+    fed.nodes["eu"]
+        .store
+        .insert_identifier(&IdentifierKey(clear), &de.user_id)
+        .await
+        .unwrap();
+    let found = proof("eu").await.findings();
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("1 identifier keys in the clear")),
+        "{found:?}"
+    );
+    let mut index = HomeIndexClient::connect(format!("http://{}", fed.nodes["eu"].addr))
+        .await
+        .unwrap();
+    assert!(
+        index
+            .release(pb::IndexReleaseRequest {
+                key: email_key(&fed, "proof@example.de"),
+                user_id: de.user_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .applied
+    );
+    let found = proof("eu").await.findings();
+    assert!(
+        found.iter().any(|f| f.contains(&format!(
+            "1 users the index does not home here: {}",
+            de.user_id
+        ))),
+        "{found:?}"
+    );
+    // Without the compliance role there is no proof.
+    let s = pb::admin_client::AdminClient::connect(format!("http://{}", fed.nodes["eu"].addr))
+        .await
+        .unwrap()
+        .residency_proof(pb::ResidencyProofRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated);
+}
