@@ -68,10 +68,14 @@ pub enum ComplianceCommand {
     Move {
         user_id: String,
         /// The target region.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "abort")]
+        to: Option<String>,
         #[arg(long)]
         receipt: Option<PathBuf>,
+        /// Call off the user's interrupted move instead (only before its
+        /// index switch): the target drops its copy, the user stays.
+        #[arg(long, conflicts_with = "to")]
+        abort: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -282,11 +286,39 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
         }
         ComplianceCommand::Move {
             user_id,
+            abort: true,
+            target,
+            ..
+        } => {
+            let t = load(&target.config)?;
+            let req = crate::admin::request(
+                &t,
+                Role::Compliance,
+                pb::AbortMoveRequest {
+                    user_id: user_id.clone(),
+                },
+            )?;
+            let r = home_admin(&t, &user_id, target.node_addr)
+                .await?
+                .abort_move(req)
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!(
+                "the move of {user_id} is called off (operation {}); it stays where it is",
+                r.operation_id
+            );
+            Ok(true)
+        }
+        ComplianceCommand::Move {
+            user_id,
             to,
             receipt,
             target,
+            ..
         } => {
             let t = load(&target.config)?;
+            let to = to.context("--to names the target region")?;
             let req = crate::admin::request(
                 &t,
                 Role::Compliance,

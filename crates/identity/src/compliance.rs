@@ -740,6 +740,116 @@ impl Identity {
         self.receipt_of(&done)
     }
 
+    /// Calls off `user_id`'s move before its index switch: the target
+    /// deletes its arriving copy, the account thaws here (sessions stay
+    /// ended), the journal goes, and `move_aborted` is audited. After the
+    /// switch the move can only be finished (run it again). Returns the
+    /// aborted operation's id.
+    pub async fn abort_move(
+        &self,
+        user_id: &str,
+        operator: &str,
+        authority: &str,
+    ) -> Result<String, IdentityError> {
+        let id = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
+        self.check_home(id.region(), "user_id")?;
+        let Some(op) = self.store.get_operation(id.as_str()).await? else {
+            return Err(IdentityError::Refused("the user is in no move".into()));
+        };
+        if op.operation != Operation::Move || op.step >= OperationStep::Switched {
+            return Err(IdentityError::Refused(format!(
+                "operation {} is past its index switch (or is no move): run it again to finish it",
+                op.operation_id
+            )));
+        }
+        let to = op
+            .to_region
+            .as_deref()
+            .and_then(|r| self.topology.known_region(r).cloned())
+            .ok_or_else(|| IdentityError::internal("abort move", "the journal names no region"))?;
+        let new_id = op.new_user_id.clone().unwrap_or_default();
+        self.peers
+            .discard(&to, &new_id, &op.operation_id, authority)
+            .await?;
+        if let Some(user) = self.store.get_user(id.as_str()).await?
+            && user
+                .moving
+                .as_ref()
+                .is_some_and(|m| m.operation_id == op.operation_id)
+        {
+            let mut thawed = user.clone();
+            thawed.moving = None;
+            thawed.version = user.version + 1;
+            thawed.updated_at = self.now();
+            if !self
+                .store
+                .update_user(&thawed, user.version)
+                .await?
+                .is_applied()
+            {
+                return Err(crate::Conflict::ProfileChanged.into());
+            }
+        }
+        if !self
+            .store
+            .drop_operation(id.as_str(), &op.operation_id)
+            .await?
+            .is_applied()
+        {
+            return Err(IdentityError::Refused(format!(
+                "operation {} changed meanwhile; look again",
+                op.operation_id
+            )));
+        }
+        self.audit.record(
+            id.as_str(),
+            AuditKind::MoveAborted,
+            None,
+            format!("operator={operator} operation={}", op.operation_id),
+        );
+        tracing::info!(region = %self.region, user_id = %id, operation = %op.operation_id, "move aborted");
+        Ok(op.operation_id)
+    }
+
+    /// The target's half of an abort: deletes the arriving copy
+    /// `new_user_id` of `operation_id`, which nothing routes to (refused
+    /// if the index names it, or if it is not that move's copy).
+    pub async fn discard_moved_user(
+        &self,
+        new_user_id: &str,
+        operation_id: &str,
+    ) -> Result<(), IdentityError> {
+        let id =
+            UserId::parse(new_user_id).map_err(|e| IdentityError::invalid("new_user_id", e))?;
+        self.check_home(id.region(), "new_user_id")?;
+        let Some(user) = self.store.get_user(id.as_str()).await? else {
+            // Never imported, or discarded already: identifier rows of a
+            // refused import are checked before the row is written.
+            return Ok(());
+        };
+        let arriving = user
+            .moving
+            .as_ref()
+            .is_some_and(|m| m.operation_id == operation_id && m.new_user_id == user.user_id);
+        if !arriving {
+            return Err(IdentityError::Refused(
+                "the user is not this move's arriving copy".into(),
+            ));
+        }
+        for key in self.store.export_identifiers(id.as_str()).await? {
+            if let Some(e) = self.index.lookup(&key).await?
+                && e.user_id == id
+            {
+                return Err(IdentityError::Refused(
+                    "the index names the copy already: the move can only be finished".into(),
+                ));
+            }
+        }
+        self.store.erase_user(id.as_str()).await?;
+        tracing::info!(region = %self.region, new_user_id = %id, operation = operation_id, "arriving copy discarded");
+        Ok(())
+    }
+
     /// Journals a new move of `id` to `to` after the rules allow it.
     async fn start_move(
         &self,

@@ -90,4 +90,13 @@ pub trait Peers: Send + Sync + 'static {
         bundle: &[u8],
         authority: &str,
     ) -> Result<String, IdentityError>;
+    /// Has `region` delete the arriving copy `new_user_id` of operation
+    /// `operation_id` (an aborted move); `Ok` also when there is none.
+    async fn discard(
+        &self,
+        region: &domicile_core::RegionCode,
+        new_user_id: &str,
+        operation_id: &str,
+        authority: &str,
+    ) -> Result<(), IdentityError>;
 }

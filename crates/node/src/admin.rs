@@ -271,6 +271,32 @@ impl pb::admin_server::Admin for AdminService {
         }))
     }
 
+    async fn abort_move(
+        &self,
+        req: Request<pb::AbortMoveRequest>,
+    ) -> Result<Response<pb::AbortMoveResponse>, Status> {
+        let (caller, token) = self.caller_and_token(&req, &[Role::Compliance], "abort_move")?;
+        let operation_id = self
+            .identity
+            .abort_move(&req.into_inner().user_id, &caller.operator, &token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AbortMoveResponse { operation_id }))
+    }
+
+    async fn discard_moved_user(
+        &self,
+        req: Request<pb::DiscardMovedUserRequest>,
+    ) -> Result<Response<pb::DiscardMovedUserResponse>, Status> {
+        self.caller(&req, &[Role::Compliance], "discard_moved_user")?;
+        let r = req.into_inner();
+        self.identity
+            .discard_moved_user(&r.new_user_id, &r.operation_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DiscardMovedUserResponse {}))
+    }
+
     async fn import_moved_user(
         &self,
         req: Request<pb::ImportMovedUserRequest>,

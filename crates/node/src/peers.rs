@@ -43,6 +43,43 @@ impl PeerRegions {
     }
 }
 
+impl PeerRegions {
+    /// An Admin client of `region`'s nodes, and `msg` carrying the token.
+    fn call<T>(
+        &self,
+        region: &RegionCode,
+        msg: T,
+        authority: &str,
+    ) -> Result<(pb::admin_client::AdminClient<Channel>, tonic::Request<T>), IdentityError> {
+        let channel = self
+            .channels
+            .get(region)
+            .ok_or_else(|| IdentityError::Internal {
+                op: "move",
+                detail: format!("no endpoints for region {region}"),
+            })?;
+        let mut req = tonic::Request::new(msg);
+        let value = format!("Bearer {authority}")
+            .parse()
+            .map_err(|_| IdentityError::Internal {
+                op: "move",
+                detail: "the admin token is not a header value".into(),
+            })?;
+        req.metadata_mut().insert("authorization", value);
+        Ok((pb::admin_client::AdminClient::new(channel.clone()), req))
+    }
+}
+
+/// The target's refusal, for the officer to read (no personal data in it;
+/// faults are logged there).
+fn refused(region: &RegionCode, what: &str, s: tonic::Status) -> IdentityError {
+    IdentityError::Refused(format!(
+        "region {region} did not {what} ({:?}: {}); run the command again",
+        s.code(),
+        s.message()
+    ))
+}
+
 #[async_trait]
 impl Peers for PeerRegions {
     async fn import(
@@ -51,35 +88,33 @@ impl Peers for PeerRegions {
         bundle: &[u8],
         authority: &str,
     ) -> Result<String, IdentityError> {
-        let channel = self
-            .channels
-            .get(region)
-            .ok_or_else(|| IdentityError::Internal {
-                op: "move",
-                detail: format!("no endpoints for region {region}"),
-            })?;
-        let mut req = tonic::Request::new(pb::ImportMovedUserRequest {
+        let msg = pb::ImportMovedUserRequest {
             bundle: bundle.to_vec(),
-        });
-        let value = format!("Bearer {authority}")
-            .parse()
-            .map_err(|_| IdentityError::Internal {
-                op: "move",
-                detail: "the admin token is not a header value".into(),
-            })?;
-        req.metadata_mut().insert("authorization", value);
-        let answer = pb::admin_client::AdminClient::new(channel.clone())
+        };
+        let (mut client, req) = self.call(region, msg, authority)?;
+        client
             .import_moved_user(req)
-            .await;
-        match answer {
-            Ok(r) => Ok(r.into_inner().receipt_part),
-            // The target's refusal is the operator's to read (no personal
-            // data in it); faults are logged there.
-            Err(s) => Err(IdentityError::Refused(format!(
-                "region {region} did not import the user ({:?}: {}); nothing was switched, run the move again",
-                s.code(),
-                s.message()
-            ))),
-        }
+            .await
+            .map(|r| r.into_inner().receipt_part)
+            .map_err(|s| refused(region, "import the user (nothing was switched)", s))
+    }
+
+    async fn discard(
+        &self,
+        region: &RegionCode,
+        new_user_id: &str,
+        operation_id: &str,
+        authority: &str,
+    ) -> Result<(), IdentityError> {
+        let msg = pb::DiscardMovedUserRequest {
+            new_user_id: new_user_id.to_owned(),
+            operation_id: operation_id.to_owned(),
+        };
+        let (mut client, req) = self.call(region, msg, authority)?;
+        client
+            .discard_moved_user(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| refused(region, "discard the copy", s))
     }
 }

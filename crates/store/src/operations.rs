@@ -53,6 +53,29 @@ impl RegionStore {
             .await
     }
 
+    /// Drops the journal of `operation_id` (an aborted move that changed
+    /// nothing for good); `No` when another operation's is stored.
+    pub async fn drop_operation(&self, user_id: &str, operation_id: &str) -> Result<Applied> {
+        self.instrument
+            .run("drop_operation", async {
+                self.modify(
+                    &OPERATIONS,
+                    &key(user_id),
+                    |current: Option<OperationRecord>| {
+                        Ok(match current {
+                            Some(c) if c.operation_id == operation_id => {
+                                (Change::Delete, Applied::Yes)
+                            }
+                            None => (Change::Keep, Applied::Yes),
+                            Some(_) => (Change::Keep, Applied::No(())),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
     /// Advances the journal of `op`'s operation to `op` (its step and
     /// what it learned); `No` when the stored journal is of another
     /// operation or already further.

@@ -573,10 +573,13 @@ pub enum AuditKind {
     /// The tombstone of an erased user (detail: operator and operation;
     /// nothing personal is left).
     Erased,
+    /// A move was called off before the index switched: the user stays
+    /// (detail: operator and operation).
+    MoveAborted,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 31] = [
+    pub const ALL: [AuditKind; 32] = [
         AuditKind::Registered,
         AuditKind::LoginSucceeded,
         AuditKind::LoginFailed,
@@ -608,6 +611,7 @@ impl AuditKind {
         AuditKind::MovedOut,
         AuditKind::MovedIn,
         AuditKind::Erased,
+        AuditKind::MoveAborted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -643,6 +647,7 @@ impl AuditKind {
             AuditKind::MovedOut => "moved_out",
             AuditKind::MovedIn => "moved_in",
             AuditKind::Erased => "erased",
+            AuditKind::MoveAborted => "move_aborted",
         }
     }
 }

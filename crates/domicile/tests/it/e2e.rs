@@ -857,6 +857,19 @@ async fn the_residency_report_fails_on_each_planted_violation() {
             Plant::MalformedIndexEntry,
             "FAIL the index holds only keyed hashes",
         ),
+        // The signed proofs (--prove) name each one too.
+        (Plant::ForeignUser, "1 records of another region: users: usr_us_"),
+        (Plant::UnindexedUser, "1 users the index does not home here"),
+        (Plant::PlaintextIndexKey, "index: 1 keys in the clear"),
+        (
+            Plant::PlaintextIndexKey,
+            "index: 2 active entries home users in us, whose proof confirms 1",
+        ),
+        (Plant::MalformedIndexEntry, "index: 1 malformed entries"),
+        (
+            Plant::MalformedIndexEntry,
+            "entries home users in mars, which sent no proof",
+        ),
     ];
     for (what, fail_line) in cases {
         let mut fed = Federation::start();
@@ -868,12 +881,16 @@ async fn the_residency_report_fails_on_each_planted_violation() {
             edge.register(from(ip, register(email))).await.unwrap();
         }
         let report = |fed: &Federation| {
+            let proof = fed.dir.path().join("proof.json");
             fed.run(&[
                 "residency",
                 "report",
                 "--config",
                 fed.config.to_str().unwrap(),
                 "--scan-files",
+                "--prove",
+                "--out",
+                proof.to_str().unwrap(),
             ])
         };
         let (ok, out) = report(&fed);

@@ -646,6 +646,116 @@ async fn an_interrupted_move_is_finished_by_running_it_again() {
     }
 }
 
+/// A move interrupted before its index switch can be called off: the
+/// target drops its copy, the user thaws where they are, and a later move
+/// goes through; after the switch an abort is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_is_called_off_before_its_switch_and_only_then() {
+    use domicile_identity::Clock as _;
+    let fed = Fed::start().await;
+    let token = domicile_testkit::admin::token(
+        &domicile_testkit::admin::local(&fed.topology),
+        &[domicile_core::admin::Role::Compliance],
+        fed.clock.now(),
+    );
+    let email = "undecided@example.org";
+    let reg = unpinned_user(&fed, email).await;
+    fed.nodes["eu"]
+        .identity()
+        .move_user_until(
+            &reg.user_id,
+            "us",
+            "local",
+            &token,
+            Some(OperationStep::Copied),
+        )
+        .await
+        .unwrap_err();
+    let op = fed.nodes["eu"]
+        .store
+        .get_operation(&reg.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let new_id = op.new_user_id.clone().unwrap();
+    assert_eq!(
+        held(&fed, "us", &new_id).await["users"],
+        1,
+        "the copy is there"
+    );
+    let mut admin = fed.admin("eu").await;
+    let r = admin
+        .abort_move(pb::AbortMoveRequest {
+            user_id: reg.user_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.operation_id, op.operation_id);
+    assert!(
+        held(&fed, "us", &new_id).await.is_empty(),
+        "the copy is gone"
+    );
+    assert_eq!(fed.users("us").await, 0);
+    assert!(
+        fed.nodes["eu"]
+            .store
+            .get_operation(&reg.user_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        indexed(&fed, email).await,
+        Some(("eu".to_owned(), reg.user_id.clone()))
+    );
+    fed.client("eu")
+        .await
+        .login(domicile_testkit::login(email))
+        .await
+        .expect("the user signs in where they are again");
+    assert!(audited(&fed, &reg.user_id, AuditKind::MoveAborted).await);
+    expect_status(
+        admin
+            .abort_move(pb::AbortMoveRequest {
+                user_id: reg.user_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "in no move",
+    );
+    // Past the switch there is no way back, only forward.
+    fed.nodes["eu"]
+        .identity()
+        .move_user_until(
+            &reg.user_id,
+            "us",
+            "local",
+            &token,
+            Some(OperationStep::Switched),
+        )
+        .await
+        .unwrap_err();
+    expect_status(
+        admin
+            .abort_move(pb::AbortMoveRequest {
+                user_id: reg.user_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "past its index switch",
+    );
+    let done = admin
+        .move_user(pb::MoveUserRequest {
+            user_id: reg.user_id.clone(),
+            to: "us".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_moved(&fed, email, &reg.user_id, &done).await;
+}
+
 /// Every compliance RPC needs an operator's token with the compliance
 /// role: refused without one, with a bad one, or with another role, and
 /// nothing changes (no pin, no move, no erasure, no import).
@@ -693,9 +803,15 @@ async fn every_compliance_call_needs_the_compliance_role() {
     ];
     let before = held(&fed, "eu", &u.user_id).await;
     let addr = |r: &str| fed.nodes[r].addr;
-    for rpc in ["export", "erase", "pin", "unpin", "move", "import"] {
+    for rpc in [
+        "export", "erase", "pin", "unpin", "move", "abort", "import", "discard", "proof",
+    ] {
         for (what, t, code) in &tokens {
-            let region = if rpc == "import" { "us" } else { "eu" };
+            let region = if matches!(rpc, "import" | "discard") {
+                "us"
+            } else {
+                "eu"
+            };
             let mut c = pb::admin_client::AdminClient::connect(format!("http://{}", addr(region)))
                 .await
                 .unwrap();
@@ -733,6 +849,21 @@ async fn every_compliance_call_needs_the_compliance_role() {
                         user_id: id,
                         to: "us".into()
                     }))
+                    .await
+                    .map(|_| ()),
+                "abort" => c
+                    .abort_move(with!(pb::AbortMoveRequest { user_id: id }))
+                    .await
+                    .map(|_| ()),
+                "discard" => c
+                    .discard_moved_user(with!(pb::DiscardMovedUserRequest {
+                        new_user_id: "usr_us_01JD0000000000000000000000".into(),
+                        operation_id: "op_eu_1".into(),
+                    }))
+                    .await
+                    .map(|_| ()),
+                "proof" => c
+                    .residency_proof(with!(pb::ResidencyProofRequest {}))
                     .await
                     .map(|_| ()),
                 _ => c
