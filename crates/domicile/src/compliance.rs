@@ -95,30 +95,26 @@ fn load(config: &Path) -> Result<Topology> {
     Ok(Topology::parse(config, &text)?)
 }
 
-/// An Admin client of the home region of `user_id`.
-async fn home_admin(
-    t: &Topology,
+/// An Admin client of the home region of `user_id` (or of `node_addr`),
+/// and `msg` carrying a fresh token with the compliance role.
+async fn prepare<T>(
+    target: &Target,
     user_id: &str,
-    node_addr: Option<std::net::SocketAddr>,
-) -> Result<AdminClient<tonic::transport::Channel>> {
+    msg: T,
+) -> Result<(AdminClient<tonic::transport::Channel>, tonic::Request<T>)> {
+    let t = load(&target.config)?;
     let id = UserId::parse(user_id).map_err(|e| anyhow::anyhow!("{user_id}: {e}"))?;
-    let addr = match node_addr {
+    let addr = match target.node_addr {
         Some(a) => a,
-        None => {
-            t.region(id.region())
-                .with_context(|| {
-                    format!("{user_id}: region {} is not in the federation", id.region())
-                })?
-                .nodes
-                .iter()
-                .find(|n| n.weight > 0)
-                .with_context(|| format!("region {} has no active node", id.region()))?
-                .address
-        }
+        None => crate::residency::active_node(t.region(id.region()).with_context(|| {
+            format!("{user_id}: region {} is not in the federation", id.region())
+        })?)?,
     };
-    AdminClient::connect(format!("http://{addr}"))
+    let req = crate::admin::request(&t, Role::Compliance, msg)?;
+    let client = AdminClient::connect(format!("http://{addr}"))
         .await
-        .with_context(|| format!("cannot reach the node at {addr}"))
+        .with_context(|| format!("cannot reach the node at {addr}"))?;
+    Ok((client, req))
 }
 
 fn failed(s: tonic::Status) -> anyhow::Error {
@@ -180,16 +176,15 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
             out,
             target,
         } => {
-            let t = load(&target.config)?;
-            let req = crate::admin::request(
-                &t,
-                Role::Compliance,
+            let (mut client, req) = prepare(
+                &target,
+                &user_id,
                 pb::ExportUserRequest {
                     user_id: user_id.clone(),
                 },
-            )?;
-            let doc = home_admin(&t, &user_id, target.node_addr)
-                .await?
+            )
+            .await?;
+            let doc = client
                 .export_user(req)
                 .await
                 .map_err(failed)?
@@ -212,20 +207,15 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
             receipt,
             target,
         } => {
-            let t = load(&target.config)?;
-            let req = crate::admin::request(
-                &t,
-                Role::Compliance,
+            let (mut client, req) = prepare(
+                &target,
+                &user_id,
                 pb::EraseUserRequest {
                     user_id: user_id.clone(),
                 },
-            )?;
-            let r = home_admin(&t, &user_id, target.node_addr)
-                .await?
-                .erase_user(req)
-                .await
-                .map_err(failed)?
-                .into_inner();
+            )
+            .await?;
+            let r = client.erase_user(req).await.map_err(failed)?.into_inner();
             println!("{user_id} erased (operation {})", r.operation_id);
             save_receipt(r, receipt)?;
             Ok(true)
@@ -235,21 +225,16 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
             reason,
             target,
         } => {
-            let t = load(&target.config)?;
-            let req = crate::admin::request(
-                &t,
-                Role::Compliance,
+            let (mut client, req) = prepare(
+                &target,
+                &user_id,
                 pb::PinUserRequest {
                     user_id: user_id.clone(),
                     reason,
                 },
-            )?;
-            let r = home_admin(&t, &user_id, target.node_addr)
-                .await?
-                .pin_user(req)
-                .await
-                .map_err(failed)?
-                .into_inner();
+            )
+            .await?;
+            let r = client.pin_user(req).await.map_err(failed)?.into_inner();
             println!(
                 "{user_id} is pinned to {} (by {} at {}){}",
                 r.region,
@@ -260,20 +245,15 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
             Ok(true)
         }
         ComplianceCommand::Unpin { user_id, target } => {
-            let t = load(&target.config)?;
-            let req = crate::admin::request(
-                &t,
-                Role::Compliance,
+            let (mut client, req) = prepare(
+                &target,
+                &user_id,
                 pb::UnpinUserRequest {
                     user_id: user_id.clone(),
                 },
-            )?;
-            let r = home_admin(&t, &user_id, target.node_addr)
-                .await?
-                .unpin_user(req)
-                .await
-                .map_err(failed)?
-                .into_inner();
+            )
+            .await?;
+            let r = client.unpin_user(req).await.map_err(failed)?.into_inner();
             println!(
                 "{user_id} is not pinned{}",
                 if r.changed {
@@ -290,20 +270,15 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
             target,
             ..
         } => {
-            let t = load(&target.config)?;
-            let req = crate::admin::request(
-                &t,
-                Role::Compliance,
+            let (mut client, req) = prepare(
+                &target,
+                &user_id,
                 pb::AbortMoveRequest {
                     user_id: user_id.clone(),
                 },
-            )?;
-            let r = home_admin(&t, &user_id, target.node_addr)
-                .await?
-                .abort_move(req)
-                .await
-                .map_err(failed)?
-                .into_inner();
+            )
+            .await?;
+            let r = client.abort_move(req).await.map_err(failed)?.into_inner();
             println!(
                 "the move of {user_id} is called off (operation {}); it stays where it is",
                 r.operation_id
@@ -317,22 +292,13 @@ pub async fn run(cmd: ComplianceCommand) -> Result<bool> {
             target,
             ..
         } => {
-            let t = load(&target.config)?;
             let to = to.context("--to names the target region")?;
-            let req = crate::admin::request(
-                &t,
-                Role::Compliance,
-                pb::MoveUserRequest {
-                    user_id: user_id.clone(),
-                    to: to.clone(),
-                },
-            )?;
-            let r = home_admin(&t, &user_id, target.node_addr)
-                .await?
-                .move_user(req)
-                .await
-                .map_err(failed)?
-                .into_inner();
+            let msg = pb::MoveUserRequest {
+                user_id: user_id.clone(),
+                to: to.clone(),
+            };
+            let (mut client, req) = prepare(&target, &user_id, msg).await?;
+            let r = client.move_user(req).await.map_err(failed)?.into_inner();
             println!(
                 "{user_id} moved to {to} as {} (operation {})",
                 r.new_user_id, r.operation_id

@@ -137,6 +137,16 @@ pub fn verify(args: VerifyArgs) -> Result<bool> {
     Ok(ok)
 }
 
+/// The first node of `region` that takes traffic (weight above 0).
+pub fn active_node(region: &domicile_core::topology::Region) -> Result<std::net::SocketAddr> {
+    region
+        .nodes
+        .iter()
+        .find(|n| n.weight > 0)
+        .map(|n| n.address)
+        .context("region without an active node")
+}
+
 async fn admin(addr: std::net::SocketAddr) -> Result<AdminClient<tonic::transport::Channel>> {
     AdminClient::connect(format!("http://{addr}"))
         .await
@@ -162,17 +172,13 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
         "region", "residency", "users", "sessions", "foreign users"
     );
     for (code, region) in &t.regions {
-        let node = region
-            .nodes
-            .iter()
-            .find(|n| n.weight > 0)
-            .context("region without an active node")?;
+        let node = active_node(region)?;
         // Identifiers are fetched for the cross-checks; shown only when asked.
         let req = pb::RegionReportRequest {
             include_identifiers: true,
         };
         let req = crate::admin::request(&t, Role::Compliance, req)?;
-        let r = admin(node.address)
+        let r = admin(node)
             .await?
             .region_report(req)
             .await
@@ -241,13 +247,8 @@ pub async fn run(args: ReportArgs) -> Result<bool> {
         let mut proofs = BTreeMap::new();
         let mut claims = BTreeMap::new();
         for (code, region) in &t.regions {
-            let node = region
-                .nodes
-                .iter()
-                .find(|n| n.weight > 0)
-                .context("region without an active node")?;
             let req = crate::admin::request(&t, Role::Compliance, pb::ResidencyProofRequest {})?;
-            let r = admin(node.address)
+            let r = admin(active_node(region)?)
                 .await?
                 .residency_proof(req)
                 .await

@@ -858,7 +858,10 @@ async fn the_residency_report_fails_on_each_planted_violation() {
             "FAIL the index holds only keyed hashes",
         ),
         // The signed proofs (--prove) name each one too.
-        (Plant::ForeignUser, "1 records of another region: users: usr_us_"),
+        (
+            Plant::ForeignUser,
+            "1 records of another region: users: usr_us_",
+        ),
         (Plant::UnindexedUser, "1 users the index does not home here"),
         (Plant::PlaintextIndexKey, "index: 1 keys in the clear"),
         (

@@ -52,6 +52,25 @@ async fn held(fed: &Fed, region: &str, user_id: &str) -> std::collections::BTree
         .collect()
 }
 
+/// An eu client, and `email`'s registration and a second sign-in there.
+async fn registered_and_signed_in(
+    fed: &Fed,
+    email: &str,
+) -> (
+    pb::identity_client::IdentityClient<tonic::transport::Channel>,
+    pb::AuthResponse,
+    pb::AuthResponse,
+) {
+    let mut eu = fed.client("eu").await;
+    let reg = eu.register(register_req(email)).await.unwrap().into_inner();
+    let login = eu
+        .login(domicile_testkit::login(email))
+        .await
+        .unwrap()
+        .into_inner();
+    (eu, reg, login)
+}
+
 fn now_u64(fed: &Fed) -> u64 {
     use domicile_identity::Clock as _;
     fed.clock.now() as u64
@@ -65,13 +84,7 @@ fn audit_kinds(events: &[domicile_store::AuditRecord]) -> Vec<AuditKind> {
 async fn an_export_holds_everything_the_home_region_keeps_and_no_secret() {
     let fed = Fed::start().await;
     let email = "export.me@example.de";
-    let mut eu = fed.client("eu").await;
-    let reg = eu.register(register_req(email)).await.unwrap().into_inner();
-    let login = eu
-        .login(domicile_testkit::login(email))
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut eu, reg, login) = registered_and_signed_in(&fed, email).await;
     eu.update_profile(bearer(
         pb::UpdateProfileRequest {
             given_name: Some("Ada".into()),
@@ -151,13 +164,7 @@ async fn an_export_holds_everything_the_home_region_keeps_and_no_secret() {
 async fn an_erasure_leaves_a_tombstone_and_a_receipt_and_the_email_can_come_back() {
     let fed = Fed::start().await;
     let email = "forget.me@example.de";
-    let mut eu = fed.client("eu").await;
-    let reg = eu.register(register_req(email)).await.unwrap().into_inner();
-    let login = eu
-        .login(domicile_testkit::login(email))
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut eu, reg, login) = registered_and_signed_in(&fed, email).await;
     let before = held(&fed, "eu", &reg.user_id).await;
     assert_eq!(before["users"], 1, "{before:?}");
     let mut admin = fed.admin("eu").await;
@@ -231,6 +238,20 @@ async fn an_erasure_leaves_a_tombstone_and_a_receipt_and_the_email_can_come_back
     let flipped = if &forged[at..at + 1] == "A" { "B" } else { "A" };
     forged.replace_range(at..at + 1, flipped);
     assert!(jwks(&fed, "eu").await.verify_receipt(&forged).is_err());
+}
+
+/// Moves the eu user `user_id` to us, as the local operator.
+async fn move_to_us(
+    fed: &Fed,
+    user_id: &str,
+) -> Result<tonic::Response<pb::ComplianceReceipt>, tonic::Status> {
+    fed.admin("eu")
+        .await
+        .move_user(pb::MoveUserRequest {
+            user_id: user_id.into(),
+            to: "us".into(),
+        })
+        .await
 }
 
 /// A new user in eu whose address no domain rule pins (so only pins and
@@ -439,16 +460,7 @@ async fn a_move_carries_the_account_and_its_second_factor_and_ends_the_old_artif
         .unwrap()
         .into_inner()
         .recovery_codes;
-    let r = fed
-        .admin("eu")
-        .await
-        .move_user(pb::MoveUserRequest {
-            user_id: reg.user_id.clone(),
-            to: "us".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = move_to_us(&fed, &reg.user_id).await.unwrap().into_inner();
     // The old artifacts stop working.
     expect_status(
         eu.refresh(pb::RefreshRequest {
@@ -525,16 +537,7 @@ async fn a_move_carries_the_account_and_its_second_factor_and_ends_the_old_artif
     );
     assert_moved(&fed, email, &reg.user_id, &r).await;
     // Moving again is the same operation's receipt; the old id cannot be erased.
-    let again = fed
-        .admin("eu")
-        .await
-        .move_user(pb::MoveUserRequest {
-            user_id: reg.user_id.clone(),
-            to: "us".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = move_to_us(&fed, &reg.user_id).await.unwrap().into_inner();
     assert_eq!(again, r);
     expect_status(
         fed.admin("eu")
@@ -628,13 +631,7 @@ async fn an_interrupted_move_is_finished_by_running_it_again() {
                 .is_some(),
             "{stop:?}: the indexed region holds the user"
         );
-        let r = fed
-            .admin("eu")
-            .await
-            .move_user(pb::MoveUserRequest {
-                user_id: reg.user_id.clone(),
-                to: "us".into(),
-            })
+        let r = move_to_us(&fed, &reg.user_id)
             .await
             .unwrap_or_else(|s| panic!("{stop:?}: the re-run: {s:?}"))
             .into_inner();
