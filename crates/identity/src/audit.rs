@@ -66,8 +66,9 @@ impl AuditLog {
         (log, rx)
     }
 
-    /// Queues an event for `user_id`; never waits.
-    pub fn record(&self, user_id: &str, kind: AuditKind, session_id: Option<&str>, detail: String) {
+    /// A new event id (a ULID of now) and its time: ids of one node only
+    /// ever grow, even within a millisecond.
+    pub(crate) fn next_event_id(&self) -> (String, i64) {
         let ms = self.clock.now_ms();
         let at = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
         let fresh = ulid::Ulid::from_parts(ms, random_u128(self.entropy.as_ref())).0;
@@ -78,8 +79,14 @@ impl AuditLog {
             }
             Err(_) => ulid::Ulid(fresh),
         };
+        (event_id.to_string(), at)
+    }
+
+    /// Queues an event for `user_id`; never waits.
+    pub fn record(&self, user_id: &str, kind: AuditKind, session_id: Option<&str>, detail: String) {
+        let (event_id, at) = self.next_event_id();
         let event = AuditRecord {
-            event_id: event_id.to_string(),
+            event_id,
             user_id: user_id.to_owned(),
             at,
             kind,
@@ -124,6 +131,45 @@ impl Identity {
             None,
             format!("operator={operator} call={call}"),
         );
+    }
+
+    /// Writes an admin call about the region as a whole (a report, a
+    /// proof, a key rotation) to the region's admin log, durably: `detail`
+    /// holds ids and counts only.
+    pub async fn record_admin(
+        &self,
+        operator: &str,
+        call: &str,
+        detail: String,
+    ) -> Result<(), IdentityError> {
+        let (event_id, at) = self.audit.next_event_id();
+        let event = domicile_store::AdminEvent {
+            event_id,
+            at,
+            operator: operator.to_owned(),
+            call: call.to_owned(),
+            detail,
+            expires_at: at.saturating_add(self.topology.audit.retention_seconds),
+        };
+        Ok(self.store.append_admin_event(&event).await?)
+    }
+
+    /// The region's admin log, newest first (`limit` as for a trail).
+    pub async fn admin_log(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<domicile_store::AdminEvent>, IdentityError> {
+        let limit = match limit {
+            0 => DEFAULT_TRAIL,
+            n @ 1..=MAX_TRAIL => n,
+            n => {
+                return Err(IdentityError::invalid(
+                    "limit",
+                    format!("{n} is more than {MAX_TRAIL}"),
+                ));
+            }
+        };
+        Ok(self.store.admin_events(limit as usize).await?)
     }
 
     pub(crate) fn audit_event(&self, user_id: &str, kind: AuditKind, session_id: &str) {

@@ -151,10 +151,9 @@ impl Identity {
         kind: AuditKind,
         detail: String,
     ) -> Result<(), IdentityError> {
-        let now = self.now();
-        let ms = self.clock.now_ms();
+        let (event_id, now) = self.audit.next_event_id();
         let event = AuditRecord {
-            event_id: ulid::Ulid::from_parts(ms, self.random_u128()).to_string(),
+            event_id,
             user_id: user_id.to_owned(),
             at: now,
             kind,

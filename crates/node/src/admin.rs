@@ -1,14 +1,17 @@
 //! The internal `Admin` gRPC service: compliance reports of what this
 //! region stores and, on the index host, what the index holds; a user's
-//! audit trail, from the user's home region only; signing-key rotation.
+//! audit trail, from the user's home region only; signing-key rotation;
+//! the region's admin log; residency proofs; the compliance operations
+//! on one user (export, erase, pin, move) and a move's target half.
 //! Served on the node's internal address only; the edge does not expose
 //! it. Every call is authenticated first, by an operator's admin token
 //! (`domicile_core::admin`: `authorization: Bearer <token>`), and needs a
-//! role: reports and audit trails `compliance` (trails also `support`),
-//! key rotation `operator`; a refused call does nothing. A user's trail
-//! read is audited in it with the operator's name; the region-wide calls
-//! are logged with it. Each call then converts, calls one use case, maps
-//! errors once.
+//! role: reports, proofs, audit trails and the compliance operations
+//! `compliance` (trails also `support`), key rotation `operator`; a
+//! refused call does nothing. A call about one user is audited in that
+//! user's trail with the operator's name; a call about the region as a
+//! whole is written to the region's admin log before it answers. Each
+//! call then converts, calls one use case, maps errors once.
 
 use crate::error::status;
 use domicile_core::{
@@ -91,6 +94,18 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    /// Writes a region-wide call to the region's admin log; a call whose
+    /// log cannot be written fails (its work is done, but an unlogged
+    /// admin action is not answered as a success).
+    async fn log(&self, caller: &AdminCaller, call: &str, detail: String) -> Result<(), Status> {
+        self.identity
+            .record_admin(&caller.operator, call, detail)
+            .await
+            .map_err(status)
+    }
+}
+
 fn receipt_pb(r: domicile_identity::compliance::Receipt) -> pb::ComplianceReceipt {
     pb::ComplianceReceipt {
         new_user_id: r
@@ -109,12 +124,15 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RegionReportRequest>,
     ) -> Result<Response<pb::RegionReportResponse>, Status> {
-        self.caller(&req, &[Role::Compliance], "region_report")?;
-        let r = self
-            .identity
-            .region_report(req.get_ref().include_identifiers)
-            .await
-            .map_err(status)?;
+        let caller = self.caller(&req, &[Role::Compliance], "region_report")?;
+        let with = req.get_ref().include_identifiers;
+        let r = self.identity.region_report(with).await.map_err(status)?;
+        self.log(
+            &caller,
+            "region_report",
+            format!("users={} with_identifiers={with}", r.users),
+        )
+        .await?;
         Ok(Response::new(pb::RegionReportResponse {
             region: r.region.to_string(),
             residency: r.residency,
@@ -161,17 +179,48 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
-        self.caller(&req, &[Role::Operator], "rotate_signing_key")?;
+        let caller = self.caller(&req, &[Role::Operator], "rotate_signing_key")?;
         let r = self
             .identity
             .rotate_signing_key(req.into_inner().activate_in_seconds)
             .await
             .map_err(status)?;
+        self.log(
+            &caller,
+            "rotate_signing_key",
+            format!("kid={} activates_at={}", r.kid, r.activates_at),
+        )
+        .await?;
         Ok(Response::new(pb::RotateSigningKeyResponse {
             region: self.identity.region().to_string(),
             kid: r.kid,
             activates_at: r.activates_at,
             previous_kid: r.previous_kid,
+        }))
+    }
+
+    async fn admin_log(
+        &self,
+        req: Request<pb::AdminLogRequest>,
+    ) -> Result<Response<pb::AdminLogResponse>, Status> {
+        self.caller(&req, &[Role::Compliance, Role::Operator], "admin_log")?;
+        let events = self
+            .identity
+            .admin_log(req.into_inner().limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AdminLogResponse {
+            region: self.identity.region().to_string(),
+            events: events
+                .into_iter()
+                .map(|e| pb::AdminLogEvent {
+                    event_id: e.event_id,
+                    at: e.at,
+                    operator: e.operator,
+                    call: e.call,
+                    detail: e.detail,
+                })
+                .collect(),
         }))
     }
 
@@ -259,14 +308,21 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::ResidencyProofRequest>,
     ) -> Result<Response<pb::ResidencyProofResponse>, Status> {
-        self.caller(&req, &[Role::Compliance], "residency_proof")?;
+        let caller = self.caller(&req, &[Role::Compliance], "residency_proof")?;
         let index = match &self.index {
             Some(ix) => Some(ix.report().await.map_err(status)?),
             None => None,
         };
         let proof = self.identity.residency_proof(index).await.map_err(status)?;
+        let findings = proof.claims.findings();
+        self.log(
+            &caller,
+            "residency_proof",
+            format!("users={} findings={}", proof.claims.users, findings.len()),
+        )
+        .await?;
         Ok(Response::new(pb::ResidencyProofResponse {
-            findings: proof.claims.findings(),
+            findings,
             proof: proof.jws,
         }))
     }
@@ -316,7 +372,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::IndexReportRequest>,
     ) -> Result<Response<pb::IndexReportResponse>, Status> {
-        self.caller(&req, &[Role::Compliance], "index_report")?;
+        let caller = self.caller(&req, &[Role::Compliance], "index_report")?;
         let Some(index) = &self.index else {
             let id = &self.identity;
             return Err(status(IdentityError::NotIndexHost {
@@ -325,6 +381,8 @@ impl pb::admin_server::Admin for AdminService {
             }));
         };
         let r = index.report().await.map_err(status)?;
+        self.log(&caller, "index_report", format!("entries={}", r.entries))
+            .await?;
         Ok(Response::new(pb::IndexReportResponse {
             entries: r.entries,
             active_by_region: r.active_by_region,

@@ -1782,6 +1782,24 @@ async fn operations(s: &RegionStore) {
     assert_eq!(s.get_factors(&uid(91)).await.unwrap(), Some(f));
     let stray = user("usr_us_01JD0000000000000000000093", 1);
     refused(s.import_user_record(&stray, "op_us_1").await, "users");
+
+    // The region's admin log: one partition, newest first, idempotent.
+    let event = |n: u32| AdminEvent {
+        event_id: format!("01JD{n:022}"),
+        at: NOW,
+        operator: "ada".into(),
+        call: format!("call{n}"),
+        detail: String::new(),
+        expires_at: NOW + 3600,
+    };
+    for n in [1, 2, 2, 3] {
+        s.append_admin_event(&event(n)).await.unwrap();
+    }
+    assert_eq!(
+        s.admin_events(10).await.unwrap(),
+        vec![event(3), event(2), event(1)]
+    );
+    assert_eq!(s.admin_events(1).await.unwrap(), vec![event(3)]);
 }
 
 /// Records which primitive each store call reaches.

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin_log;
 mod audit;
 pub mod backend;
 mod codec;

@@ -505,6 +505,21 @@ pub enum OperationStep {
     Done,
 }
 
+/// One admin call about the region as a whole (a report, a proof, a key
+/// rotation): who, which call, what it did (ids and counts only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEvent {
+    /// A ULID: unique, and ordered by time.
+    pub event_id: String,
+    pub at: UnixSeconds,
+    pub operator: String,
+    pub call: String,
+    #[serde(default)]
+    pub detail: String,
+    /// When the store may drop it (the audit retention).
+    pub expires_at: UnixSeconds,
+}
+
 /// What an audit event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -46,6 +46,7 @@ pub const REGION_TABLES: &[&Table] = &[
     &crate::factors::PENDING_SIGN_INS,
     &crate::history::HISTORY,
     &crate::operations::OPERATIONS,
+    &crate::admin_log::ADMIN_LOG,
 ];
 
 impl RegionStore {

@@ -1018,3 +1018,82 @@ async fn a_residency_proof_is_signed_and_names_each_planted_violation() {
         .unwrap_err();
     assert_eq!(s.code(), Code::Unauthenticated);
 }
+
+/// The region-wide admin calls land in the region's admin log with their
+/// operator; refused calls do not; the log is read by compliance or
+/// operator roles only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_wide_admin_calls_are_in_the_regions_admin_log() {
+    use domicile_core::admin::Role;
+    use domicile_identity::Clock as _;
+    use domicile_testkit::admin::{self, listed};
+    let fed = Fed::start().await;
+    let mut local = fed.admin("eu").await;
+    local
+        .region_report(pb::RegionReportRequest::default())
+        .await
+        .unwrap();
+    local.index_report(pb::IndexReportRequest {}).await.unwrap();
+    local
+        .residency_proof(pb::ResidencyProofRequest {})
+        .await
+        .unwrap();
+    let now = fed.clock.now();
+    let addr = fed.nodes["eu"].addr;
+    let mut sre = admin::client(addr, &admin::token(&listed("sre"), &[Role::Operator], now)).await;
+    sre.rotate_signing_key(pb::RotateSigningKeyRequest {
+        activate_in_seconds: 300,
+    })
+    .await
+    .unwrap();
+    // Refused: not logged.
+    let mut help = admin::client(addr, &admin::token(&listed("help"), &[Role::Support], now)).await;
+    help.region_report(pb::RegionReportRequest::default())
+        .await
+        .unwrap_err();
+    expect_status(
+        help.admin_log(pb::AdminLogRequest { limit: 0 }).await,
+        Code::PermissionDenied,
+        "",
+    );
+    let log = sre
+        .admin_log(pb::AdminLogRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(log.region, "eu");
+    let seen: Vec<(&str, &str)> = log
+        .events
+        .iter()
+        .map(|e| (e.operator.as_str(), e.call.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("sre", "rotate_signing_key"),
+            ("local", "residency_proof"),
+            ("local", "index_report"),
+            ("local", "region_report"),
+        ],
+        "newest first"
+    );
+    assert!(
+        log.events[0].detail.starts_with("kid=eu-2"),
+        "{:?}",
+        log.events[0]
+    );
+    expect_status(
+        local.admin_log(pb::AdminLogRequest { limit: 1001 }).await,
+        Code::InvalidArgument,
+        "limit",
+    );
+    // Only eu's calls are in eu's log.
+    let us = fed
+        .admin("us")
+        .await
+        .admin_log(pb::AdminLogRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(us.events.is_empty(), "{us:?}");
+}
