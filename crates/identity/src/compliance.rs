@@ -692,7 +692,9 @@ impl Identity {
                         continue;
                     }
                     // Not switched: a region-local row (a passkey handle)
-                    // has no entry; any other holder is a fault to stop at.
+                    // has no entry, and is forwarded to the target (its
+                    // tag names this region); any other holder is a fault
+                    // to stop at.
                     if let Some(e) = self.index.lookup(&key).await? {
                         return Err(IdentityError::internal(
                             "move",
@@ -702,6 +704,7 @@ impl Identity {
                             ),
                         ));
                     }
+                    self.store.forward_identifier(&key, to.as_str()).await?;
                 }
                 // A pending change's claim is not carried: released.
                 for key in self.index_keys(&user, id.as_str()).await? {

@@ -242,13 +242,25 @@ impl Identity {
             return Ok(Err(Refusal::Handle));
         };
         let handle = UserHandle(*uuid.as_bytes());
+        let key = self.secret.passkey_handle_key(&handle);
+        let held_here = self.store.get_identifier(&key).await?;
         match handle_region(&self.topology, &handle) {
             Some(home) if home == self.region => {}
+            // A passkey that moved here with its user keeps its old tag.
+            Some(_) if held_here.is_some() => {}
             Some(home) => return Err(IdentityError::WrongRegion { home }),
             None => return Ok(Err(Refusal::Handle)),
         }
-        let key = self.secret.passkey_handle_key(&handle);
-        let Some(user_id) = self.store.get_identifier(&key).await? else {
+        let Some(user_id) = held_here else {
+            // A handle of this region whose user moved away: sent there.
+            if let Some(home) = self
+                .store
+                .identifier_forward(&key)
+                .await?
+                .and_then(|r| self.topology.known_region(&r).cloned())
+            {
+                return Err(IdentityError::WrongRegion { home });
+            }
             return Ok(Err(Refusal::UnknownHandle));
         };
         let Some(user) = self.store.get_user(&user_id).await? else {

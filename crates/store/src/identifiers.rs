@@ -19,6 +19,9 @@ use domicile_core::{ids::ArtifactKind, index::IdentifierKey};
 
 pub const IDENTIFIERS: Table = Table::rows("users_by_identifier", Scope::Region);
 pub const IDENTIFIERS_BY_USER: Table = Table::partitioned("identifiers_by_user", Scope::Region);
+/// Where region-local identifiers (passkey user handles) of users who
+/// moved away went: identifier key → the region code. No personal data.
+pub const FORWARDS: Table = Table::rows("identifier_forwards", Scope::Region);
 
 fn key(k: &IdentifierKey) -> Key {
     Key::row(k.0.to_vec())
@@ -136,6 +139,27 @@ impl RegionStore {
             self.unlink_identifier(k, expected).await?;
         }
         Ok(outcome)
+    }
+
+    /// Remembers that the region-local identifier `k` (a passkey user
+    /// handle) moved to `region` with its user (idempotent).
+    pub async fn forward_identifier(&self, k: &IdentifierKey, region: &str) -> Result<()> {
+        self.instrument
+            .run("forward_identifier", async {
+                let value = self.encode(&FORWARDS, &region.to_owned())?;
+                self.modify(&FORWARDS, &key(k), |_: Option<String>| {
+                    Ok((Change::Put(value.clone(), Expiry::Never), ()))
+                })
+                .await
+            })
+            .await
+    }
+
+    /// The region `k` moved to, if it did.
+    pub async fn identifier_forward(&self, k: &IdentifierKey) -> Result<Option<String>> {
+        self.instrument
+            .run("identifier_forward", self.read(&FORWARDS, &key(k)))
+            .await
     }
 
     /// The identifier keys this user holds here.

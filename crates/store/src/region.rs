@@ -47,6 +47,7 @@ pub const REGION_TABLES: &[&Table] = &[
     &crate::history::HISTORY,
     &crate::operations::OPERATIONS,
     &crate::admin_log::ADMIN_LOG,
+    &crate::identifiers::FORWARDS,
 ];
 
 impl RegionStore {

@@ -841,3 +841,57 @@ async fn passkey_ceremonies_span_the_nodes_of_a_region() {
         .into_inner();
     assert_eq!(ok.user_id, reg.user_id);
 }
+
+/// A passkey moves with its user: after a move from eu to us, the
+/// passkey's handle (tagged eu) is sent from eu to us, and us signs the
+/// user in with it alone under the new id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_users_passkey_signs_in_alone_at_the_new_home() {
+    let fed = Fed::start().await;
+    let mut key = SoftPasskey::new(true);
+    let (old_id, cred, handle) = with_passkey(&fed, "nomad@example.org", &mut key).await;
+    let receipt = fed
+        .admin("eu")
+        .await
+        .move_user(pb::MoveUserRequest {
+            user_id: old_id.clone(),
+            to: "us".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = fed
+        .client("ap")
+        .await
+        .start_passkey_sign_in(pb::StartPasskeySignInRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = discoverable(&mut key, &c.options_json, &cred, &handle, "https://id.test");
+    let req = pb::PasskeySignInRequest {
+        state: c.state.clone(),
+        credential_json: answer,
+    };
+    // The edge sends the handle to eu by its tag; eu sends it on to us.
+    expect_wrong_region(
+        fed.client("eu").await.passkey_sign_in(req.clone()).await,
+        "us",
+    );
+    let ok = fed
+        .client("us")
+        .await
+        .passkey_sign_in(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.user_id, receipt.new_user_id);
+    // eu keeps only where the handle went: no user, no row of it.
+    assert!(
+        fed.nodes["eu"]
+            .store
+            .get_user(&old_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

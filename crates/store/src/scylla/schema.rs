@@ -158,7 +158,7 @@ mod tests {
             "a bare replication_factor would expand to every DC"
         );
         let tables: Vec<&String> = s.iter().filter(|x| x.starts_with("CREATE TABLE")).collect();
-        assert_eq!(tables.len(), 16, "{s:#?}");
+        assert_eq!(tables.len(), 17, "{s:#?}");
         for t in tables {
             assert!(
                 t.starts_with("CREATE TABLE IF NOT EXISTS domicile_eu."),
