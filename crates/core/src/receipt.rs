@@ -24,6 +24,8 @@ pub const RECEIPT_TYPE: &str = "receipt+jwt";
 
 /// The `typ` of a residency proof's header.
 pub const RESIDENCY_TYPE: &str = "residency+jwt";
+/// A move older than this is stale: finish it or call it off.
+pub const STALE_MOVE_SECONDS: i64 = 3600;
 /// Most ids a proof lists per finding (the counts are always whole).
 pub const MAX_LISTED: usize = 100;
 
@@ -54,8 +56,13 @@ pub struct ResidencyClaims {
     /// most [`MAX_LISTED`] ids), and how many in all.
     pub unindexed_users: Vec<String>,
     pub unindexed_count: u64,
-    /// Users in a compliance move now (not held to the index check).
+    /// Users in a compliance move now whose identifiers the index gives
+    /// another id (the other side of the move): not findings.
     pub moving: u64,
+    /// Users marked as in a move for longer than [`STALE_MOVE_SECONDS`]
+    /// (an interrupted move nobody finished or called off).
+    #[serde(default)]
+    pub stale_moves: u64,
     /// Where the store keeps its data, and why that breaks residency.
     pub placement: String,
     pub placement_violations: Vec<String>,
@@ -100,6 +107,12 @@ impl ResidencyClaims {
                 "{r}: {} users the index does not home here: {}",
                 self.unindexed_count,
                 self.unindexed_users.join(", ")
+            ));
+        }
+        if self.stale_moves > 0 {
+            out.push(format!(
+                "{r}: {} users in a move for more than an hour (finish it or call it off)",
+                self.stale_moves
             ));
         }
         if let Some(ix) = &self.index {
@@ -354,7 +367,11 @@ mod tests {
         assert!(keys.verify_residency(&receipt).is_err());
         // Each planted finding, and the words that name it.
         type Plant = fn(&mut ResidencyClaims);
-        let cases: [(Plant, &str); 6] = [
+        let cases: [(Plant, &str); 7] = [
+            (
+                |c| c.stale_moves = 1,
+                "1 users in a move for more than an hour",
+            ),
             (
                 |c| c.placement_violations = vec!["dc2 holds replicas".into()],
                 "outside the region",

@@ -429,11 +429,18 @@ impl Identity {
         self.check_home(id.region(), "user_id")?;
         let op = match self.store.get_operation(id.as_str()).await? {
             Some(op) if op.operation == Operation::Erase => op,
-            Some(op) => {
+            Some(op) if op.step == OperationStep::Done => {
                 return Err(IdentityError::Refused(format!(
                     "the user was moved to {} by operation {}; erase them there",
                     op.to_region.unwrap_or_default(),
                     op.operation_id
+                )));
+            }
+            Some(op) => {
+                return Err(IdentityError::Refused(format!(
+                    "operation {} is moving the user to {}: finish it or call it off first",
+                    op.operation_id,
+                    op.to_region.unwrap_or_default()
                 )));
             }
             None => {
@@ -453,6 +460,7 @@ impl Identity {
                     target_receipt: None,
                     receipt: None,
                     finished_at: None,
+                    aborting: false,
                 })
                 .await?
             }
@@ -626,6 +634,12 @@ impl Identity {
         }
         let mut op = match self.store.get_operation(id.as_str()).await? {
             Some(op) if op.operation == Operation::Move => {
+                if op.aborting {
+                    return Err(IdentityError::Refused(format!(
+                        "operation {} is being called off: run the abort again to finish that",
+                        op.operation_id
+                    )));
+                }
                 if op.to_region.as_deref() != Some(to.as_str()) {
                     return Err(IdentityError::Refused(format!(
                         "operation {} moves the user to {}; run that move again to finish it",
@@ -755,14 +769,17 @@ impl Identity {
     ) -> Result<String, IdentityError> {
         let id = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
         self.check_home(id.region(), "user_id")?;
-        let Some(op) = self.store.get_operation(id.as_str()).await? else {
+        let Some(mut op) = self.store.get_operation(id.as_str()).await? else {
             return Err(IdentityError::Refused("the user is in no move".into()));
         };
-        if op.operation != Operation::Move || op.step >= OperationStep::Switched {
-            return Err(IdentityError::Refused(format!(
+        let past_switch = || {
+            IdentityError::Refused(format!(
                 "operation {} is past its index switch (or is no move): run it again to finish it",
                 op.operation_id
-            )));
+            ))
+        };
+        if op.operation != Operation::Move || op.step >= OperationStep::Switched {
+            return Err(past_switch());
         }
         let to = op
             .to_region
@@ -770,9 +787,34 @@ impl Identity {
             .and_then(|r| self.topology.known_region(r).cloned())
             .ok_or_else(|| IdentityError::internal("abort move", "the journal names no region"))?;
         let new_id = op.new_user_id.clone().unwrap_or_default();
+        let keys = self.store.export_identifiers(id.as_str()).await?;
+        if !op.aborting {
+            // A switch that began (a run cut off inside it) is finished,
+            // not undone.
+            for key in &keys {
+                if let Some(e) = self.index.lookup(key).await?
+                    && e.user_id.as_str() == new_id
+                {
+                    return Err(past_switch());
+                }
+            }
+            // From here no run advances the move: `move` refuses it.
+            let mut marked = op.clone();
+            marked.aborting = true;
+            if !self.store.advance_operation(&marked).await?.is_applied() {
+                return Err(IdentityError::Refused(format!(
+                    "operation {} changed meanwhile; look again",
+                    op.operation_id
+                )));
+            }
+            op = marked;
+        }
         self.peers
             .discard(&to, &new_id, &op.operation_id, authority)
             .await?;
+        for key in &keys {
+            self.store.unforward_identifier(key, to.as_str()).await?;
+        }
         if let Some(user) = self.store.get_user(id.as_str()).await?
             && user
                 .moving
@@ -792,6 +834,12 @@ impl Identity {
                 return Err(crate::Conflict::ProfileChanged.into());
             }
         }
+        self.record_now(
+            id.as_str(),
+            AuditKind::MoveAborted,
+            format!("operator={operator} operation={}", op.operation_id),
+        )
+        .await?;
         if !self
             .store
             .drop_operation(id.as_str(), &op.operation_id)
@@ -803,12 +851,6 @@ impl Identity {
                 op.operation_id
             )));
         }
-        self.audit.record(
-            id.as_str(),
-            AuditKind::MoveAborted,
-            None,
-            format!("operator={operator} operation={}", op.operation_id),
-        );
         tracing::info!(region = %self.region, user_id = %id, operation = %op.operation_id, "move aborted");
         Ok(op.operation_id)
     }
@@ -881,6 +923,7 @@ impl Identity {
                 target_receipt: None,
                 receipt: None,
                 finished_at: None,
+                aborting: false,
             })
             .await?;
         if op.operation != Operation::Move || op.to_region.as_deref() != Some(to.as_str()) {

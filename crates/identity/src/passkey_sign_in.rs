@@ -244,6 +244,16 @@ impl Identity {
         let handle = UserHandle(*uuid.as_bytes());
         let key = self.secret.passkey_handle_key(&handle);
         let held_here = self.store.get_identifier(&key).await?;
+        if held_here.is_none()
+            && let Some(home) = self
+                .store
+                .identifier_forward(&key)
+                .await?
+                .and_then(|r| self.topology.known_region(&r).cloned())
+        {
+            // The handle's user moved away from here: sent on.
+            return Err(IdentityError::WrongRegion { home });
+        }
         match handle_region(&self.topology, &handle) {
             Some(home) if home == self.region => {}
             // A passkey that moved here with its user keeps its old tag.
@@ -252,15 +262,6 @@ impl Identity {
             None => return Ok(Err(Refusal::Handle)),
         }
         let Some(user_id) = held_here else {
-            // A handle of this region whose user moved away: sent there.
-            if let Some(home) = self
-                .store
-                .identifier_forward(&key)
-                .await?
-                .and_then(|r| self.topology.known_region(&r).cloned())
-            {
-                return Err(IdentityError::WrongRegion { home });
-            }
             return Ok(Err(Refusal::UnknownHandle));
         };
         let Some(user) = self.store.get_user(&user_id).await? else {

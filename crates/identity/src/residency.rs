@@ -18,7 +18,7 @@ use domicile_core::{
     email::Email,
     ids::UserId,
     index::{IdentifierKey, IndexState},
-    receipt::{IndexClaims, MAX_LISTED, ResidencyClaims},
+    receipt::{IndexClaims, MAX_LISTED, ResidencyClaims, STALE_MOVE_SECONDS},
     residency::{self, Placement},
     topology::StoreConfig,
 };
@@ -190,10 +190,6 @@ impl Identity {
             ..ResidencyClaims::default()
         };
         for u in &users {
-            if u.moving.is_some() {
-                claims.moving += 1;
-                continue;
-            }
             let mut keys: Vec<IdentifierKey> = Vec::new();
             // A stored address that does not parse has no key: unindexed.
             let mut all = match Email::parse(&u.email) {
@@ -206,6 +202,7 @@ impl Identity {
             if let Some(p) = &u.phone {
                 keys.push(self.secret.phone_key_e164(p));
             }
+            let mut confirmed = 0;
             for key in keys {
                 match self.index.lookup(&key).await? {
                     Some(e)
@@ -213,15 +210,26 @@ impl Identity {
                             && e.region == self.region
                             && e.state == IndexState::Active =>
                     {
-                        claims.indexed_identifiers += 1;
+                        confirmed += 1;
                     }
                     _ => all = false,
                 }
             }
-            if !all {
-                claims.unindexed_count += 1;
-                if claims.unindexed_users.len() < MAX_LISTED {
-                    claims.unindexed_users.push(u.user_id.clone());
+            claims.indexed_identifiers += confirmed;
+            match &u.moving {
+                // Indexed here (a move before its switch, a copy that
+                // arrived): as any user.
+                _ if all => {}
+                Some(m) if claims.iat - m.started_at > STALE_MOVE_SECONDS => {
+                    claims.stale_moves += 1;
+                }
+                // The other side of a move in flight holds the index.
+                Some(_) => claims.moving += 1,
+                None => {
+                    claims.unindexed_count += 1;
+                    if claims.unindexed_users.len() < MAX_LISTED {
+                        claims.unindexed_users.push(u.user_id.clone());
+                    }
                 }
             }
         }

@@ -1657,6 +1657,7 @@ async fn operations(s: &RegionStore) {
         target_receipt: None,
         receipt: None,
         finished_at: None,
+        aborting: false,
     };
     let first = op("op_eu_1", OperationStep::Started);
     assert_eq!(s.get_operation(&uid(90)).await.unwrap(), None);

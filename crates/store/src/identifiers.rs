@@ -155,6 +155,22 @@ impl RegionStore {
             .await
     }
 
+    /// Forgets that `k` moved to `region` (an aborted move); a forward to
+    /// another region stays.
+    pub async fn unforward_identifier(&self, k: &IdentifierKey, region: &str) -> Result<()> {
+        self.instrument
+            .run("unforward_identifier", async {
+                self.modify(&FORWARDS, &key(k), |current: Option<String>| {
+                    Ok(match current {
+                        Some(r) if r == region => (Change::Delete, ()),
+                        _ => (Change::Keep, ()),
+                    })
+                })
+                .await
+            })
+            .await
+    }
+
     /// The region `k` moved to, if it did.
     pub async fn identifier_forward(&self, k: &IdentifierKey) -> Result<Option<String>> {
         self.instrument

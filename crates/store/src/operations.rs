@@ -78,7 +78,8 @@ impl RegionStore {
 
     /// Advances the journal of `op`'s operation to `op` (its step and
     /// what it learned); `No` when the stored journal is of another
-    /// operation or already further.
+    /// operation, already further, or being aborted (only the abort
+    /// itself, `op.aborting`, may write it then).
     pub async fn advance_operation(&self, op: &OperationRecord) -> Result<Applied> {
         self.instrument
             .run("advance_operation", async {
@@ -89,7 +90,11 @@ impl RegionStore {
                     &key(&op.user_id),
                     |current: Option<OperationRecord>| {
                         Ok(match current {
-                            Some(c) if c.operation_id == op.operation_id && c.step <= op.step => {
+                            Some(c)
+                                if c.operation_id == op.operation_id
+                                    && c.step <= op.step
+                                    && (!c.aborting || op.aborting) =>
+                            {
                                 (Change::Put(value.clone(), Expiry::Never), Applied::Yes)
                             }
                             _ => (Change::Keep, Applied::No(())),

@@ -488,6 +488,9 @@ pub struct OperationRecord {
     pub receipt: Option<String>,
     #[serde(default)]
     pub finished_at: Option<UnixSeconds>,
+    /// A move being called off: no run may advance it any more.
+    #[serde(default)]
+    pub aborting: bool,
 }
 
 /// How far an operation got; each step is durable before the next begins.

@@ -155,28 +155,36 @@ impl RegionStore {
                 for table in REGION_TABLES {
                     for (key, value) in self.backend.scan(table).await? {
                         scan.rows += 1;
-                        let named = match std::str::from_utf8(&key.partition) {
-                            Ok(text) => {
-                                let id = text.split('/').next().unwrap_or(text);
-                                match parse_artifact(id) {
-                                    Some((_, region, _)) => Some((region == self.region, id)),
-                                    None if id == self.region.as_str() => None,
-                                    None if key.partition.len() == crate::KEY_BYTES => None,
-                                    None => Some((false, id)),
-                                }
-                            }
-                            Err(_) => None,
-                        };
-                        if let Some((false, id)) = named {
-                            scan.foreign.push(format!("{}: {id}", table.name));
+                        let text = std::str::from_utf8(&key.partition).ok();
+                        let id = text.map(|t| t.split('/').next().unwrap_or(t));
+                        match id.and_then(|i| parse_artifact(i).map(|p| (i, p))) {
+                            Some((_, (_, region, _))) if region == self.region => {}
+                            // An id of another region: listed (ids are
+                            // pseudonymous).
+                            Some((i, _)) => scan.foreign.push(format!("{}: {i}", table.name)),
+                            None if id == Some(self.region.as_str()) => {}
+                            None if key.partition.len() == crate::KEY_BYTES => {}
+                            // Anything else is not listed as it is (it might
+                            // be an identifier in the clear): its size only.
+                            None => scan.foreign.push(format!(
+                                "{}: a key of {} bytes that names no region",
+                                table.name,
+                                key.partition.len()
+                            )),
                         }
                         if let Ok(k) = <[u8; 32]>::try_from(key.partition.as_slice()) {
                             scan.keys.push((table.name, k));
                             if table.name == crate::identifiers::IDENTIFIERS.name {
                                 let holder: String = self.decode(table, &value)?;
-                                if parse_artifact(&holder).is_none_or(|(_, r, _)| r != self.region)
-                                {
-                                    scan.foreign.push(format!("{}: {holder}", table.name));
+                                match parse_artifact(&holder) {
+                                    Some((_, r, _)) if r == self.region => {}
+                                    Some(_) => {
+                                        scan.foreign.push(format!("{}: {holder}", table.name))
+                                    }
+                                    None => scan.foreign.push(format!(
+                                        "{}: a holder that names no region",
+                                        table.name
+                                    )),
                                 }
                             }
                         }

@@ -59,7 +59,15 @@ async fn a_compliance_officer_proves_pins_moves_exports_and_erases_from_the_comm
         "{out}"
     );
     let jwks = save_jwks("jwks.json").await;
-    let (ok, out) = fed.run(&["residency", "verify-proof", &proof, "--jwks", &jwks]);
+    let (ok, out) = fed.run(&[
+        "residency",
+        "verify-proof",
+        &proof,
+        "--jwks",
+        &jwks,
+        "--config",
+        &config,
+    ]);
     assert!(ok && out.matches("PASS").count() == 3, "{out}");
 
     // A pin refuses the move, naming it; unpinned, the move goes.

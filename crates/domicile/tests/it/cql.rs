@@ -43,7 +43,7 @@ async fn cql(c: &CqlStores, dc: &str, statements: &[String]) {
         .unwrap();
     for s in statements {
         session
-            .query_unpaged(s.as_str(), ())
+            .query_unpaged(domicile_store::scylla::schema::ddl(s), ())
             .await
             .unwrap_or_else(|e| panic!("{s}: {e}"));
     }

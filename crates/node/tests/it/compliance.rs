@@ -631,6 +631,31 @@ async fn an_interrupted_move_is_finished_by_running_it_again() {
                 .is_some(),
             "{stop:?}: the indexed region holds the user"
         );
+        // Mid-move, the signed proofs hold no finding, and the index's
+        // count per region is what each region's proof confirms.
+        let mut proofs = std::collections::BTreeMap::new();
+        for region in ["eu", "us"] {
+            let jws = fed
+                .admin(region)
+                .await
+                .residency_proof(pb::ResidencyProofRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .proof;
+            let c = jwks(&fed, region).await.verify_residency(&jws).unwrap();
+            assert!(c.findings().is_empty(), "{stop:?}: {c:?}");
+            proofs.insert(region, c);
+        }
+        let index = proofs["eu"].index.clone().unwrap();
+        for region in ["eu", "us"] {
+            assert_eq!(
+                index.active_by_region.get(region).copied().unwrap_or(0),
+                proofs[region].indexed_identifiers,
+                "{stop:?}: {region}"
+            );
+        }
+        assert_eq!(proofs["eu"].moving + proofs["us"].moving, 1, "{stop:?}");
         let r = move_to_us(&fed, &reg.user_id)
             .await
             .unwrap_or_else(|s| panic!("{stop:?}: the re-run: {s:?}"))
@@ -645,11 +670,14 @@ async fn an_interrupted_move_is_finished_by_running_it_again() {
 
 /// A move interrupted before its index switch can be called off: the
 /// target drops its copy, the user thaws where they are, and a later move
-/// goes through; after the switch an abort is refused.
+/// goes through; after the switch an abort is refused. An abort that could
+/// not reach the target leaves the move marked: running the move again is
+/// refused (it would switch to a copy that may be gone), running the abort
+/// again finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_is_called_off_before_its_switch_and_only_then() {
     use domicile_identity::Clock as _;
-    let fed = Fed::start().await;
+    let mut fed = Fed::start().await;
     let token = domicile_testkit::admin::token(
         &domicile_testkit::admin::local(&fed.topology),
         &[domicile_core::admin::Role::Compliance],
@@ -681,6 +709,23 @@ async fn a_move_is_called_off_before_its_switch_and_only_then() {
         "the copy is there"
     );
     let mut admin = fed.admin("eu").await;
+    // us cannot be reached: the abort stops after marking the move.
+    let addrs = fed.stop("us").await;
+    expect_status(
+        admin
+            .abort_move(pb::AbortMoveRequest {
+                user_id: reg.user_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "region us did not discard the copy",
+    );
+    fed.start_again("us", addrs).await;
+    expect_status(
+        move_to_us(&fed, &reg.user_id).await,
+        Code::FailedPrecondition,
+        "being called off",
+    );
     let r = admin
         .abort_move(pb::AbortMoveRequest {
             user_id: reg.user_id.clone(),

@@ -200,12 +200,28 @@ impl Fed {
         if let Some(p) = passwords {
             self.passwords = p.into();
         }
+        let addrs = self.stop(region).await;
+        self.boot(&[region], addrs).await;
+    }
+
+    /// Stops a region's node (its port stays in the configuration): every
+    /// region's address, for `start_again`.
+    pub async fn stop(&mut self, region: &str) -> BTreeMap<String, std::net::SocketAddr> {
         let addrs: BTreeMap<String, std::net::SocketAddr> = self
             .nodes
             .iter()
             .map(|(r, n)| (r.clone(), n.addr))
             .collect();
         self.nodes.remove(region).unwrap().shutdown().await.unwrap();
+        addrs
+    }
+
+    /// Starts a region `stop` stopped, on its port and data.
+    pub async fn start_again(
+        &mut self,
+        region: &str,
+        addrs: BTreeMap<String, std::net::SocketAddr>,
+    ) {
         self.boot(&[region], addrs).await;
     }
 

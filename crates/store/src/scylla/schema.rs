@@ -57,6 +57,17 @@ pub fn plan(t: &Topology) -> Vec<(String, ScyllaConfig, Vec<String>)> {
 /// Applies the schema, reporting each statement through `say`. Each region's
 /// keyspace is created through a session to that region's datacenter; the
 /// index through the first region's.
+/// Longest a schema statement may take: DDL waits for the cluster's
+/// schema agreement, far longer than a request's timeout on a busy one.
+pub const DDL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `text` as a statement with [`DDL_TIMEOUT`].
+pub fn ddl(text: &str) -> ::scylla::statement::unprepared::Statement {
+    let mut st = ::scylla::statement::unprepared::Statement::new(text);
+    st.set_request_timeout(Some(DDL_TIMEOUT));
+    st
+}
+
 pub async fn apply(t: &Topology, now: i64, say: &mut (dyn FnMut(&str) + Send)) -> Result<()> {
     // Keyspace names go into the statements' text: check them all first.
     super::validate(t).map_err(|e| StoreError::Open {
@@ -111,7 +122,7 @@ pub async fn apply(t: &Topology, now: i64, say: &mut (dyn FnMut(&str) + Send)) -
         for s in &statements {
             say(&format!("{s};"));
             session
-                .query_unpaged(s.as_str(), ())
+                .query_unpaged(ddl(s), ())
                 .await
                 .map_err(|e| err(&e))?;
         }

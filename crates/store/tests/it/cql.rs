@@ -78,7 +78,10 @@ async fn the_cql_backend_conforms_on_cassandra() {
     planted.keyspace = format!("{}_planted", eu_cfg.keyspace);
     planted.replication = vec![("eu".into(), 1), ("us".into(), 1)];
     for statement in scylla::schema::render(scylla::schema::REGION_V1, &planted) {
-        session.query_unpaged(statement, ()).await.unwrap();
+        session
+            .query_unpaged(scylla::schema::ddl(&statement), ())
+            .await
+            .unwrap();
     }
     let wrong = ScyllaRegion::connect(&planted, &code)
         .await
@@ -105,7 +108,10 @@ async fn the_cql_backend_conforms_on_cassandra() {
     keyspaces.push(&planted.keyspace);
     for ks in keyspaces {
         session
-            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+            .query_unpaged(
+                scylla::schema::ddl(&format!("DROP KEYSPACE IF EXISTS {ks}")),
+                (),
+            )
             .await
             .unwrap();
     }
