@@ -633,12 +633,32 @@ impl Identity {
             return Err(IdentityError::invalid("to", "the user lives there already"));
         }
         let mut op = match self.store.get_operation(id.as_str()).await? {
-            Some(op) if op.operation == Operation::Move => {
+            Some(mut op) if op.operation == Operation::Move => {
                 if op.aborting {
-                    return Err(IdentityError::Refused(format!(
-                        "operation {} is being called off: run the abort again to finish that",
-                        op.operation_id
-                    )));
+                    // An abort that met a switch already begun cannot
+                    // finish: then the move must, and takes the mark off.
+                    let new_id = op.new_user_id.clone().unwrap_or_default();
+                    let mut begun = false;
+                    for key in self.store.export_identifiers(id.as_str()).await? {
+                        begun |= self
+                            .index
+                            .lookup(&key)
+                            .await?
+                            .is_some_and(|e| e.user_id.as_str() == new_id);
+                    }
+                    if !begun
+                        || !self
+                            .store
+                            .clear_abort(id.as_str(), &op.operation_id)
+                            .await?
+                            .is_applied()
+                    {
+                        return Err(IdentityError::Refused(format!(
+                            "operation {} is being called off: run the abort again to finish that",
+                            op.operation_id
+                        )));
+                    }
+                    op.aborting = false;
                 }
                 if op.to_region.as_deref() != Some(to.as_str()) {
                     return Err(IdentityError::Refused(format!(

@@ -76,6 +76,30 @@ impl RegionStore {
             .await
     }
 
+    /// Takes the abort mark off `operation_id`'s journal (an abort that can
+    /// no longer finish: the move must); `No` when it is another's.
+    pub async fn clear_abort(&self, user_id: &str, operation_id: &str) -> Result<Applied> {
+        self.instrument
+            .run("clear_abort", async {
+                self.modify(
+                    &OPERATIONS,
+                    &key(user_id),
+                    |current: Option<OperationRecord>| {
+                        Ok(match current {
+                            Some(mut c) if c.operation_id == operation_id => {
+                                c.aborting = false;
+                                let value = self.encode(&OPERATIONS, &c)?;
+                                (Change::Put(value, Expiry::Never), Applied::Yes)
+                            }
+                            _ => (Change::Keep, Applied::No(())),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
     /// Advances the journal of `op`'s operation to `op` (its step and
     /// what it learned); `No` when the stored journal is of another
     /// operation, already further, or being aborted (only the abort

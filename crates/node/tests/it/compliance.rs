@@ -796,6 +796,67 @@ async fn a_move_is_called_off_before_its_switch_and_only_then() {
         .unwrap()
         .into_inner();
     assert_moved(&fed, email, &reg.user_id, &done).await;
+
+    // An abort marked while another run was inside its switch: the abort
+    // can no longer finish (the index names the copy), so the move takes
+    // the mark off and finishes.
+    let email = "torn@example.org";
+    let torn = unpinned_user(&fed, email).await;
+    fed.nodes["eu"]
+        .identity()
+        .move_user_until(
+            &torn.user_id,
+            "us",
+            "local",
+            &token,
+            Some(OperationStep::Copied),
+        )
+        .await
+        .unwrap_err();
+    let new_id = fed.nodes["eu"]
+        .store
+        .get_operation(&torn.user_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .new_user_id
+        .unwrap();
+    let addrs = fed.stop("us").await;
+    admin
+        .abort_move(pb::AbortMoveRequest {
+            user_id: torn.user_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    fed.start_again("us", addrs).await;
+    // The other run's switch, as it went on past the mark.
+    let mut index = HomeIndexClient::connect(format!("http://{}", fed.nodes["eu"].addr))
+        .await
+        .unwrap();
+    assert!(
+        index
+            .switch(pb::IndexSwitchRequest {
+                key: email_key(&fed, email),
+                from_user_id: torn.user_id.clone(),
+                to_user_id: new_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .applied
+    );
+    expect_status(
+        admin
+            .abort_move(pb::AbortMoveRequest {
+                user_id: torn.user_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "the index names the copy already",
+    );
+    let done = move_to_us(&fed, &torn.user_id).await.unwrap().into_inner();
+    assert_eq!(done.new_user_id, new_id);
+    assert_moved(&fed, email, &torn.user_id, &done).await;
 }
 
 /// Every compliance RPC needs an operator's token with the compliance
