@@ -105,7 +105,10 @@ pub fn table_counts(e: &UserExport) -> BTreeMap<String, u64> {
         ("users".to_owned(), u64::from(e.user.is_some())),
         ("users_by_identifier".to_owned(), e.identifiers.len() as u64),
         ("sessions".to_owned(), e.sessions.len() as u64),
-        ("refresh_tokens".to_owned(), e.refresh_tokens.len() as u64),
+        (
+            "refresh_tokens_by_session".to_owned(),
+            e.refresh_tokens.len() as u64,
+        ),
         ("audit_log".to_owned(), audit as u64),
         ("mfa_factors".to_owned(), u64::from(e.factors.is_some())),
         (
@@ -1236,6 +1239,39 @@ fn decode_part(jws: &str) -> Result<ReceiptClaims, IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every table holding a user's data is counted by an export (or is
+    /// the per-user list of one that is): a new user table that the
+    /// export, erasure and move do not know fails here.
+    #[test]
+    fn every_user_table_is_counted() {
+        let empty = UserExport {
+            user: None,
+            identifiers: vec![],
+            sessions: vec![],
+            refresh_tokens: vec![],
+            audit: vec![],
+            factors: None,
+            pending_sign_ins: vec![],
+            history: None,
+        };
+        let counted = table_counts(&empty);
+        // The per-user lists that an export reads through.
+        let lists = ["identifiers_by_user", "sessions_by_user"];
+        for (table, role) in domicile_store::TABLE_ROLES {
+            if *role == domicile_store::TableRole::User && !lists.contains(table) {
+                assert!(counted.contains_key(*table), "{table} is not counted");
+            }
+        }
+        for table in counted.keys() {
+            assert!(
+                domicile_store::TABLE_ROLES
+                    .iter()
+                    .any(|(t, r)| t == table && *r == domicile_store::TableRole::User),
+                "{table} is counted but is no user table"
+            );
+        }
+    }
 
     #[test]
     fn identifier_keys_round_trip_through_hex_and_refuse_the_rest() {

@@ -51,7 +51,7 @@ pub use index::{Claim, IndexStore};
 pub use observe::StoreObserver;
 pub use one_time::{Presented, Spend};
 pub use records::*;
-pub use region::{RegionScan, RegionStore, UserExport};
+pub use region::{RegionScan, RegionStore, TABLE_ROLES, TableRole, UserExport};
 
 /// Bytes of an identifier key or a code hash used as a partition key.
 pub(crate) const KEY_BYTES: usize = 32;
