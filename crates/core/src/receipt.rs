@@ -187,6 +187,19 @@ impl ReceiptClaims {
     }
 }
 
+/// The claims of a receipt part or proof, decoded WITHOUT checking its
+/// signature: for what a region reads back from its own journal, or a
+/// tool shows before verifying (verifiers use `KeySet::verify_receipt` and
+/// `KeySet::verify_residency`).
+pub fn unverified_claims<T: serde::de::DeserializeOwned>(jws: &str) -> Result<T, TokenError> {
+    use base64::Engine as _;
+    let body = jws.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
 impl SigningKey {
     /// Signs a receipt part (`typ: receipt+jwt`).
     pub fn sign_receipt(&self, claims: &ReceiptClaims) -> Result<String, TokenError> {

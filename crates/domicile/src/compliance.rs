@@ -130,12 +130,8 @@ struct ReceiptFile {
 }
 
 fn decode_claims(part: &str) -> Result<ReceiptClaims> {
-    use base64::Engine as _;
-    let body = part.split('.').nth(1).context("a part is not a JWS")?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
-        .context("a part's body is not base64url")?;
-    Ok(serde_json::from_slice(&bytes)?)
+    domicile_core::receipt::unverified_claims(part)
+        .map_err(|e| anyhow::anyhow!("a receipt part: {e}"))
 }
 
 fn save_receipt(r: pb::ComplianceReceipt, path: Option<PathBuf>) -> Result<()> {

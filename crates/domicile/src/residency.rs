@@ -62,12 +62,7 @@ struct ProofFile {
 }
 
 fn claims_of(jws: &str) -> Result<ResidencyClaims> {
-    use base64::Engine as _;
-    let body = jws.split('.').nth(1).context("a proof is not a JWS")?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
-        .context("a proof's body is not base64url")?;
-    Ok(serde_json::from_slice(&bytes)?)
+    domicile_core::receipt::unverified_claims(jws).map_err(|e| anyhow::anyhow!("a proof: {e}"))
 }
 
 /// The findings of a set of proofs taken together: each region's own, and

@@ -101,6 +101,19 @@ impl AuditLog {
     }
 }
 
+/// A read's `limit`: 0 means [`DEFAULT_TRAIL`]; above [`MAX_TRAIL`] is
+/// refused.
+fn trail_limit(limit: u32) -> Result<u32, IdentityError> {
+    match limit {
+        0 => Ok(DEFAULT_TRAIL),
+        n @ 1..=MAX_TRAIL => Ok(n),
+        n => Err(IdentityError::invalid(
+            "limit",
+            format!("{n} is more than {MAX_TRAIL}"),
+        )),
+    }
+}
+
 async fn write_loop(
     store: Arc<RegionStore>,
     mut rx: mpsc::Receiver<AuditRecord>,
@@ -159,16 +172,7 @@ impl Identity {
         &self,
         limit: u32,
     ) -> Result<Vec<domicile_store::AdminEvent>, IdentityError> {
-        let limit = match limit {
-            0 => DEFAULT_TRAIL,
-            n @ 1..=MAX_TRAIL => n,
-            n => {
-                return Err(IdentityError::invalid(
-                    "limit",
-                    format!("{n} is more than {MAX_TRAIL}"),
-                ));
-            }
-        };
+        let limit = trail_limit(limit)?;
         Ok(self.store.admin_events(limit as usize).await?)
     }
 
@@ -187,16 +191,7 @@ impl Identity {
     ) -> Result<(UserId, Vec<AuditRecord>), IdentityError> {
         let id = UserId::parse(user_id).map_err(|e| IdentityError::invalid("user_id", e))?;
         self.check_home(id.region(), "user_id")?;
-        let limit = match limit {
-            0 => DEFAULT_TRAIL,
-            n @ 1..=MAX_TRAIL => n,
-            n => {
-                return Err(IdentityError::invalid(
-                    "limit",
-                    format!("{n} is more than {MAX_TRAIL}"),
-                ));
-            }
-        };
+        let limit = trail_limit(limit)?;
         let events = self
             .store
             .audit_for_user(id.as_str(), limit as usize)

@@ -192,24 +192,16 @@ impl Identity {
             .map_err(|e| IdentityError::internal("settle", e))?;
         match self.index.lookup(&self.secret.email_key(&email)).await? {
             Some(e) if e.user_id.as_str() == user.user_id => {
-                let mut settled = user.clone();
-                settled.moving = None;
-                settled.version = user.version + 1;
-                settled.updated_at = self.now();
-                if self
-                    .store
-                    .update_user(&settled, user.version)
-                    .await?
-                    .is_applied()
-                {
-                    Ok(settled)
-                } else {
+                match self.write_user(&user, |u| u.moving = None).await {
+                    Ok(settled) => Ok(settled),
                     // Settled by another call meanwhile: read it back.
-                    self.store
+                    Err(IdentityError::Conflict(_)) => self
+                        .store
                         .get_user(&user.user_id)
                         .await?
                         .filter(|u| u.moving.is_none())
-                        .ok_or_else(moving)
+                        .ok_or_else(moving),
+                    Err(e) => Err(e),
                 }
             }
             _ => Err(moving()),
@@ -641,15 +633,8 @@ impl Identity {
                     // An abort that met a switch already begun cannot
                     // finish: then the move must, and takes the mark off.
                     let new_id = op.new_user_id.clone().unwrap_or_default();
-                    let mut begun = false;
-                    for key in self.store.export_identifiers(id.as_str()).await? {
-                        begun |= self
-                            .index
-                            .lookup(&key)
-                            .await?
-                            .is_some_and(|e| e.user_id.as_str() == new_id);
-                    }
-                    if !begun
+                    let keys = self.store.export_identifiers(id.as_str()).await?;
+                    if !self.switch_begun(&keys, &new_id).await?
                         || !self
                             .store
                             .clear_abort(id.as_str(), &op.operation_id)
@@ -814,12 +799,8 @@ impl Identity {
         if !op.aborting {
             // A switch that began (a run cut off inside it) is finished,
             // not undone.
-            for key in &keys {
-                if let Some(e) = self.index.lookup(key).await?
-                    && e.user_id.as_str() == new_id
-                {
-                    return Err(past_switch());
-                }
+            if self.switch_begun(&keys, &new_id).await? {
+                return Err(past_switch());
             }
             // From here no run advances the move: `move` refuses it.
             let mut marked = op.clone();
@@ -844,18 +825,7 @@ impl Identity {
                 .as_ref()
                 .is_some_and(|m| m.operation_id == op.operation_id)
         {
-            let mut thawed = user.clone();
-            thawed.moving = None;
-            thawed.version = user.version + 1;
-            thawed.updated_at = self.now();
-            if !self
-                .store
-                .update_user(&thawed, user.version)
-                .await?
-                .is_applied()
-            {
-                return Err(crate::Conflict::ProfileChanged.into());
-            }
+            self.write_user(&user, |u| u.moving = None).await?;
         }
         self.record_now(
             id.as_str(),
@@ -876,6 +846,26 @@ impl Identity {
         }
         tracing::info!(region = %self.region, user_id = %id, operation = %op.operation_id, "move aborted");
         Ok(op.operation_id)
+    }
+
+    /// Whether the index names `new_id` for any of `keys` (a move's
+    /// switch began: it can only be finished).
+    async fn switch_begun(
+        &self,
+        keys: &[IdentifierKey],
+        new_id: &str,
+    ) -> Result<bool, IdentityError> {
+        for key in keys {
+            if self
+                .index
+                .lookup(key)
+                .await?
+                .is_some_and(|e| e.user_id.as_str() == new_id)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The target's half of an abort: deletes the arriving copy
@@ -973,18 +963,7 @@ impl Identity {
             started_at: op.started_at,
         };
         if user.moving.as_ref() != Some(&mark) {
-            let mut frozen = user.clone();
-            frozen.moving = Some(mark);
-            frozen.version = user.version + 1;
-            frozen.updated_at = self.now();
-            if !self
-                .store
-                .update_user(&frozen, user.version)
-                .await?
-                .is_applied()
-            {
-                return Err(crate::Conflict::ProfileChanged.into());
-            }
+            self.write_user(&user, |u| u.moving = Some(mark)).await?;
         }
         self.store.erase_sessions(id.as_str()).await?;
         Ok(())
@@ -1222,18 +1201,11 @@ impl Identity {
     }
 }
 
-/// The claims of a receipt part, decoded without checking its signature
-/// (the node's own journal; verifiers use `KeySet::verify_receipt`).
+/// The claims of a receipt part of this region's own journal (not
+/// verified: verifiers use `KeySet::verify_receipt`).
 fn decode_part(jws: &str) -> Result<ReceiptClaims, IdentityError> {
-    use base64::Engine as _;
-    let body = jws
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| IdentityError::internal("receipt", "not a JWS"))?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|e| IdentityError::internal("receipt", e))?;
-    serde_json::from_slice(&bytes).map_err(|e| IdentityError::internal("receipt", e))
+    domicile_core::receipt::unverified_claims(jws)
+        .map_err(|e| IdentityError::internal("receipt", e))
 }
 
 #[cfg(test)]

@@ -157,7 +157,17 @@ impl Identity {
         user: &UserRecord,
         change: impl FnOnce(&mut UserRecord),
     ) -> Result<UserRecord, IdentityError> {
-        let user = &self.settle(user.clone()).await?;
+        let user = self.settle(user.clone()).await?;
+        self.write_user(&user, change).await
+    }
+
+    /// `save_user` without the move check: for the compliance operations
+    /// that set or take off a move's mark themselves.
+    pub(crate) async fn write_user(
+        &self,
+        user: &UserRecord,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> Result<UserRecord, IdentityError> {
         let mut updated = user.clone();
         change(&mut updated);
         updated.version = user.version + 1;

@@ -122,27 +122,44 @@ impl Identity {
             Vec::new()
         };
         identifiers.sort();
+        let placed = self.placed().await?;
+        tracing::info!(region = %self.region, with_identifiers = include_identifiers, "residency report served");
+        Ok(RegionReport {
+            region: self.region.clone(),
+            residency: placed.residency,
+            users: users.len() as u64,
+            foreign_user_ids,
+            identifiers,
+            sessions: self.store.count_sessions().await?,
+            placement_violations: placed.violations,
+            placement: placed.placement,
+        })
+    }
+
+    /// The region's residency label, and where its store keeps the data
+    /// with why that breaks residency (replicas outside the region's own
+    /// datacenter; a local file has no datacenter and no replicas
+    /// elsewhere).
+    async fn placed(&self) -> Result<Placed, IdentityError> {
         let region = self.topology.region(&self.region);
-        let residency = region.map(|r| r.residency.clone()).unwrap_or_default();
-        // The datacenter the data must stay in: the region's own (a local
-        // file has no datacenter and no replicas elsewhere).
         let own = match region.map(|r| &r.store) {
             Some(StoreConfig::Scylla(c)) => c.datacenter.clone(),
             _ => String::new(),
         };
         let placement = self.store.placement().await?;
-        tracing::info!(region = %self.region, with_identifiers = include_identifiers, "residency report served");
-        Ok(RegionReport {
-            region: self.region.clone(),
-            residency,
-            users: users.len() as u64,
-            foreign_user_ids,
-            identifiers,
-            sessions: self.store.count_sessions().await?,
-            placement_violations: placement.violations(&own),
+        Ok(Placed {
+            residency: region.map(|r| r.residency.clone()).unwrap_or_default(),
+            violations: placement.violations(&own),
             placement: placement.to_string(),
         })
     }
+}
+
+/// What `placed` found.
+struct Placed {
+    residency: String,
+    placement: String,
+    violations: Vec<String>,
 }
 
 impl Identity {
@@ -159,13 +176,13 @@ impl Identity {
         &self,
         index: Option<crate::index::IndexReport>,
     ) -> Result<Proof, IdentityError> {
-        let report = self.region_report(false).await?;
+        let placed = self.placed().await?;
         let scan = self.store.residency_scan().await?;
         let mut users = self.store.scan_users().await?;
         users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         let mut claims = ResidencyClaims {
             region: self.region.to_string(),
-            residency: report.residency,
+            residency: placed.residency,
             iat: self.now(),
             users: users.len() as u64,
             first_user_id: users.first().map(|u| u.user_id.clone()).unwrap_or_default(),
@@ -178,8 +195,8 @@ impl Identity {
                 .iter()
                 .filter(|(_, k)| crate::index::looks_like_plaintext(k))
                 .count() as u64,
-            placement: report.placement,
-            placement_violations: report.placement_violations,
+            placement: placed.placement,
+            placement_violations: placed.violations,
             index: index.map(|ix| IndexClaims {
                 entries: ix.entries,
                 active_by_region: ix.active_by_region.into_iter().collect(),

@@ -240,6 +240,37 @@ async fn an_erasure_leaves_a_tombstone_and_a_receipt_and_the_email_can_come_back
     assert!(jwks(&fed, "eu").await.verify_receipt(&forged).is_err());
 }
 
+/// The local operator's token with the compliance role, now.
+fn compliance_token(fed: &Fed) -> String {
+    use domicile_identity::Clock as _;
+    domicile_testkit::admin::token(
+        &domicile_testkit::admin::local(&fed.topology),
+        &[domicile_core::admin::Role::Compliance],
+        fed.clock.now(),
+    )
+}
+
+/// Runs eu's move of `user_id` to us until `step`, where it stops as a
+/// crash would.
+async fn stop_move(fed: &Fed, token: &str, user_id: &str, step: OperationStep) {
+    let err = fed.nodes["eu"]
+        .identity()
+        .move_user_until(user_id, "us", "local", token, Some(step))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{step:?}: {err}");
+}
+
+/// eu's journal of `user_id`'s operation.
+async fn journal(fed: &Fed, user_id: &str) -> domicile_store::OperationRecord {
+    fed.nodes["eu"]
+        .store
+        .get_operation(user_id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Moves the eu user `user_id` to us, as the local operator.
 async fn move_to_us(
     fed: &Fed,
@@ -569,28 +600,10 @@ async fn an_interrupted_move_is_finished_by_running_it_again() {
     {
         let email = format!("crash{i}@example.org");
         let reg = unpinned_user(&fed, &email).await;
-        let token = {
-            use domicile_identity::Clock as _;
-            let key = domicile_testkit::admin::local(&fed.topology);
-            domicile_testkit::admin::token(
-                &key,
-                &[domicile_core::admin::Role::Compliance],
-                fed.clock.now(),
-            )
-        };
-        let err = fed.nodes["eu"]
-            .identity()
-            .move_user_until(&reg.user_id, "us", "local", &token, Some(stop))
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("stopped"), "{stop:?}: {err}");
+        let token = compliance_token(&fed);
+        stop_move(&fed, &token, &reg.user_id, stop).await;
         fed.restart("eu", None).await;
-        let op = fed.nodes["eu"]
-            .store
-            .get_operation(&reg.user_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let op = journal(&fed, &reg.user_id).await;
         let new_id = op.new_user_id.clone().unwrap();
         // Where the user lives now: the index's one region, which has them.
         let (home, id) = indexed(&fed, &email).await.expect("indexed somewhere");
@@ -676,32 +689,12 @@ async fn an_interrupted_move_is_finished_by_running_it_again() {
 /// again finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_is_called_off_before_its_switch_and_only_then() {
-    use domicile_identity::Clock as _;
     let mut fed = Fed::start().await;
-    let token = domicile_testkit::admin::token(
-        &domicile_testkit::admin::local(&fed.topology),
-        &[domicile_core::admin::Role::Compliance],
-        fed.clock.now(),
-    );
+    let token = compliance_token(&fed);
     let email = "undecided@example.org";
     let reg = unpinned_user(&fed, email).await;
-    fed.nodes["eu"]
-        .identity()
-        .move_user_until(
-            &reg.user_id,
-            "us",
-            "local",
-            &token,
-            Some(OperationStep::Copied),
-        )
-        .await
-        .unwrap_err();
-    let op = fed.nodes["eu"]
-        .store
-        .get_operation(&reg.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_move(&fed, &token, &reg.user_id, OperationStep::Copied).await;
+    let op = journal(&fed, &reg.user_id).await;
     let new_id = op.new_user_id.clone().unwrap();
     assert_eq!(
         held(&fed, "us", &new_id).await["users"],
@@ -767,17 +760,7 @@ async fn a_move_is_called_off_before_its_switch_and_only_then() {
         "in no move",
     );
     // Past the switch there is no way back, only forward.
-    fed.nodes["eu"]
-        .identity()
-        .move_user_until(
-            &reg.user_id,
-            "us",
-            "local",
-            &token,
-            Some(OperationStep::Switched),
-        )
-        .await
-        .unwrap_err();
+    stop_move(&fed, &token, &reg.user_id, OperationStep::Switched).await;
     expect_status(
         admin
             .abort_move(pb::AbortMoveRequest {
@@ -802,25 +785,8 @@ async fn a_move_is_called_off_before_its_switch_and_only_then() {
     // the mark off and finishes.
     let email = "torn@example.org";
     let torn = unpinned_user(&fed, email).await;
-    fed.nodes["eu"]
-        .identity()
-        .move_user_until(
-            &torn.user_id,
-            "us",
-            "local",
-            &token,
-            Some(OperationStep::Copied),
-        )
-        .await
-        .unwrap_err();
-    let new_id = fed.nodes["eu"]
-        .store
-        .get_operation(&torn.user_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .new_user_id
-        .unwrap();
+    stop_move(&fed, &token, &torn.user_id, OperationStep::Copied).await;
+    let new_id = journal(&fed, &torn.user_id).await.new_user_id.unwrap();
     let addrs = fed.stop("us").await;
     admin
         .abort_move(pb::AbortMoveRequest {
